@@ -1,0 +1,3 @@
+"""payscore: real-time payment fraud scoring."""
+
+__version__ = "0.1.0"

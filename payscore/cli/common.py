@@ -1,0 +1,39 @@
+"""What every command shares: settings from the global options, logging, clean errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from payscore.config import LoadedSettings, Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
+    """The frozen settings for this invocation: file, env, then this command's flags."""
+    return loaded_from(ctx, **overrides).settings
+
+
+def loaded_from(ctx: typer.Context, **overrides: Any) -> LoadedSettings:
+    root = ctx.find_root()
+    config_file = (root.obj or {}).get("config_file")
+    loaded = load_settings(config_file, overrides)
+    setup_logging(loaded.settings.log_level)
+    return loaded
+
+
+def setup_logging(level: str) -> None:
+    """Configure logging once, for the whole process, to stderr."""
+    root = logging.getLogger()
+    if getattr(setup_logging, "_done", False):
+        root.setLevel(level)
+        return
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python is chatty at INFO about every connection; keep its warnings only.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    setup_logging._done = True  # type: ignore[attr-defined]

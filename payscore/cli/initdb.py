@@ -1,0 +1,34 @@
+"""``payscore initdb``: create the schema, idempotently."""
+
+from __future__ import annotations
+
+import typer
+
+from payscore.cli.common import console, settings_from
+from payscore.store.engine import make_engine
+from payscore.store.initdb import create_schema
+
+
+def register(app: typer.Typer) -> None:
+    app.command("initdb")(initdb)
+
+
+def initdb(
+    ctx: typer.Context,
+    database_url: str = typer.Option(
+        None, "--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."
+    ),
+) -> None:
+    """Create the decisions schema (tables and indexes); running it again is harmless."""
+    settings = settings_from(ctx, database_url=database_url)
+    engine = make_engine(settings)
+    try:
+        created, present = create_schema(engine)
+    finally:
+        engine.dispose()
+    for name in created:
+        console.print(f"created table {name}")
+    if present:
+        console.print(f"already present: {', '.join(present)}")
+    if not created:
+        console.print("schema up to date; nothing created")

@@ -1,0 +1,259 @@
+"""One settings object for every subcommand.
+
+Values are layered, later layers winning: built-in defaults, a TOML file (``payscore.toml`` in
+the working directory, or the file named by ``--config``), environment variables prefixed
+``PAYSCORE_``, then command-line flags. The result is frozen and remembers where each value
+came from, so ``payscore config`` can explain itself and a bad value names its source.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from payscore.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "PAYSCORE_"
+DEFAULT_CONFIG_FILE = "payscore.toml"
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class Settings(BaseModel):
+    """The effective configuration. Frozen: build a new one instead of mutating."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str = Field(
+        "sqlite:///payscore.db",
+        description="SQLAlchemy URL of the decisions database (SQLite file by default).",
+    )
+    database_password: SecretStr | None = Field(
+        None, description="Database password, kept out of the URL and out of logs."
+    )
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092", description="Comma-separated Kafka bootstrap servers."
+    )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, ...")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle for SSL.")
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate for SSL.")
+    kafka_ssl_keyfile: str | None = Field(None, description="Client key for SSL.")
+    input_topic: str = Field("payments", description="Topic the consumer reads payments from.")
+    dlq_topic: str = Field("payments.dlq", description="Dead-letter topic for bad messages.")
+    decisions_topic: str = Field(
+        "payments.decisions", description="Topic decisions are published to."
+    )
+    labels_topic: str = Field("payments.labels", description="Topic of late fraud labels.")
+    publish_decisions: bool = Field(True, description="Publish decisions to the decisions topic.")
+    consumer_group: str = Field("payscore", description="Kafka consumer group id.")
+    topic_partitions: int = Field(6, ge=1, le=1000, description="Partitions for new topics.")
+    model_path: str = Field(
+        "models/payscore-model.joblib", description="Model artifact (digest file beside it)."
+    )
+    batch_size: int = Field(500, ge=1, le=100_000, description="Payments per consumer batch.")
+    max_wait_ms: int = Field(
+        200, ge=1, le=60_000, description="Longest wait to fill a batch before deciding."
+    )
+    review_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Score at which a payment goes to REVIEW (model default)."
+    )
+    decline_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Score at which a payment is DECLINED (model default)."
+    )
+    velocity_max_payments: int = Field(
+        5, ge=1, description="Velocity rule: more than this many payments by one customer..."
+    )
+    velocity_window_seconds: int = Field(
+        3600, ge=1, le=30 * 86400, description="...within this many seconds fires the rule."
+    )
+    amount_review_limit: float = Field(
+        1000.0, gt=0, description="Amount rule: payments above this go at least to REVIEW."
+    )
+    amount_decline_limit: float = Field(
+        10_000.0, gt=0, description="Amount rule: payments above this are DECLINED."
+    )
+    max_dlq_attempts: int = Field(
+        3, ge=1, le=100, description="Replays before a dead letter is parked."
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_interval_seconds: float = Field(
+        10.0, gt=0, description="Seconds between consumer summary lines."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if not parts.scheme or "://" not in value:
+            raise ValueError("not a URL; expected e.g. sqlite:///payscore.db or mysql://host/db")
+        backend = parts.scheme.split("+")[0]
+        if backend not in {"sqlite", "mysql", "mariadb"}:
+            raise ValueError(f"unsupported database {backend!r}; use sqlite or mysql")
+        if backend != "sqlite" and not parts.hostname:
+            raise ValueError("a MySQL URL needs a host")
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server.strip()!r} is not host:port")
+        return value
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _check_protocol(cls, value: str) -> str:
+        allowed = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+        if value.upper() not in allowed:
+            raise ValueError(f"must be one of {', '.join(sorted(allowed))}")
+        return value.upper()
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the secret password inserted; never log the result."""
+        if self.database_password is None:
+            return self.database_url
+        parts = urlsplit(self.database_url)
+        if parts.password or not parts.username:
+            return self.database_url
+        password = quote_plus(self.database_password.get_secret_value())
+        netloc = f"{parts.username}:{password}@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Connection and security options for kafka-python clients (secrets included)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap_servers.split(",")],
+            "security_protocol": self.kafka_security_protocol,
+        }
+        optional = {
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_sasl_username,
+            "sasl_plain_password": (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            ),
+            "ssl_cafile": self.kafka_ssl_cafile,
+            "ssl_certfile": self.kafka_ssl_certfile,
+            "ssl_keyfile": self.kafka_ssl_keyfile,
+        }
+        options.update({k: v for k, v in optional.items() if v is not None})
+        return options
+
+
+SECRET_FIELDS = frozenset(
+    name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
+)
+
+
+class LoadedSettings:
+    """Settings plus the source of every value ("default", "file <path>", "env NAME", "flag")."""
+
+    def __init__(self, settings: Settings, sources: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.sources = dict(sources)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(name, display value, source) for every setting, secrets masked."""
+        out = []
+        for name in Settings.model_fields:
+            value = getattr(self.settings, name)
+            if name in SECRET_FIELDS:
+                shown = "********" if value is not None else "(unset)"
+            elif name == "database_url":
+                shown = _mask_url(value)
+            else:
+                shown = "(unset)" if value is None else str(value)
+            out.append((name, shown, self.sources.get(name, "default")))
+        return out
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:********@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
+    if not path.exists():
+        if explicit:
+            raise ConfigError("--config", "flag", f"file {str(path)!r} does not exist")
+        return {}
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("--config", f"file {path}", "file is larger than 1 MB")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError("--config", f"file {path}", f"cannot read TOML: {e}") from e
+    # Accept both top-level keys and a [payscore] table.
+    table = data.get("payscore", data)
+    if not isinstance(table, dict):
+        raise ConfigError("payscore", f"file {path}", "expected a table of settings")
+    return table
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Build the effective settings from defaults, file, environment and flags."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    explicit = config_file is not None or bool(environ.get(f"{ENV_PREFIX}CONFIG"))
+    path = Path(config_file or environ.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_CONFIG_FILE)
+    for key, value in _read_file(path, explicit).items():
+        if key not in Settings.model_fields:
+            raise ConfigError(key, f"file {path}", "unknown setting")
+        values[key], sources[key] = value, f"file {path}"
+
+    for name in Settings.model_fields:
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        if env_name in environ:
+            values[name], sources[name] = environ[env_name], f"env {env_name}"
+
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in Settings.model_fields:
+            raise ConfigError(name, "flag", "unknown setting")
+        values[name], sources[name] = value, "flag"
+
+    try:
+        settings = Settings(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        problem = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(name, sources.get(name, "default"), problem) from None
+    return LoadedSettings(settings, sources)

@@ -1,0 +1,1 @@
+"""The pure scoring core: no Kafka, database, Streamlit or Typer imports."""

@@ -1,0 +1,119 @@
+"""The database schema as SQLAlchemy Core metadata, portable across MySQL/MariaDB and SQLite."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets a BIGINT.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Microsecond precision on MySQL (DATETIME(6)); times are stored as naive UTC.
+_Time = DateTime().with_variant(DateTime(), "sqlite")
+
+scored_transactions = Table(
+    "scored_transactions",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), nullable=False, unique=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("terminal_id", String(64), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("event_time", _Time, nullable=False),
+    Column("received_at", _Time, nullable=False),
+    Column("scored_at", _Time, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("prediction", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reason_codes", String(255), nullable=False, default=""),
+    Column("model_version", String(64), nullable=False),
+    Column("channel", String(16)),
+    Column("merchant_category", String(4)),
+    Column("country", String(2)),
+    Column("kafka_topic", String(249)),
+    Column("kafka_partition", Integer),
+    Column("kafka_offset", BigInteger),
+    Index("ix_scored_customer_time", "customer_id", "event_time"),
+    Index("ix_scored_terminal_time", "terminal_id", "event_time"),
+    Index("ix_scored_status_time", "status", "event_time"),
+    Index("ix_scored_event_time", "event_time"),
+    Index("ix_scored_scored_at", "scored_at"),
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("group_id", String(255), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("kafka_partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", _Time, nullable=False),
+    PrimaryKeyConstraint("group_id", "topic", "kafka_partition"),
+)
+
+fraud_labels = Table(
+    "fraud_labels",
+    metadata,
+    Column("transaction_id", String(64), primary_key=True),
+    Column("is_fraud", Boolean, nullable=False),
+    Column("known_at", _Time, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("labelled_by", String(64)),
+    Column("note", Text),
+    Index("ix_labels_known_at", "known_at"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("source_topic", String(249), nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+    Column("error_kind", String(32), nullable=False),
+    Column("error_message", String(1024), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("created_at", _Time, nullable=False),
+    Index(
+        "ux_dead_letters_source", "source_topic", "source_partition", "source_offset", unique=True
+    ),
+    Index("ix_dead_letters_created", "created_at"),
+)
+
+duplicates = Table(
+    "duplicates",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), nullable=False),
+    Column("source_topic", String(249), nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+    Column("seen_at", _Time, nullable=False),
+    Index("ux_duplicates_source", "source_topic", "source_partition", "source_offset", unique=True),
+    Index("ix_duplicates_seen", "seen_at"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("trained_at", _Time, nullable=False),
+    Column("activated_at", _Time, nullable=False),
+    Column("metadata_json", Text, nullable=False),
+    Index("ix_model_versions_activated", "activated_at"),
+)

@@ -1,0 +1,1 @@
+"""Kafka: producing, consuming, dead letters and their replay."""
