@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -17,7 +16,7 @@ from payscore.errors import PayscoreError
 class _Group(TyperGroup):
     """Turns payscore's own errors into one line on stderr and an exit code, never a trace."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except PayscoreError as e:

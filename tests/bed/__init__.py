@@ -1,0 +1,1 @@
+"""The real services (Kafka, MariaDB) the integration tests run against; see conftest.py."""

@@ -1,0 +1,99 @@
+"""The command line shell: help, version, config, initdb, and clean errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from payscore import __version__
+from payscore.cli.app import app
+
+runner = CliRunner()
+SUBCOMMANDS = ["train", "consume", "produce", "initdb", "replay-dlq", "dashboard", "config"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("PAYSCORE_"):
+            monkeypatch.delenv(name)
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in SUBCOMMANDS:
+        assert name in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"payscore {__version__}"
+
+
+def test_config_shows_sources_and_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYSCORE_DATABASE_PASSWORD", "topsecret")
+    monkeypatch.setenv("PAYSCORE_BATCH_SIZE", "250")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 0, result.output
+    assert "topsecret" not in result.output
+    assert "********" in result.output
+    assert "env PAYSCORE_BATCH_SIZE" in result.output
+
+
+def test_bad_setting_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYSCORE_BATCH_SIZE", "-1")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 2
+    assert "batch_size" in result.output and "PAYSCORE_BATCH_SIZE" in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_missing_config_file_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--config", str(tmp_path / "nope.toml"), "config"])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_unknown_flag_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["initdb", "--no-such-flag"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_initdb_on_sqlite_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    first = runner.invoke(app, ["initdb", "--database-url", url])
+    assert first.exit_code == 0, first.output
+    assert "created table scored_transactions" in first.output
+    second = runner.invoke(app, ["initdb", "--database-url", url])
+    assert second.exit_code == 0
+    assert "nothing created" in second.output
+    engine = sa.create_engine(url)
+    columns = {c["name"]: c for c in sa.inspect(engine).get_columns("scored_transactions")}
+    assert isinstance(columns["amount"]["type"], sa.Numeric)
+    assert not isinstance(columns["amount"]["type"], sa.Float)
+    unique = sa.inspect(engine).get_unique_constraints("scored_transactions")
+    indexes = sa.inspect(engine).get_indexes("scored_transactions")
+    unique_cols = [u["column_names"] for u in unique] + [
+        i["column_names"] for i in indexes if i["unique"]
+    ]
+    assert ["transaction_id"] in unique_cols
+    engine.dispose()
+
+
+def test_initdb_unreachable_mysql_is_one_line() -> None:
+    result = runner.invoke(
+        app, ["initdb", "--database-url", "mysql://nobody@127.0.0.1:1/none"]
+    )
+    assert result.exit_code == 1
+    assert "cannot reach the database" in result.output
+    assert "Traceback" not in result.output
