@@ -1,0 +1,274 @@
+"""Shared fixtures: a real Kafka broker and a real MariaDB server, started lazily per session.
+
+Nothing starts until a test asks for it, so unit tests need no services. Set
+PAYSCORE_TEST_KAFKA_BOOTSTRAP ("host:port") or PAYSCORE_TEST_DATABASE_URL (a SQLAlchemy URL
+whose user may create databases) to use servers you already run instead. A service that
+cannot start is a test error with the reason, never a skip.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.bed.kafka import BedError, KafkaBroker, fetch_kafka, kafka_home
+from tests.bed.mariadb import MariaDBServer
+
+KAFKA_ENV = "PAYSCORE_TEST_KAFKA_BOOTSTRAP"
+DATABASE_ENV = "PAYSCORE_TEST_DATABASE_URL"
+_BED_TIMES: list[str] = []
+
+
+def _report(line: str) -> None:
+    """Remember a start-up figure for the summary, and show it at once on stderr."""
+    _BED_TIMES.append(line)
+    print(f"\n[test bed] {line}", file=sys.stderr, flush=True)
+
+
+def pytest_configure(config: Any) -> None:
+    # kafka-python 3.0 loads its protocol schemas through deprecated importlib.resources calls.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:(read_text|open_text) is deprecated:DeprecationWarning"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _BED_TIMES:
+        terminalreporter.section("test bed")
+        for line in _BED_TIMES:
+            terminalreporter.write_line(line)
+
+
+def _start_twice(factory: Callable[[], Any], cleanup: str) -> Any:
+    """Start a service; on failure try once more on fresh ports (another process may have
+    taken a port between choosing and binding it). Cleanup also runs at exit, come what may."""
+    for attempt in (1, 2):
+        service = factory()
+        atexit.register(getattr(service, cleanup))
+        try:
+            service.start()
+            return service
+        except BedError as e:
+            getattr(service, cleanup)()
+            if attempt == 2:
+                raise
+            print(f"[test bed] retrying once after: {str(e).splitlines()[0]}", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------------------- Kafka
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The "host:port" of a real Kafka broker, started for this session (or from the env)."""
+    override = os.environ.get(KAFKA_ENV)
+    if override:
+        _report(f"Kafka: using existing broker {override} (from {KAFKA_ENV})")
+        yield override
+        return
+    started = time.monotonic()
+    cached = (kafka_home() / "fetched.ok").exists()
+    try:
+        libs = fetch_kafka()
+        fetched = time.monotonic() - started
+        broker = _start_twice(lambda: KafkaBroker(libs), "stop")
+    except BedError as e:
+        pytest.fail(f"test bed: Kafka did not start: {e}", pytrace=False)
+    total = time.monotonic() - started
+    jars = "jars cached" if cached else f"jars fetched in {fetched:.1f}s"
+    _report(f"Kafka broker {broker.bootstrap} ready in {total:.1f}s ({jars})")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> Iterator[Any]:
+    """A kafka-python KafkaAdminClient on the test broker, shared by the session."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="payscore-test-bed")
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def _wait_for_leaders(admin: Any, name: str, partitions: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        described = admin.describe_topics([name])
+        parts = described[0]["partitions"] if described else []
+        if len(parts) == partitions and all(p["leader_id"] >= 0 for p in parts):
+            return
+        if time.monotonic() > deadline:
+            raise BedError(f"topic {name!r}: partitions have no leader after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def new_topic(kafka_admin: Any) -> Iterator[Callable[..., str]]:
+    """Factory: ``new_topic(partitions=3)`` creates a fresh uniquely named topic, ready to use."""
+    from kafka.admin import NewTopic
+
+    created: list[str] = []
+
+    def make(partitions: int = 3, prefix: str = "ps-test") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:16]}"
+        kafka_admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)],
+            wait_for_metadata=True,
+        )
+        created.append(name)
+        _wait_for_leaders(kafka_admin, name, partitions)
+        return name
+
+    yield make
+    if created:
+        try:
+            kafka_admin.delete_topics(created, raise_errors=False)
+        except Exception as e:  # cleanup of a throwaway broker is best effort
+            print(f"[test bed] could not delete topics {created}: {e!r}", file=sys.stderr)
+
+
+@pytest.fixture
+def topic(new_topic: Callable[..., str]) -> str:
+    """A fresh topic with 3 partitions, created for this test."""
+    return new_topic(3)
+
+
+@pytest.fixture
+def group_id() -> str:
+    """A fresh consumer group id for this test."""
+    return f"ps-group-{uuid.uuid4().hex[:16]}"
+
+
+# ------------------------------------------------------------------------------------- MariaDB
+
+
+@pytest.fixture(scope="session")
+def _mariadb_server() -> Iterator[MariaDBServer | None]:
+    """The session's own MariaDB server, or None when $PAYSCORE_TEST_DATABASE_URL is set."""
+    if os.environ.get(DATABASE_ENV):
+        _report(f"MariaDB: using existing server (from {DATABASE_ENV})")
+        yield None
+        return
+    started = time.monotonic()
+    try:
+        server = _start_twice(MariaDBServer, "destroy")
+    except BedError as e:
+        pytest.fail(f"test bed: MariaDB did not start: {e}", pytrace=False)
+    _report(f"MariaDB server 127.0.0.1:{server.port} ready in {time.monotonic() - started:.1f}s")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(_mariadb_server: MariaDBServer | None) -> str:
+    """SQLAlchemy URL (password included) of a database on a real MariaDB server."""
+    if _mariadb_server is None:
+        return os.environ[DATABASE_ENV]
+    return _mariadb_server.url()
+
+
+@pytest.fixture
+def db_server(_mariadb_server: MariaDBServer | None) -> Iterator[MariaDBServer]:
+    """The session's MariaDB server, with ``.stop()`` / ``.start()`` for outage tests.
+
+    Whatever the test does, the server is running again afterwards.
+    """
+    if _mariadb_server is None:
+        pytest.fail(
+            f"this test stops and restarts MariaDB, which needs the suite's own server; "
+            f"unset {DATABASE_ENV} to run it",
+            pytrace=False,
+        )
+    yield _mariadb_server
+    if not _mariadb_server.running:
+        _mariadb_server.start()
+
+
+@pytest.fixture(scope="session")
+def _db_admin_engine(mariadb_url: str) -> Iterator[Any]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(mariadb_url, pool_pre_ping=True, pool_size=2)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(_db_admin_engine: Any, _mariadb_server: MariaDBServer | None) -> Iterator[str]:
+    """URL of a fresh MariaDB database with the payscore schema, dropped after the test."""
+    from sqlalchemy import text
+
+    from payscore.config import Settings
+    from payscore.store.engine import make_engine
+    from payscore.store.initdb import create_schema
+
+    name = f"ps_{uuid.uuid4().hex[:20]}"
+    assert re.fullmatch(r"ps_[0-9a-f]{20}", name)  # it goes into DDL: only our own names
+    with _db_admin_engine.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    url_text = _db_admin_engine.url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(Settings.model_validate({"database_url": url_text}))
+    try:
+        create_schema(engine)
+    finally:
+        engine.dispose()
+    yield url_text
+    if _mariadb_server is not None and not _mariadb_server.running:
+        _mariadb_server.start()
+    try:
+        with _db_admin_engine.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    except Exception as e:  # leaving a throwaway database behind is harmless
+        print(f"[test bed] could not drop database {name}: {e!r}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------- subprocesses
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    secret = getattr(value, "get_secret_value", None)
+    return str(secret() if callable(secret) else value)
+
+
+def make_payscore_env(base: dict[str, str] | None = None, **settings: Any) -> dict[str, str]:
+    """os.environ without inherited PAYSCORE_* settings, plus PAYSCORE_<NAME> for each setting.
+
+    Test-bed variables (PAYSCORE_TEST_*, PAYSCORE_CACHE_DIR) are kept; a None value unsets.
+    """
+    env = dict(os.environ if base is None else base)
+    for key in list(env):
+        if key.startswith("PAYSCORE_") and not key.startswith(("PAYSCORE_TEST_", "PAYSCORE_CACHE")):
+            del env[key]
+    for name, value in settings.items():
+        key = f"PAYSCORE_{name.upper()}"
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = _env_value(value)
+    return env
+
+
+@pytest.fixture
+def payscore_env() -> Callable[..., dict[str, str]]:
+    """``payscore_env(database_url=..., kafka_bootstrap_servers=...)``: env for a subprocess."""
+    return make_payscore_env
