@@ -1,18 +1,120 @@
-"""``payscore dashboard``."""
+"""``payscore dashboard``: serve the Streamlit monitoring page as a child process."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import typer
 
-from payscore.errors import PayscoreError
+from payscore.cli.common import console, settings_from
+from payscore.config import ENV_PREFIX, SECRET_FIELDS, Settings
+from payscore.errors import InputError, PayscoreError
+
+REFRESH_ENV = "PAYSCORE_DASHBOARD_REFRESH"
 
 
 def register(app: typer.Typer) -> None:
     app.command("dashboard")(dashboard)
 
 
+def app_path() -> Path:
+    """The installed dashboard script that ``streamlit run`` executes."""
+    import payscore.dashboard
+
+    return Path(payscore.dashboard.__file__).resolve().parent / "app.py"
+
+
+def child_env(
+    settings: Settings, refresh: int, base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment for the Streamlit process: every effective setting as PAYSCORE_*.
+
+    Secrets travel in the environment, never on the command line where ``ps`` shows them.
+    """
+    env = dict(os.environ if base is None else base)
+    env.pop(f"{ENV_PREFIX}CONFIG", None)  # the effective values below already include the file
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        key = f"{ENV_PREFIX}{name.upper()}"
+        if value is None:
+            env.pop(key, None)
+        elif name in SECRET_FIELDS:
+            env[key] = value.get_secret_value()
+        elif isinstance(value, bool):
+            env[key] = "true" if value else "false"
+        else:
+            env[key] = str(value)
+    env[REFRESH_ENV] = str(refresh)
+    return env
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path()),
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+
+
 def dashboard(
-    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on."),
+    database_url: str = typer.Option(
+        None, "--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."
+    ),
+    refresh: int = typer.Option(
+        0,
+        "--refresh",
+        min=0,
+        max=3600,
+        help="Default auto-refresh interval in seconds (0 = off); the page can change it.",
+    ),
 ) -> None:
-    """Start the Streamlit monitoring dashboard on the decisions database."""
-    raise PayscoreError("payscore dashboard is not implemented yet in this version")
+    """Start the Streamlit monitoring dashboard on the decisions database (Ctrl-C stops it)."""
+    settings = settings_from(ctx, database_url=database_url)
+    if not host or len(host) > 255 or any(c.isspace() for c in host):
+        raise InputError(f"--host {host!r} is not a host name or address")
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(f"payscore dashboard: http://{shown_host}:{port}  (Ctrl-C to stop)")
+    try:
+        child = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            streamlit_command(host, port), env=child_env(settings, refresh)
+        )
+    except OSError as e:
+        raise PayscoreError(f"cannot start Streamlit: {e}") from e
+    # A SIGTERM to this process must not orphan the server: treat it like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        console.print("dashboard stopped")
+        return
+    if code != 0:
+        raise PayscoreError(f"Streamlit exited with code {code} (is port {port} already in use?)")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,19 +1,156 @@
-"""``payscore produce``."""
+"""``payscore produce``: stream payments (simulated or from a file) into the input topic."""
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
 
-from payscore.errors import PayscoreError
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from payscore.cli.common import console, err_console, settings_from
+from payscore.errors import InputError
+from payscore.stream.kafka import quiet_client_logs
+from payscore.stream.producer import (
+    DEFAULT_START,
+    ProduceOptions,
+    ProduceStats,
+    SourceItem,
+    produce,
+    read_payments_file,
+    simulated_source,
+)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("produce")(produce)
+    app.command("produce")(produce_cmd)
 
 
-def produce(
-    rate: float = typer.Option(100.0, "--rate", help="Payments per second."),
-    count: int = typer.Option(None, "--count", help="Stop after this many payments."),
+def _parse_start(value: str | None) -> datetime:
+    if value is None:
+        return DEFAULT_START
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            "expected an ISO date or time such as 2018-08-01", param_hint="--start"
+        ) from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def produce_cmd(
+    ctx: typer.Context,
+    rate: float = typer.Option(
+        100.0, "--rate", min=0.0, help="Payments per second, evenly paced; 0 = as fast as possible."
+    ),
+    count: int = typer.Option(
+        None, "--count", min=1, help="Stop after this many payments (default: until the end)."
+    ),
+    source_file: str = typer.Option(
+        None,
+        "--from",
+        help="Read payments from a CSV or JSON-lines file instead of the simulated world.",
+    ),
+    start: str = typer.Option(
+        None, "--start", help="Simulated world: first event time (default 2018-08-01, UTC)."
+    ),
+    topic: str = typer.Option(
+        None, "--topic", help="Topic to write to. Env: PAYSCORE_INPUT_TOPIC."
+    ),
+    partitions: int = typer.Option(
+        None,
+        "--partitions",
+        min=1,
+        max=1000,
+        help="Partitions if the topic is created. Env: PAYSCORE_TOPIC_PARTITIONS.",
+    ),
+    bad_rate: float = typer.Option(
+        0.0, "--bad-rate", min=0.0, max=1.0, help="Fraction of malformed messages to inject."
+    ),
+    duplicate_rate: float = typer.Option(
+        0.0,
+        "--duplicate-rate",
+        min=0.0,
+        max=1.0,
+        help="Fraction of payments re-sent with the same transaction id.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for bad-message and duplicate choices."),
+    labels: bool = typer.Option(
+        False,
+        "--labels",
+        help="Publish fraud labels to the labels topic, 7 days late in event time.",
+    ),
+    bootstrap: str = typer.Option(
+        None, "--bootstrap-servers", help="Kafka servers. Env: PAYSCORE_KAFKA_BOOTSTRAP_SERVERS."
+    ),
 ) -> None:
     """Stream payments (simulated by default) into the input topic."""
-    raise PayscoreError("payscore produce is not implemented yet in this version")
+    begin = _parse_start(start)
+    settings = settings_from(
+        ctx,
+        input_topic=topic,
+        topic_partitions=partitions,
+        kafka_bootstrap_servers=bootstrap,
+    )
+    quiet_client_logs(settings.log_level)
+    options = ProduceOptions(
+        topic=settings.input_topic,
+        rate=rate,
+        count=count,
+        bad_rate=bad_rate,
+        duplicate_rate=duplicate_rate,
+        seed=seed,
+        labels=labels,
+        labels_topic=settings.labels_topic,
+        partitions=settings.topic_partitions,
+    )
+    source: Iterator[SourceItem]
+    if source_file is not None:
+        if not Path(source_file).is_file():
+            raise InputError(f"cannot read {source_file}: no such file")
+        source = read_payments_file(source_file)
+        where = str(source_file)
+    else:
+        source = _lazy_world(begin)
+        where = f"simulated world from {begin.date().isoformat()}"
+    err_console.print(f"producing to {options.topic} ({where}); Ctrl-C stops", highlight=False)
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def show(stats: ProduceStats) -> None:
+            progress.update(task, description=_line(stats))
+
+        stats = produce(settings, source, options, on_progress=show)
+
+    verb = "stopped" if stats.interrupted else "done"
+    console.print(f"{verb}: {_line(stats)}", highlight=False)
+    if stats.bad_by_kind:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.bad_by_kind.items()))
+        console.print(f"bad messages by kind: {kinds}", highlight=False)
+
+
+def _lazy_world(begin: datetime) -> Iterator[SourceItem]:
+    # A generator: the world loads (or generates, ~30 s the first time) only once the topic is
+    # ready, so a broker problem is reported before any heavy work.
+    yield from simulated_source(begin)
+
+
+def _line(stats: ProduceStats) -> str:
+    parts = [
+        f"sent {stats.sent}",
+        f"payments {stats.payments}",
+        f"bad {stats.bad}",
+        f"duplicates {stats.duplicates}",
+    ]
+    if stats.labels:
+        parts.append(f"labels {stats.labels}")
+    parts.append(f"{stats.rate:,.0f} msg/s")
+    return ", ".join(parts)

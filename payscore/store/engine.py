@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -19,10 +20,12 @@ def make_engine(settings: Settings, read_only: bool = False) -> Engine:
         url = url.set(drivername="mysql+mysqldb")
     if backend == "sqlite":
         database = url.database or ""
-        if read_only and database and database != ":memory:":
-            url = url.set(database=f"file:{database}?mode=ro", query={"uri": "true"})
+        read_only = read_only and bool(database) and database != ":memory:"
+        if read_only:
+            # Percent-quote the path so spaces, '#' or '%' in a file name survive the URI form.
+            url = url.set(database=f"file:{quote(database)}?mode=ro", query={"uri": "true"})
         engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_read_pragmas if read_only else _sqlite_pragmas)
         return engine
     try:
         __import__("MySQLdb")
@@ -43,6 +46,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Switching to WAL writes the file header, which a mode=ro connection may not do; a WAL
+    # database stays WAL for readers anyway, and a rollback-journal one is read as it is.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
     cursor.close()
 
 
