@@ -1,10 +1,15 @@
-"""``payscore bench``."""
+"""``payscore bench``: end-to-end throughput and latency on the configured broker and database."""
 
 from __future__ import annotations
 
 import typer
+from rich.table import Table
 
-from payscore.errors import PayscoreError
+from payscore.cli.common import console, err_console, settings_from
+from payscore.stream.kafka import quiet_client_logs
+
+RATIO_TARGET = 0.70
+P99_TARGET_MS = 100.0
 
 
 def register(app: typer.Typer) -> None:
@@ -12,7 +17,66 @@ def register(app: typer.Typer) -> None:
 
 
 def bench_cmd(
-    count: int = typer.Option(50000, "--count", help="Payments to push through."),
+    ctx: typer.Context,
+    count: int = typer.Option(50000, "--count", min=1, help="Payments to push through."),
+    batch_size: int = typer.Option(
+        500, "--batch-size", min=1, max=100_000, help="Consumer batch and INSERT batch size."
+    ),
+    rate: float = typer.Option(
+        None, "--rate", min=1.0, help="Also run a paced load at this many payments/s."
+    ),
+    paced_count: int = typer.Option(
+        None, "--paced-count", min=1, help="Payments in the paced run (default: 20 s worth)."
+    ),
 ) -> None:
-    """End-to-end benchmark against the configured broker and database."""
-    raise PayscoreError("payscore bench is not implemented yet in this version")
+    """End-to-end benchmark against the configured broker and database (scratch copies)."""
+    from payscore.bench import BenchOptions, run_bench
+
+    settings = settings_from(ctx)
+    quiet_client_logs(settings.log_level)
+    options = BenchOptions(count=count, batch_size=batch_size, rate=rate, paced_count=paced_count)
+
+    def step(text: str) -> None:
+        err_console.print(f"[dim]bench:[/dim] {text}", highlight=False)
+
+    report = run_bench(settings, options, step)
+
+    table = Table(
+        title=f"payscore bench: {report.count} payments, batch {report.batch_size}, "
+        f"{report.backend}"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    table.add_row("producer throughput", f"{report.produce_rate:,.0f} msg/s", "")
+    table.add_row("database ceiling (batched INSERT)", f"{report.db_ceiling:,.0f} rows/s", "")
+    table.add_row("consumer sustained throughput", f"{report.consumer_rate:,.0f} payments/s", "")
+    ok = report.ratio >= RATIO_TARGET
+    table.add_row(
+        "consumer / database ceiling",
+        f"{report.ratio:.2f}",
+        f"{'[green]' if ok else '[red]'}>= {RATIO_TARGET:.2f}[/]",
+    )
+    if report.consumer_latency_ms:
+        table.add_row(
+            "poll-to-commit latency p50/p95/p99 (backlog)",
+            "{:.0f} / {:.0f} / {:.0f} ms".format(*report.consumer_latency_ms),
+            "",
+        )
+    if report.paced_offered:
+        table.add_row(
+            "paced load offered / sent",
+            f"{report.paced_offered:,.0f} / {report.paced_sent_rate:,.0f} payments/s",
+            "",
+        )
+        if report.paced_latency_ms:
+            p99 = report.paced_latency_ms[2]
+            good = "[green]" if p99 < P99_TARGET_MS else "[red]"
+            table.add_row(
+                f"send-to-commit latency p50/p95/p99 ({report.paced_decided} payments)",
+                "{:.0f} / {:.0f} / {:.0f} ms".format(*report.paced_latency_ms),
+                f"{good}p99 < {P99_TARGET_MS:.0f} ms[/]",
+            )
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)

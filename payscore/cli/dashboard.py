@@ -69,6 +69,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "false",
         "--server.fileWatcherType",
         "none",
+        "--client.toolbarMode",
+        "minimal",
     ]
 
 

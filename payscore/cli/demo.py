@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import typer
 
 from payscore.cli.common import console, settings_from
@@ -98,11 +99,10 @@ def _model(path: str) -> ModelArtifact:
     return artifact
 
 
-def _stream(pipeline: Pipeline, rows: object, first_offset: int, batch_size: int) -> None:
+def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size: int) -> None:
     """Feed the slice through the pipeline in batches, labels 7 days late, then summarise."""
-    df = rows  # a pandas slice of the world
-    payments = simulator.to_payments(df)  # type: ignore[arg-type]
-    frauds = df["TX_FRAUD"].to_numpy().astype(bool)  # type: ignore[attr-defined]
+    payments = simulator.to_payments(df)
+    frauds = df["TX_FRAUD"].to_numpy().astype(bool)
     delay = pipeline.scorer.engine.label_delay_days * DAY_S
     console.print(f"streaming {len(payments):,} payments through validate -> score -> store...")
     started = time.monotonic()

@@ -55,13 +55,17 @@ def score_cmd(
     backtest.check_file(input, backtest.MAX_INPUT_BYTES)
     if labels is not None:
         backtest.check_file(labels, backtest.MAX_INPUT_BYTES)
+    for path in (output, rejects):
+        if path is not None:
+            backtest.check_output(path)
     artifact = load_artifact(settings.model_path)
 
+    label_file = backtest.read_labels(labels) if labels is not None else None
     data = backtest.read_input(input)
     _report_rejects(data.rejected, rejects)
-    if data.bad_labels:
+    if data.bad_labels and label_file is None:
         err_console.print(f"warning: {data.bad_labels} unreadable is_fraud values ignored")
-    truth = backtest.read_labels(labels) if labels is not None else data.labels
+    truth = label_file if label_file is not None else data.labels
 
     scorer = Scorer.from_settings_values(
         artifact,

@@ -7,7 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Float,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -17,13 +17,14 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets a BIGINT.
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 # Microsecond precision on MySQL (DATETIME(6)); times are stored as naive UTC.
-_Time = DateTime().with_variant(DateTime(), "sqlite")
+_Time = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 scored_transactions = Table(
     "scored_transactions",
@@ -37,7 +38,7 @@ scored_transactions = Table(
     Column("event_time", _Time, nullable=False),
     Column("received_at", _Time, nullable=False),
     Column("scored_at", _Time, nullable=False),
-    Column("score", Float, nullable=False),
+    Column("score", Double, nullable=False),
     Column("prediction", Integer, nullable=False),
     Column("status", String(10), nullable=False),
     Column("reason_codes", String(255), nullable=False, default=""),

@@ -1,0 +1,395 @@
+"""``payscore bench``: how fast the real pipeline runs against the configured broker and database.
+
+Four measurements on the same simulated payments: (1) producer throughput to a fresh topic,
+(2) the database ceiling - plain batched INSERTs of decision rows, one commit per batch,
+(3) the real consumer path (``StreamConsumer``) over the pre-filled topic: sustained payments/s
+and poll-to-commit latency, (4) optionally an offered load paced at ``rate``/s with end-to-end
+latency from producer send to database commit. Everything goes to scratch topics and scratch
+databases (``payscore_bench_<id>`` on MySQL, temp files on SQLite), removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from payscore.config import Settings
+from payscore.core.schema import Payment, payment_to_json
+from payscore.errors import ServiceUnavailable
+from payscore.store.engine import make_engine
+from payscore.store.initdb import create_schema, describe_db_error
+from payscore.store.schema import scored_transactions
+from payscore.stream.kafka import check_broker, ensure_topics, make_admin, make_producer
+from payscore.stream.producer import DEFAULT_START, Pacer, ProduceOptions, SourceItem, produce
+
+log = logging.getLogger(__name__)
+
+WARMUP = 200  # payments decided before the paced run starts (group join, state, JIT caches)
+PACED_SECONDS = 20  # default length of the paced run
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    count: int = 50_000
+    batch_size: int = 500
+    rate: float | None = None  # offered load of the paced run; None = skip it
+    paced_count: int | None = None  # default: rate * PACED_SECONDS, at most count
+    start: datetime = DEFAULT_START
+
+
+@dataclass
+class BenchReport:
+    backend: str = ""
+    count: int = 0
+    batch_size: int = 0
+    produce_rate: float = 0.0
+    db_ceiling: float = 0.0
+    consumer_rate: float = 0.0
+    consumer_decided: int = 0
+    consumer_latency_ms: tuple[float, float, float] | None = None
+    paced_offered: float | None = None
+    paced_sent_rate: float = 0.0
+    paced_decided: int = 0
+    paced_latency_ms: tuple[float, float, float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.consumer_rate / self.db_ceiling if self.db_ceiling else 0.0
+
+
+def percentiles_ms(seconds: Sequence[float]) -> tuple[float, float, float] | None:
+    if not seconds:
+        return None
+    p50, p95, p99 = np.percentile(np.asarray(seconds, dtype=float) * 1000, [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+# -- scratch databases -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_database(settings: Settings, label: str) -> Iterator[Settings]:
+    """Settings pointing at a new, schema-initialised database, dropped on exit."""
+    url = make_url(settings.sqlalchemy_url())
+    if url.get_backend_name() == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="payscore-bench-") as tmp:
+            path = Path(tmp) / f"{label}.db"
+            scratch = settings.model_copy(update={"database_url": f"sqlite:///{path}"})
+            _init(scratch)
+            yield scratch
+        return
+    name = f"payscore_bench_{uuid.uuid4().hex[:12]}_{label}"
+    if not re.fullmatch(r"payscore_bench_[0-9a-f]{12}_[a-z]{1,8}", name):
+        raise ValueError("bad scratch database label")  # the name goes into DDL
+    server = make_engine(settings)
+    try:
+        with server.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except SQLAlchemyError as e:
+        server.dispose()
+        raise ServiceUnavailable(
+            f"cannot create scratch database {name}: {describe_db_error(e)}"
+        ) from e
+    scratch_url = url.set(database=name).render_as_string(hide_password=False)
+    scratch = settings.model_copy(update={"database_url": scratch_url, "database_password": None})
+    try:
+        _init(scratch)
+        yield scratch
+    finally:
+        try:
+            with server.begin() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        except SQLAlchemyError as e:
+            log.warning("could not drop scratch database %s: %s", name, describe_db_error(e))
+        server.dispose()
+
+
+def _init(settings: Settings) -> None:
+    engine = make_engine(settings)
+    try:
+        create_schema(engine)
+    finally:
+        engine.dispose()
+
+
+# -- the four measurements --------------------------------------------------------------
+
+
+def _decision_row(p: Payment, i: int, now: datetime) -> dict[str, Any]:
+    return {
+        "transaction_id": p.transaction_id,
+        "customer_id": p.customer_id,
+        "terminal_id": p.terminal_id,
+        "amount": p.amount,
+        "currency": p.currency,
+        "event_time": p.event_time.replace(tzinfo=None),
+        "received_at": now,
+        "scored_at": now,
+        "score": 0.01,
+        "prediction": 0,
+        "status": "APPROVED",
+        "reason_codes": "",
+        "model_version": "bench",
+        "kafka_topic": "bench",
+        "kafka_partition": i % 6,
+        "kafka_offset": i,
+    }
+
+
+def measure_db_ceiling(settings: Settings, payments: Sequence[Payment], batch_size: int) -> float:
+    """Rows/s of batched multi-row INSERTs with a commit per batch, into a scratch database."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = [_decision_row(p, i, now) for i, p in enumerate(payments)]
+    with scratch_database(settings, "ceiling") as scratch:
+        engine = make_engine(scratch)
+        try:
+            started = time.perf_counter()
+            for lo in range(0, len(rows), batch_size):
+                with engine.begin() as conn:
+                    conn.execute(insert(scored_transactions), rows[lo : lo + batch_size])
+            elapsed = time.perf_counter() - started
+        except SQLAlchemyError as e:
+            raise ServiceUnavailable(f"database error: {describe_db_error(e)}") from e
+        finally:
+            engine.dispose()
+    return len(rows) / elapsed if elapsed > 0 else 0.0
+
+
+class _Probe:
+    """Times the pipeline: first prepare, last commit, and per-payment send-to-commit latency."""
+
+    def __init__(self, pipeline: Any, sent_at: dict[str, float] | None = None) -> None:
+        self.first: float | None = None
+        self.last: float | None = None
+        self.decided = 0
+        self.latencies: list[float] = []
+        self._sent_at = sent_at
+        prepare, write = pipeline.prepare, pipeline.write
+
+        def timed_prepare(*args: Any, **kwargs: Any) -> Any:
+            if self.first is None:
+                self.first = time.perf_counter()
+            return prepare(*args, **kwargs)
+
+        def timed_write(batch: Any) -> Any:
+            result = write(batch)
+            self.last = time.perf_counter()
+            wall = time.time()
+            self.decided += len(batch.decided)
+            if self._sent_at is not None:
+                for payment, _ in batch.decided:
+                    sent = self._sent_at.get(payment.transaction_id)
+                    if sent is not None:
+                        self.latencies.append(wall - sent)
+            return result
+
+        pipeline.prepare, pipeline.write = timed_prepare, timed_write
+
+    @property
+    def rate(self) -> float:
+        if self.first is None or self.last is None or self.last <= self.first:
+            return 0.0
+        return self.decided / (self.last - self.first)
+
+
+def build_consumer(settings: Settings, max_messages: int, idle_exit_s: float) -> Any:
+    """INTEGRATION POINT with the consumer: the same objects ``payscore consume`` builds.
+
+    Kept in step with payscore/cli/consume.py by hand; if the consumer gains a public factory,
+    call it here instead.
+    """
+    from payscore.cli.consume import build_scorer, register_model
+    from payscore.core.model import load_artifact
+    from payscore.core.scoring import engine_for
+    from payscore.pipeline import Pipeline
+    from payscore.store.writer import DecisionWriter
+    from payscore.stream.consumer import StreamConsumer
+    from payscore.stream.dlq import next_attempt
+
+    artifact = load_artifact(settings.model_path)
+    scorer = build_scorer(settings, artifact)
+    db = make_engine(settings)
+    writer = DecisionWriter(db)
+    register_model(writer, artifact)
+    pipeline = Pipeline(
+        scorer,
+        writer,
+        settings.consumer_group,
+        attempt_of=lambda r: next_attempt(getattr(r, "headers", None)),
+        labels_topic=None,
+    )
+    consumer = StreamConsumer(
+        settings,
+        pipeline,
+        db,
+        lambda: engine_for(artifact, scorer.policy),
+        max_messages=max_messages,
+        idle_exit_s=idle_exit_s,
+    )
+    return consumer, pipeline, db
+
+
+def _bench_settings(settings: Settings, scratch: Settings, topic: str, group: str) -> Settings:
+    return scratch.model_copy(
+        update={
+            "input_topic": topic,
+            "dlq_topic": f"{topic}.dlq",
+            "decisions_topic": f"{topic}.decisions",
+            "consumer_group": group,
+        }
+    )
+
+
+def measure_consumer(settings: Settings, topic: str, count: int) -> tuple[_Probe, Any]:
+    """Run the real consumer over a pre-filled topic until it decided ``count`` payments."""
+    with scratch_database(settings, "consume") as scratch:
+        run = _bench_settings(settings, scratch, topic, f"payscore-bench-{uuid.uuid4().hex[:8]}")
+        consumer, pipeline, db = build_consumer(run, max_messages=count, idle_exit_s=30)
+        probe = _Probe(pipeline)
+        try:
+            consumer.run()
+        finally:
+            db.dispose()
+        return probe, consumer.stats.latency_percentiles()
+
+
+def measure_paced(
+    settings: Settings, items: Sequence[SourceItem], rate: float, partitions: int
+) -> tuple[_Probe, float]:
+    """Offered load at ``rate``/s into a live consumer; end-to-end send-to-commit latency."""
+    topic = f"payscore-bench-{uuid.uuid4().hex[:10]}-paced"
+    ensure_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"], partitions)
+    warm, paced = items[:WARMUP], items[WARMUP:]
+    sent_at: dict[str, float] = {}
+    try:
+        with scratch_database(settings, "paced") as scratch:
+            run = _bench_settings(
+                settings, scratch, topic, f"payscore-bench-{uuid.uuid4().hex[:8]}"
+            )
+            consumer, pipeline, db = build_consumer(run, max_messages=len(items), idle_exit_s=30)
+            probe = _Probe(pipeline, sent_at)
+            worker = threading.Thread(target=consumer.run, name="bench-consumer", daemon=True)
+            producer = make_producer(settings, linger_ms=0)
+            try:
+                worker.start()
+                for item in warm:
+                    producer.send(
+                        topic,
+                        key=item.payment.customer_id.encode(),
+                        value=payment_to_json(item.payment),
+                    )
+                producer.flush(timeout=30)
+                _wait(lambda: probe.decided >= len(warm) or not worker.is_alive(), 120)
+                pacer = Pacer(rate)
+                started = time.perf_counter()
+                for item in paced:
+                    pacer.wait()
+                    sent_at[item.payment.transaction_id] = time.time()
+                    producer.send(
+                        topic,
+                        key=item.payment.customer_id.encode(),
+                        value=payment_to_json(item.payment),
+                    )
+                producer.flush(timeout=30)
+                sent_rate = len(paced) / max(time.perf_counter() - started, 1e-9)
+                worker.join(timeout=60 + len(paced) / rate)
+            finally:
+                consumer.request_stop()
+                worker.join(timeout=30)
+                producer.close(timeout=5)
+                db.dispose()
+            return probe, sent_rate
+    finally:
+        _delete_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"])
+
+
+def _wait(done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable("the benchmark consumer did not start deciding in time")
+        time.sleep(0.05)
+
+
+def _delete_topics(settings: Settings, topics: list[str]) -> None:
+    try:
+        admin = make_admin(settings)
+        try:
+            existing = set(admin.list_topics())
+            doomed = [t for t in topics if t in existing]
+            if doomed:
+                admin.delete_topics(doomed)
+        finally:
+            admin.close()
+    except Exception as e:  # a leftover scratch topic is untidy, not a failure
+        log.warning("could not delete benchmark topics %s: %s", topics, e)
+
+
+def run_bench(
+    settings: Settings, options: BenchOptions, step: Callable[[str], None] = lambda _s: None
+) -> BenchReport:
+    """Run the measurements in order and return the figures."""
+    from payscore.core.model import load_artifact
+    from payscore.stream.producer import simulated_source
+
+    load_artifact(settings.model_path)  # fail before any work if there is no usable model
+    check_broker(settings)
+    report = BenchReport(count=options.count, batch_size=options.batch_size)
+    report.backend = make_url(settings.database_url).get_backend_name()
+    settings = settings.model_copy(update={"batch_size": options.batch_size})
+    paced_n = 0
+    if options.rate:
+        paced_n = options.paced_count or int(min(options.count, options.rate * PACED_SECONDS))
+        report.paced_offered = options.rate
+    step("loading the simulated payments")
+    source = simulated_source(options.start, loop=False)
+    items = [item for _, item in zip(range(options.count + WARMUP + paced_n), source, strict=False)]
+    if len(items) < options.count:
+        raise ServiceUnavailable("not enough simulated payments after the start date")
+    main, rest = items[: options.count], items[options.count :]
+
+    topic = f"payscore-bench-{uuid.uuid4().hex[:10]}"
+    partitions = settings.topic_partitions
+    try:
+        step(f"1/4 producing {len(main)} payments to {topic}")
+        ensure_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"], partitions)
+        stats = produce(settings, main, ProduceOptions(topic=topic, rate=0, partitions=partitions))
+        report.produce_rate = stats.rate
+
+        step(f"2/4 database ceiling: batched INSERTs of {options.batch_size}")
+        report.db_ceiling = measure_db_ceiling(
+            settings, [i.payment for i in main], options.batch_size
+        )
+
+        step("3/4 consumer over the pre-filled topic")
+        probe, latency = measure_consumer(settings, topic, len(main))
+        report.consumer_rate, report.consumer_decided = probe.rate, probe.decided
+        report.consumer_latency_ms = latency
+        if probe.decided < len(main):
+            report.notes.append(f"consumer decided only {probe.decided} of {len(main)}")
+    finally:
+        _delete_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"])
+
+    if options.rate and rest:
+        step(f"4/4 paced load: {len(rest) - WARMUP} payments at {options.rate:g}/s")
+        paced_probe, sent_rate = measure_paced(settings, rest, options.rate, partitions)
+        report.paced_sent_rate = sent_rate
+        report.paced_decided = len(paced_probe.latencies)
+        report.paced_latency_ms = percentiles_ms(paced_probe.latencies)
+    return report

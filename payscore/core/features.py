@@ -1,0 +1,333 @@
+"""Per-customer and per-terminal features, computed incrementally in event time.
+
+One code path: the consumer calls ``FeatureEngine.transform`` on each batch, and training runs
+the very same engine over the history (``transform_columns`` is the column-wise entry point
+both use), so there is no training/serving skew. Fraud labels are a second input: a label is
+used only by payments whose event time is at or after the label's ``known_at``.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right, insort
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from operator import mul
+from typing import Any
+
+import numpy as np
+
+from payscore.core.schema import Payment
+
+DAY = 86_400.0
+CUSTOMER_WINDOWS_DAYS = (1, 7, 30)
+TERMINAL_WINDOWS_DAYS = (1, 7, 30)
+# Labels for payments not seen yet are held back, up to this many (oldest dropped first).
+MAX_PENDING_LABELS = 2_000_000
+SNAPSHOT_VERSION = 1
+_INF = math.inf
+_NO_HISTORY_SECONDS = 30 * DAY
+# 1970-01-01 was a Thursday (weekday 3).
+_EPOCH_WEEKDAY = 3
+
+
+@dataclass(frozen=True)
+class Label:
+    """A fraud label for one transaction, usable from ``known_at`` (tz-aware UTC) on."""
+
+    transaction_id: str
+    is_fraud: bool
+    known_at: datetime
+
+
+class _Customer:
+    __slots__ = ("times", "amounts")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.amounts: list[float] = []
+
+
+class _Terminal:
+    __slots__ = ("times", "txids", "fraud_at")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.txids: list[str] = []
+        # When the payment became known to be fraud (epoch seconds); inf = not known fraud.
+        self.fraud_at: list[float] = []
+
+
+def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
+    """The engine's column names, in order, for the given velocity windows (seconds)."""
+    names = ["amount", "is_weekend", "is_night"]
+    for w in CUSTOMER_WINDOWS_DAYS:
+        names += [f"customer_nb_tx_{w}day", f"customer_avg_amount_{w}day"]
+    names += [f"customer_nb_tx_{w}s" for w in velocity_windows]
+    names += [
+        "customer_amount_ratio_median_30day",
+        "customer_amount_zscore_30day",
+        "customer_amount_ratio_max_30day",
+        "customer_seconds_since_last",
+    ]
+    for w in TERMINAL_WINDOWS_DAYS:
+        names += [f"terminal_nb_tx_{w}day", f"terminal_risk_{w}day"]
+    names += ["terminal_nb_tx_recent_1day", "terminal_nb_fraud_30day"]
+    return tuple(names)
+
+
+class FeatureEngine:
+    """Incremental per-customer and per-terminal state, windows in event time.
+
+    Customer windows are ``(t - w, t]`` with the current payment included; terminal windows
+    are ``(t - d - w, t - d]`` (d = label delay) with the fraction of known frauds, 0 if empty.
+    """
+
+    def __init__(self, velocity_windows: Sequence[int] = (60, 3600), label_delay_days: int = 7):
+        windows = tuple(int(w) for w in velocity_windows)
+        if any(w <= 0 for w in windows) or len(set(windows)) != len(windows):
+            raise ValueError("velocity windows must be distinct positive numbers of seconds")
+        if label_delay_days < 0:
+            raise ValueError("label_delay_days must be >= 0")
+        self.velocity_windows = windows
+        self.label_delay_days = int(label_delay_days)
+        self.feature_names: tuple[str, ...] = feature_names_for(windows)
+        self._delay = self.label_delay_days * DAY
+        self._customer_keep = max([max(CUSTOMER_WINDOWS_DAYS) * DAY, *map(float, windows)])
+        self._terminal_keep = self._delay + max(TERMINAL_WINDOWS_DAYS) * DAY
+        self._customers: dict[str, _Customer] = {}
+        self._terminals: dict[str, _Terminal] = {}
+        self._tx_terminal: dict[str, str] = {}  # payments in terminal state, for late labels
+        self._pending: dict[str, tuple[bool, float]] = {}  # labels of payments not seen yet
+
+    # ----------------------------------------------------------------- transform
+
+    def transform(self, payments: Sequence[Payment]) -> np.ndarray:
+        """Feature rows (float64) for ``payments``, updating the state as it goes."""
+        return self.transform_columns(
+            [p.transaction_id for p in payments],
+            [p.customer_id for p in payments],
+            [p.terminal_id for p in payments],
+            [float(p.amount) for p in payments],
+            [p.event_time.timestamp() for p in payments],
+        )
+
+    def transform_columns(
+        self,
+        transaction_ids: Sequence[str],
+        customer_ids: Sequence[str],
+        terminal_ids: Sequence[str],
+        amounts: Sequence[float],
+        times: Sequence[float],
+    ) -> np.ndarray:
+        """Column-wise ``transform``: epoch seconds and float amounts. Same code path."""
+        n = len(transaction_ids)
+        compute = self._row
+        rows = [
+            compute(
+                transaction_ids[i],
+                customer_ids[i],
+                terminal_ids[i],
+                float(amounts[i]),
+                float(times[i]),
+            )
+            for i in range(n)
+        ]
+        if not rows:
+            return np.empty((0, len(self.feature_names)), dtype=np.float64)
+        return np.array(rows, dtype=np.float64)
+
+    def _row(self, txid: str, cid: str, tid: str, amount: float, t: float) -> list[float]:
+        day_index = t // DAY
+        weekday = (int(day_index) + _EPOCH_WEEKDAY) % 7
+        hour = (t - day_index * DAY) // 3600
+        row = [amount, 1.0 if weekday >= 5 else 0.0, 1.0 if hour <= 6 else 0.0]
+
+        # --- customer: insert, trim, then windows ending at the current payment
+        cust = self._customers.get(cid)
+        if cust is None:
+            cust = self._customers[cid] = _Customer()
+        ctimes, camounts = cust.times, cust.amounts
+        if ctimes and ctimes[0] <= t - self._customer_keep:
+            cut = bisect_right(ctimes, t - self._customer_keep)
+            del ctimes[:cut], camounts[:cut]
+        if not ctimes or ctimes[-1] <= t:
+            pos = len(ctimes)
+            ctimes.append(t)
+            camounts.append(amount)
+        else:  # out of order for this customer: keep the lists sorted
+            pos = bisect_right(ctimes, t)
+            ctimes.insert(pos, t)
+            camounts.insert(pos, amount)
+        end = pos + 1
+        for w in CUSTOMER_WINDOWS_DAYS:
+            lo = bisect_right(ctimes, t - w * DAY, 0, end)
+            count = end - lo
+            row.append(float(count))
+            row.append(sum(camounts[lo:end]) / count)
+        for w in self.velocity_windows:
+            row.append(float(end - bisect_right(ctimes, t - w, 0, end)))
+
+        # --- customer amount relative to its own recent history (current excluded)
+        lo30 = bisect_right(ctimes, t - 30 * DAY, 0, end)
+        prior = camounts[lo30:pos]
+        if prior:
+            ordered = sorted(prior)
+            m = len(ordered)
+            median = ordered[m // 2] if m % 2 else (ordered[m // 2 - 1] + ordered[m // 2]) / 2
+            mean = sum(prior) / m
+            var = max(sum(map(mul, prior, prior)) / m - mean * mean, 0.0)
+            row.append(amount / median if median > 0 else 1.0)
+            row.append((amount - mean) / (math.sqrt(var) + 1.0) if m >= 2 else 0.0)
+            row.append(amount / ordered[-1] if ordered[-1] > 0 else 1.0)
+            row.append(t - ctimes[pos - 1] if pos else _NO_HISTORY_SECONDS)
+        else:
+            row += [1.0, 0.0, 1.0, _NO_HISTORY_SECONDS]
+
+        # --- terminal: delayed windows with known-fraud fractions
+        term = self._terminals.get(tid)
+        if term is None:
+            term = self._terminals[tid] = _Terminal()
+        ttimes, fraud_at = term.times, term.fraud_at
+        if ttimes and ttimes[0] <= t - self._terminal_keep:
+            cut = bisect_right(ttimes, t - self._terminal_keep)
+            tx_terminal = self._tx_terminal
+            for old in term.txids[:cut]:
+                tx_terminal.pop(old, None)
+            del ttimes[:cut], term.txids[:cut], fraud_at[:cut]
+        base = t - self._delay
+        hi = bisect_right(ttimes, base)
+        frauds_30 = 0
+        for w in TERMINAL_WINDOWS_DAYS:
+            lo = bisect_right(ttimes, base - w * DAY, 0, hi)
+            count = hi - lo
+            window = fraud_at[lo:hi]
+            # Most windows hold no fraud at all: one C-level count settles them.
+            frauds = 0 if window.count(_INF) == count else sum(1 for k in window if k <= t)
+            row.append(float(count))
+            row.append(frauds / count if count else 0.0)
+            frauds_30 = frauds
+        recent_lo = bisect_right(ttimes, t - DAY)
+        recent_hi = bisect_right(ttimes, t, recent_lo)
+        row.append(float(recent_hi - recent_lo + 1))
+        row.append(float(frauds_30))
+
+        # --- then record this payment at its terminal (with any label already received)
+        label = self._pending.pop(txid, None)
+        known = label[1] if label is not None and label[0] else _INF
+        if not ttimes or ttimes[-1] <= t:
+            ttimes.append(t)
+            term.txids.append(txid)
+            fraud_at.append(known)
+        else:
+            tpos = bisect_right(ttimes, t)
+            ttimes.insert(tpos, t)
+            term.txids.insert(tpos, txid)
+            fraud_at.insert(tpos, known)
+        self._tx_terminal[txid] = tid
+        return row
+
+    # -------------------------------------------------------------------- labels
+
+    def add_labels(self, labels: Iterable[Label]) -> None:
+        """Record fraud labels; each is used only by payments at or after its ``known_at``."""
+        for label in labels:
+            self.add_label(label.transaction_id, label.is_fraud, label.known_at.timestamp())
+
+    def add_label(self, transaction_id: str, is_fraud: bool, known_at: float) -> None:
+        """Column form of ``add_labels``: ``known_at`` in epoch seconds. A later label wins."""
+        tid = self._tx_terminal.get(transaction_id)
+        if tid is not None:
+            term = self._terminals[tid]
+            idx = len(term.txids) - 1 - term.txids[::-1].index(transaction_id)
+            term.fraud_at[idx] = float(known_at) if is_fraud else _INF
+            return
+        pending = self._pending
+        pending.pop(transaction_id, None)
+        pending[transaction_id] = (bool(is_fraud), float(known_at))
+        if len(pending) > MAX_PENDING_LABELS:
+            del pending[next(iter(pending))]
+
+    # --------------------------------------------------------------- maintenance
+
+    def expire(self, now: datetime) -> int:
+        """Drop state older than the longest window; returns customers + terminals dropped."""
+        t = now.timestamp()
+        dropped = 0
+        for cid in list(self._customers):
+            cust = self._customers[cid]
+            cut = bisect_right(cust.times, t - self._customer_keep)
+            del cust.times[:cut], cust.amounts[:cut]
+            if not cust.times:
+                del self._customers[cid]
+                dropped += 1
+        for tid in list(self._terminals):
+            term = self._terminals[tid]
+            cut = bisect_right(term.times, t - self._terminal_keep)
+            for old in term.txids[:cut]:
+                self._tx_terminal.pop(old, None)
+            del term.times[:cut], term.txids[:cut], term.fraud_at[:cut]
+            if not term.times:
+                del self._terminals[tid]
+                dropped += 1
+        stale = [k for k, (_, known) in self._pending.items() if known <= t - self._terminal_keep]
+        for k in stale:
+            del self._pending[k]
+        return dropped
+
+    def forget_customers(self, keep: Callable[[str], bool]) -> int:
+        """Drop the state of customers ``keep`` rejects (partitions lost in a rebalance)."""
+        gone = [cid for cid in self._customers if not keep(cid)]
+        for cid in gone:
+            del self._customers[cid]
+        return len(gone)
+
+    @property
+    def customer_count(self) -> int:
+        return len(self._customers)
+
+    @property
+    def terminal_count(self) -> int:
+        return len(self._terminals)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as plain JSON-able data (no infinities: None means not fraud)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "velocity_windows": list(self.velocity_windows),
+            "label_delay_days": self.label_delay_days,
+            "customers": {k: [c.times[:], c.amounts[:]] for k, c in self._customers.items()},
+            "terminals": {
+                k: [
+                    term.times[:],
+                    term.txids[:],
+                    [None if f == _INF else f for f in term.fraud_at],
+                ]
+                for k, term in self._terminals.items()
+            },
+            "pending": [[k, fraud, known] for k, (fraud, known) in self._pending.items()],
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any]) -> FeatureEngine:
+        """Rebuild an engine from ``snapshot()`` output."""
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported feature snapshot version {snapshot.get('version')!r}")
+        engine = cls(snapshot["velocity_windows"], snapshot["label_delay_days"])
+        for k, (times, amounts) in snapshot["customers"].items():
+            cust = engine._customers[k] = _Customer()
+            cust.times = [float(x) for x in times]
+            cust.amounts = [float(x) for x in amounts]
+        for k, (times, txids, fraud_at) in snapshot["terminals"].items():
+            term = engine._terminals[k] = _Terminal()
+            term.times = [float(x) for x in times]
+            term.txids = [str(x) for x in txids]
+            term.fraud_at = [_INF if f is None else float(f) for f in fraud_at]
+            for txid in term.txids:
+                engine._tx_terminal[txid] = k
+        for k, fraud, known in snapshot["pending"]:
+            engine._pending[str(k)] = (bool(fraud), float(known))
+        return engine

@@ -1,0 +1,172 @@
+"""The model artifact: a scikit-learn estimator plus the metadata needed to trust and use it.
+
+On disk it is one joblib file and a ``<file>.sha256`` digest beside it. Loading checks the
+digest before anything is unpickled (a pickle can run code), then refuses an artifact made by
+an incompatible scikit-learn release, and only then unpickles the estimator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+
+from payscore.errors import ModelError
+
+FORMAT = "payscore-model/1"
+_MAX_ARTIFACT_BYTES = 2 * 1024**3
+_HINT = "run `payscore train` to create one"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a pickled estimator."""
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+class ModelArtifact:
+    """An estimator, the feature columns it reads (by name), a content-derived version, metadata."""
+
+    def __init__(
+        self,
+        estimator: Any,
+        feature_names: Sequence[str],
+        metadata: dict[str, Any],
+        version: str | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.feature_names = tuple(feature_names)
+        self.metadata = dict(metadata)
+        self.metadata.setdefault("library_versions", library_versions())
+        self.version = version or content_version(
+            pickle.dumps(estimator, protocol=5), self.feature_names, self.metadata
+        )
+        self._columns: dict[tuple[str, ...], np.ndarray] = {}
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(self.metadata.get("thresholds", {}))
+
+    def columns_for(self, engine_feature_names: Sequence[str]) -> np.ndarray:
+        """Indices of this model's features in a FeatureEngine matrix (cached per layout)."""
+        key = tuple(engine_feature_names)
+        cols = self._columns.get(key)
+        if cols is None:
+            position = {name: i for i, name in enumerate(key)}
+            missing = [n for n in self.feature_names if n not in position]
+            if missing:
+                raise ModelError(
+                    f"model {self.version} needs features the engine does not produce: "
+                    f"{', '.join(missing)}"
+                )
+            cols = self._columns[key] = np.array([position[n] for n in self.feature_names])
+        return cols
+
+    def predict_scores(self, engine_feature_names: Sequence[str], X: np.ndarray) -> np.ndarray:
+        """Fraud probability in [0, 1] for each row of a FeatureEngine matrix."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(engine_feature_names):
+            raise ValueError("X must be (n, len(engine_feature_names))")
+        if X.shape[0] == 0:
+            return np.empty(0, dtype=np.float64)
+        cols = self.columns_for(engine_feature_names)
+        proba = self.estimator.predict_proba(X[:, cols])
+        return np.clip(proba[:, 1].astype(np.float64), 0.0, 1.0)
+
+
+def content_version(estimator_bytes: bytes, feature_names: Sequence[str], metadata: dict) -> str:
+    """First 12 hex digits of SHA-256 over the pickled estimator, features and metadata."""
+    digest = hashlib.sha256(estimator_bytes)
+    digest.update(json.dumps(list(feature_names)).encode())
+    digest.update(json.dumps(metadata, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:12]
+
+
+def digest_path(path: str | Path) -> Path:
+    return Path(f"{path}.sha256")
+
+
+def save_artifact(artifact: ModelArtifact, path: str | Path) -> None:
+    """Write the artifact (one joblib file) and its SHA-256 digest beside it, atomically."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "version": artifact.version,
+        "feature_names": list(artifact.feature_names),
+        "metadata": artifact.metadata,
+        # Pickled separately so load_artifact can check versions before unpickling it.
+        "estimator_pickle": pickle.dumps(artifact.estimator, protocol=5),
+    }
+    buffer = io.BytesIO()
+    joblib.dump(payload, buffer, compress=3)
+    data = buffer.getvalue()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        digest = hashlib.sha256(data).hexdigest()
+        tmp_digest = path.with_name(path.name + ".sha256.tmp")
+        tmp_digest.write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+        os.replace(tmp_digest, digest_path(path))
+    except OSError as e:
+        raise ModelError(f"cannot write model artifact {path}: {e.strerror or e}") from e
+
+
+def load_artifact(path: str | Path) -> ModelArtifact:
+    """Read, verify (digest, then scikit-learn version) and unpickle an artifact."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"no model artifact at {path}; {_HINT}")
+    dpath = digest_path(path)
+    if not dpath.is_file():
+        raise ModelError(f"model artifact {path} has no digest file {dpath.name}; refusing it")
+    try:
+        if path.stat().st_size > _MAX_ARTIFACT_BYTES:
+            raise ModelError(f"model artifact {path} is larger than 2 GiB; refusing it")
+        data = path.read_bytes()
+        expected = dpath.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"cannot read model artifact {path}: {e}") from e
+    actual = hashlib.sha256(data).hexdigest()
+    if not expected or expected[0].lower() != actual:
+        raise ModelError(
+            f"model artifact {path} does not match its SHA-256 digest (tampered or "
+            f"half-written); refusing it; {_HINT}"
+        )
+    try:
+        payload = joblib.load(io.BytesIO(data))
+    except Exception as e:  # a verified file that still cannot be read
+        raise ModelError(f"cannot read model artifact {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a payscore model artifact ({FORMAT})")
+    metadata = payload["metadata"]
+    made_with = str(metadata.get("library_versions", {}).get("scikit-learn", "unknown"))
+    if _major_minor(made_with) != _major_minor(sklearn.__version__):
+        raise ModelError(
+            f"model artifact {path} was made with scikit-learn {made_with}, but "
+            f"{sklearn.__version__} is installed; retrain it with `payscore train`"
+        )
+    try:
+        estimator = pickle.loads(payload["estimator_pickle"])  # noqa: S301 - digest verified
+    except Exception as e:
+        raise ModelError(f"cannot unpickle the estimator in {path}: {e}") from e
+    return ModelArtifact(estimator, payload["feature_names"], metadata, payload["version"])

@@ -1,0 +1,165 @@
+"""The payscore monitoring page, run by ``payscore dashboard`` (``streamlit run`` on this file).
+
+Settings come from the environment (PAYSCORE_*), like every payscore process. Everything is
+read through a read-only engine; only the analyst's review label uses a separate write engine,
+so the page works with a read-only database user for all but labelling.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, time, timedelta
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from payscore.config import Settings, load_settings
+from payscore.dashboard import queries as q
+from payscore.dashboard import views
+from payscore.dashboard.figures import TimeRange, utc_now
+from payscore.errors import PayscoreError
+from payscore.store.engine import make_engine
+from payscore.store.initdb import describe_db_error
+from payscore.store.labels import record_analyst_label
+
+REFRESH_ENV = "PAYSCORE_DASHBOARD_REFRESH"
+RANGES: dict[str, int | None] = {
+    "Last 15 minutes": 15 * 60,
+    "Last hour": 3600,
+    "Last day": 86400,
+    "Last 7 days": 7 * 86400,
+    "All time": None,
+    "Custom": -1,
+}
+REFRESH_CHOICES = [0, 5, 10, 30, 60, 300]
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url_key: str, read_only: bool) -> Engine:
+    """One pooled engine per database and mode for the whole Streamlit server."""
+    return make_engine(_settings(), read_only=read_only)
+
+
+def _settings() -> Settings:
+    return load_settings().settings
+
+
+def _default_refresh() -> int:
+    raw = os.environ.get(REFRESH_ENV, "0").strip() or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        return 0
+    return value if 0 <= value <= 3600 else 0
+
+
+def _sidebar() -> tuple[str, int]:
+    st.sidebar.header("payscore")
+    choice = st.sidebar.selectbox("Time range", list(RANGES), index=1, key="range")
+    if choice == "Custom":
+        today = utc_now().date()
+        st.sidebar.date_input("From (UTC)", today - timedelta(days=1), key="custom_start_day")
+        st.sidebar.time_input("at", time(0, 0), key="custom_start_time")
+        st.sidebar.date_input("To (UTC)", today, key="custom_end_day")
+        st.sidebar.time_input("at ", time(23, 59), key="custom_end_time")
+    default = _default_refresh()
+    choices = sorted({*REFRESH_CHOICES, default})
+    refresh = st.sidebar.selectbox(
+        "Auto-refresh",
+        choices,
+        index=choices.index(default),
+        format_func=lambda s: "Off" if s == 0 else f"every {s} s",
+        key="refresh",
+    )
+    return str(choice or "Last hour"), int(refresh or 0)
+
+
+def _time_range(choice: str) -> TimeRange | None:
+    seconds = RANGES[choice]
+    if seconds != -1:
+        return TimeRange.last(seconds)
+    state = st.session_state
+    start = datetime.combine(state["custom_start_day"], state["custom_start_time"])
+    end = datetime.combine(state["custom_end_day"], state["custom_end_time"])
+    if end <= start:
+        st.error("The custom range must end after it starts.")
+        return None
+    return TimeRange(start, end)
+
+
+def _label(tx: str, is_fraud: bool, analyst: str, note: str | None) -> str:
+    settings = _settings()
+    engine = _engine(settings.database_url, False)
+    when = record_analyst_label(engine, tx, is_fraud, analyst, note)
+    verdict = "fraud" if is_fraud else "legitimate"
+    return f"{tx} marked {verdict} by {analyst.strip()} at {when:%Y-%m-%d %H:%M:%S} UTC."
+
+
+def _schema_problem(engine: Engine) -> str | None:
+    """A friendly explanation when the database cannot be read, else None."""
+    try:
+        with engine.connect() as conn:
+            missing = q.missing_tables(conn)
+    except SQLAlchemyError as e:
+        detail = describe_db_error(e)
+        if "unable to open database file" in detail:
+            return (
+                "The database file does not exist yet. Create it with `payscore initdb` "
+                "(and start `payscore consume`), or point `--database-url` at your database."
+            )
+        return f"Cannot reach the database: {detail}"
+    if missing:
+        return (
+            "The database has no payscore schema yet (missing: "
+            + ", ".join(missing)
+            + "). Run `payscore initdb` first."
+        )
+    return None
+
+
+def _live(choice: str) -> None:
+    """Everything that follows the clock; re-run alone by the fragment timer."""
+    tr = _time_range(choice)
+    if tr is None:
+        return
+    engine = _engine(_settings().database_url, True)
+    try:
+        with engine.connect() as conn:
+            tabs = st.tabs(["Overview", "Decisions", "Risk", "Review queue", "Customer", "Model"])
+            with tabs[0]:
+                views.headline(conn, tr)
+                views.charts(conn, tr)
+            with tabs[1]:
+                views.decisions(conn, tr)
+            with tabs[2]:
+                views.risk(conn, tr)
+            with tabs[3]:
+                views.review_queue(conn, _label)
+            with tabs[4]:
+                views.customer(conn)
+            with tabs[5]:
+                views.model_info(conn)
+        st.caption(f"Updated {utc_now():%Y-%m-%d %H:%M:%S} UTC; decision times are UTC.")
+    except SQLAlchemyError as e:
+        st.error(f"The database query failed: {describe_db_error(e)}")
+
+
+def main() -> None:
+    st.set_page_config(page_title="payscore", page_icon=":credit_card:", layout="wide")
+    st.title("payscore - payment fraud monitoring")
+    try:
+        settings = _settings()
+    except PayscoreError as e:
+        st.error(f"Configuration problem: {e}")
+        return
+    choice, refresh = _sidebar()
+    problem = _schema_problem(_engine(settings.database_url, True))
+    if problem:
+        st.warning(problem)
+        return
+    live = st.fragment(run_every=refresh or None)(_live)
+    live(choice)
+
+
+main()

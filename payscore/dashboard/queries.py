@@ -1,0 +1,377 @@
+"""Every SQL statement the dashboard runs: SQLAlchemy Core, bound parameters, served by indexes.
+
+Statements are built by ``stmt_*`` functions (so the benchmark can EXPLAIN them) and run by the
+fetch functions beside them. Aggregation happens in SQL; only bounded row sets come back.
+Time ranges filter on ``scored_at`` (wall-clock decision time), so replayed 2018 data decided
+today still shows up under "last hour".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    case,
+    cast,
+    func,
+    inspect,
+    literal_column,
+    select,
+)
+
+from payscore.dashboard.figures import (
+    STATUSES,
+    CustomerProfile,
+    Headline,
+    TimeRange,
+    choose_bucket,
+    percentile,
+)
+from payscore.store.schema import (
+    dead_letters,
+    fraud_labels,
+    metadata,
+    model_versions,
+    scored_transactions,
+)
+
+st = scored_transactions
+fl = fraud_labels
+
+LATENCY_SAMPLE = 10_000  # most recent decisions used for latency percentiles
+SCORE_BINS = 20
+MAX_ROWS = 1_000  # hard cap on any table the page shows
+MAX_FILTER_CHARS = 64
+DECISION_COLUMNS = (
+    "scored_at", "transaction_id", "customer_id", "terminal_id", "amount", "currency",
+    "score", "status", "reason_codes", "model_version", "event_time",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DecisionFilter:
+    """The analyst's filters on the latest-decisions table; empty strings mean no filter."""
+
+    status: str | None = None
+    customer_id: str | None = None
+    terminal_id: str | None = None
+    reason: str | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.status:
+            out.append(st.c.status == self.status)
+        if self.customer_id:
+            out.append(st.c.customer_id == self.customer_id[:MAX_FILTER_CHARS])
+        if self.terminal_id:
+            out.append(st.c.terminal_id == self.terminal_id[:MAX_FILTER_CHARS])
+        if self.reason:
+            # autoescape makes '%' and '_' in the analyst's text literal, not wildcards.
+            out.append(st.c.reason_codes.contains(self.reason[:MAX_FILTER_CHARS], autoescape=True))
+        return out
+
+
+# --- dialect-specific expressions, chosen in one place --------------------------------------
+
+_BUCKET_FORMATS = {
+    # seconds: (SQLite strftime format, MySQL DATE_FORMAT format)
+    60: ("%Y-%m-%d %H:%M:00", "%Y-%m-%d %H:%i:00"),
+    3600: ("%Y-%m-%d %H:00:00", "%Y-%m-%d %H:00:00"),
+    86400: ("%Y-%m-%d 00:00:00", "%Y-%m-%d 00:00:00"),
+}
+
+
+def bucket_expr(dialect: str, column: Any, seconds: int) -> ColumnElement[str]:
+    """Truncate a datetime column to the minute/hour/day as 'YYYY-MM-DD hh:mm:ss' text."""
+    sqlite_fmt, mysql_fmt = _BUCKET_FORMATS[seconds]
+    # The formats are constants of this module, never user input.
+    if dialect == "sqlite":
+        return func.strftime(literal_column(f"'{sqlite_fmt}'"), column)
+    return func.date_format(column, literal_column(f"'{mysql_fmt}'"))
+
+
+def score_bin_expr(dialect: str, bins: int = SCORE_BINS) -> ColumnElement[int]:
+    """The histogram bin of ``score`` in [0, 1]; CAST truncates in SQLite, MySQL needs FLOOR."""
+    scaled = st.c.score * bins
+    if dialect == "sqlite":
+        return cast(scaled, Integer)
+    return func.floor(scaled)
+
+
+# --- statements -------------------------------------------------------------------------------
+
+
+def stmt_status_counts(tr: TimeRange) -> Select:
+    return (
+        select(st.c.status, func.count()).where(*tr.clauses(st.c.scored_at)).group_by(st.c.status)
+    )
+
+
+def stmt_fraud_labelled(tr: TimeRange) -> Select:
+    # Driven from the (small) labels table, joined on the unique transaction_id.
+    return (
+        select(func.count())
+        .select_from(fl.join(st, st.c.transaction_id == fl.c.transaction_id))
+        .where(fl.c.is_fraud.is_(True), *tr.clauses(st.c.scored_at))
+    )
+
+
+def stmt_dead_letters(tr: TimeRange) -> Select:
+    return (
+        select(func.count()).select_from(dead_letters).where(*tr.clauses(dead_letters.c.created_at))
+    )
+
+
+def stmt_span(tr: TimeRange) -> Select:
+    return select(func.min(st.c.scored_at), func.max(st.c.scored_at)).where(
+        *tr.clauses(st.c.scored_at)
+    )
+
+
+def stmt_latency_sample(tr: TimeRange, limit: int = LATENCY_SAMPLE) -> Select:
+    return (
+        select(st.c.received_at, st.c.scored_at)
+        .where(*tr.clauses(st.c.scored_at))
+        .order_by(st.c.scored_at.desc())
+        .limit(limit)
+    )
+
+
+def stmt_activity(dialect: str, tr: TimeRange, seconds: int) -> Select:
+    bucket = bucket_expr(dialect, st.c.scored_at, seconds).label("bucket")
+    return (
+        select(bucket, func.count().label("payments"), *_status_sums())
+        .where(*tr.clauses(st.c.scored_at))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+
+
+def stmt_score_histogram(dialect: str, tr: TimeRange) -> Select:
+    bin_ = score_bin_expr(dialect).label("bin")
+    return (
+        select(bin_, func.count().label("payments"))
+        .where(*tr.clauses(st.c.scored_at))
+        .group_by(bin_)
+        .order_by(bin_)
+    )
+
+
+def stmt_latest(tr: TimeRange, flt: DecisionFilter, limit: int = 200) -> Select:
+    return (
+        select(*(st.c[name] for name in DECISION_COLUMNS))
+        .where(*tr.clauses(st.c.scored_at), *flt.clauses())
+        .order_by(st.c.scored_at.desc(), st.c.id.desc())
+        .limit(min(limit, MAX_ROWS))
+    )
+
+
+def stmt_riskiest(column: str, tr: TimeRange, limit: int = 20) -> Select:
+    key = st.c[column]
+    declined, review = _status_sums()[2], _status_sums()[1]
+    return (
+        select(
+            key,
+            func.count().label("payments"),
+            declined,
+            review,
+            func.max(st.c.score).label("max_score"),
+            func.avg(st.c.score).label("mean_score"),
+        )
+        .where(*tr.clauses(st.c.scored_at), st.c.status != "APPROVED")
+        .group_by(key)
+        .order_by(declined.desc(), review.desc(), func.max(st.c.score).desc(), key)
+        .limit(min(limit, MAX_ROWS))
+    )
+
+
+def stmt_review_queue(limit: int = 100) -> Select:
+    return (
+        select(*(st.c[name] for name in DECISION_COLUMNS))
+        .select_from(st.outerjoin(fl, fl.c.transaction_id == st.c.transaction_id))
+        .where(st.c.status == "REVIEW", fl.c.transaction_id.is_(None))
+        .order_by(st.c.event_time, st.c.id)
+        .limit(min(limit, MAX_ROWS))
+    )
+
+
+def stmt_review_backlog() -> Select:
+    return (
+        select(func.count())
+        .select_from(st.outerjoin(fl, fl.c.transaction_id == st.c.transaction_id))
+        .where(st.c.status == "REVIEW", fl.c.transaction_id.is_(None))
+    )
+
+
+def stmt_customer_stats(customer_id: str) -> Select:
+    amount = st.c.amount
+    return select(
+        func.count(),
+        func.avg(amount),
+        func.avg(amount * amount),
+        func.min(st.c.event_time),
+        func.max(st.c.event_time),
+    ).where(st.c.customer_id == customer_id)
+
+
+def stmt_customer_history(customer_id: str, limit: int = 500) -> Select:
+    return (
+        select(*(st.c[name] for name in DECISION_COLUMNS))
+        .where(st.c.customer_id == customer_id)
+        .order_by(st.c.event_time.desc(), st.c.id.desc())
+        .limit(min(limit, MAX_ROWS))
+    )
+
+
+def _status_sums() -> list[ColumnElement[Any]]:
+    return [
+        func.sum(case((st.c.status == status, 1), else_=0)).label(status.lower())
+        for status in STATUSES
+    ]
+
+
+# --- fetching -------------------------------------------------------------------------------
+
+
+def missing_tables(conn: Connection) -> list[str]:
+    """Tables of the payscore schema that the database lacks (all of them if it is empty)."""
+    present = set(inspect(conn).get_table_names())
+    return [t.name for t in metadata.sorted_tables if t.name not in present]
+
+
+def headline(conn: Connection, tr: TimeRange) -> Headline:
+    counts = {str(status): int(n) for status, n in conn.execute(stmt_status_counts(tr))}
+    decided = sum(counts.values())
+    fraud = int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
+    dead = int(conn.execute(stmt_dead_letters(tr)).scalar_one())
+    if tr.start is not None and tr.end is not None:
+        minutes = (tr.end - tr.start).total_seconds() / 60
+    else:
+        first, last = conn.execute(stmt_span(tr)).one()
+        minutes = (last - first).total_seconds() / 60 if first is not None else 0.0
+    sample = [
+        (scored - received).total_seconds() * 1000.0
+        for received, scored in conn.execute(stmt_latency_sample(tr))
+    ]
+    return Headline(
+        decided=decided,
+        counts={s: counts.get(s, 0) for s in STATUSES},
+        fraud_labelled=fraud,
+        dead_letters=dead,
+        throughput_per_minute=decided / max(minutes, 1.0),
+        latency_median_ms=percentile(sample, 0.5),
+        latency_p99_ms=percentile(sample, 0.99),
+        latency_sample=len(sample),
+    )
+
+
+def activity(conn: Connection, tr: TimeRange, seconds: int | None = None) -> pd.DataFrame:
+    """Payments and decisions per time bucket (minute, hour or day)."""
+    seconds = seconds or choose_bucket(tr.start, tr.end)
+    rows = conn.execute(stmt_activity(conn.dialect.name, tr, seconds)).all()
+    frame = pd.DataFrame(rows, columns=["bucket", "payments", "approved", "review", "declined"])
+    frame["bucket"] = pd.to_datetime(frame["bucket"])
+    return frame.astype({c: "int64" for c in frame.columns if c != "bucket"})
+
+
+def score_histogram(conn: Connection, tr: TimeRange, bins: int = SCORE_BINS) -> pd.DataFrame:
+    """Decision counts per score bin; a score of exactly 1.0 joins the top bin."""
+    counts = [0] * bins
+    for bin_, n in conn.execute(stmt_score_histogram(conn.dialect.name, tr)):
+        counts[min(max(int(bin_), 0), bins - 1)] += int(n)
+    lows = [i / bins for i in range(bins)]
+    return pd.DataFrame({"score_from": lows, "payments": counts})
+
+
+def latest_decisions(
+    conn: Connection, tr: TimeRange, flt: DecisionFilter, limit: int = 200
+) -> pd.DataFrame:
+    return _frame(conn.execute(stmt_latest(tr, flt, limit)).all(), DECISION_COLUMNS)
+
+
+def velocity_alerts(conn: Connection, tr: TimeRange, limit: int = 100) -> pd.DataFrame:
+    return latest_decisions(conn, tr, DecisionFilter(reason="VELOCITY"), limit)
+
+
+def riskiest(conn: Connection, column: str, tr: TimeRange, limit: int = 20) -> pd.DataFrame:
+    """Customers or terminals with the most declines, then reviews, then highest score."""
+    if column not in {"customer_id", "terminal_id"}:
+        raise ValueError(column)
+    names = (column, "risky_payments", "declined", "review", "max_score", "mean_score")
+    frame = _frame(conn.execute(stmt_riskiest(column, tr, limit)).all(), names)
+    return frame.astype({"risky_payments": "int64", "declined": "int64", "review": "int64"})
+
+
+def review_queue(conn: Connection, limit: int = 100) -> tuple[pd.DataFrame, int]:
+    """Unlabelled REVIEW decisions, oldest first, and how many there are in all."""
+    frame = _frame(conn.execute(stmt_review_queue(limit)).all(), DECISION_COLUMNS)
+    return frame, int(conn.execute(stmt_review_backlog()).scalar_one())
+
+
+def customer_profile(conn: Connection, customer_id: str) -> CustomerProfile | None:
+    customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
+    n, mean, mean_sq, first, last = conn.execute(stmt_customer_stats(customer_id)).one()
+    if not n:
+        return None
+    mean, mean_sq = float(mean), float(mean_sq)
+    # Window counts relative to the customer's own latest payment (event time), like features.
+    recent = select(func.count()).where(st.c.customer_id == customer_id)
+    last_hour = conn.execute(recent.where(st.c.event_time > last - timedelta(hours=1))).scalar_one()
+    last_day = conn.execute(recent.where(st.c.event_time > last - timedelta(days=1))).scalar_one()
+    by_status = select(st.c.status, func.count()).where(st.c.customer_id == customer_id)
+    statuses = {k: v for k, v in conn.execute(by_status.group_by(st.c.status))}
+    days = max((last - first).total_seconds() / 86400, 1.0)
+    return CustomerProfile(
+        customer_id=customer_id,
+        payments=int(n),
+        mean_amount=mean,
+        std_amount=math.sqrt(max(mean_sq - mean * mean, 0.0)),
+        first_event=first,
+        last_event=last,
+        usual_per_day=int(n) / days,
+        last_hour=int(last_hour),
+        last_day=int(last_day),
+        statuses={str(k): int(v) for k, v in statuses.items()},
+    )
+
+
+def customer_history(conn: Connection, customer_id: str, limit: int = 500) -> pd.DataFrame:
+    customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
+    return _frame(conn.execute(stmt_customer_history(customer_id, limit)).all(), DECISION_COLUMNS)
+
+
+def latest_model(conn: Connection) -> dict[str, Any] | None:
+    """The most recently activated model version with its metadata, or None."""
+    row = conn.execute(
+        select(model_versions).order_by(model_versions.c.activated_at.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    try:
+        meta = json.loads(row.metadata_json)
+    except ValueError:
+        meta = {}
+    return {
+        "version": row.version,
+        "trained_at": row.trained_at,
+        "activated_at": row.activated_at,
+        "metadata": meta if isinstance(meta, dict) else {},
+    }
+
+
+def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+    for name in ("amount", "score", "max_score", "mean_score"):
+        if name in frame:
+            frame[name] = frame[name].astype("float64")
+    return frame

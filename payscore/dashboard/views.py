@@ -1,0 +1,221 @@
+"""The page's sections: each takes an open read-only connection and renders one part.
+
+No SQL here (that is queries.py) and no thresholds or business rules (those live in the core);
+this module only formats what the queries return.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Connection
+
+from payscore.dashboard import queries as q
+from payscore.dashboard.figures import Headline, TimeRange
+
+STATUS_COLOURS = {
+    "APPROVED": "background-color: rgba(33, 150, 83, 0.18)",
+    "REVIEW": "background-color: rgba(242, 153, 0, 0.25)",
+    "DECLINED": "background-color: rgba(214, 48, 49, 0.25)",
+}
+
+
+def fmt_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def fmt_rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.2%}"
+
+
+def fmt_ms(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:,.1f} ms"
+
+
+def table(frame: pd.DataFrame, name: str, *, colour_status: bool = True) -> None:
+    """Show a table with status colouring and a CSV download of exactly what is shown."""
+    st.caption(f"{len(frame):,} row(s) shown" if len(frame) else "No rows.")
+    shown: Any = frame
+    if colour_status and "status" in frame and not frame.empty:
+        shown = frame.style.map(lambda v: STATUS_COLOURS.get(v, ""), subset=["status"])
+    st.dataframe(shown, hide_index=True, width="stretch")
+    st.download_button(
+        f"Download {name} (CSV)",
+        frame.to_csv(index=False).encode("utf-8"),
+        file_name=f"payscore-{name.replace(' ', '-')}.csv",
+        mime="text/csv",
+        key=f"csv_{name}",
+        on_click="ignore",
+    )
+
+
+def headline(conn: Connection, tr: TimeRange) -> Headline:
+    h = q.headline(conn, tr)
+    backlog = q.review_queue(conn, limit=1)[1]
+    row1 = st.columns(5)
+    row1[0].metric("Payments decided", fmt_count(h.decided))
+    for col, status in zip(row1[1:4], q.STATUSES, strict=True):
+        rate = fmt_rate(h.rate(status))
+        col.metric(status.title(), f"{fmt_count(h.counts[status])} ({rate})")
+    row1[4].metric("Fraud rate", fmt_rate(h.fraud_rate), help="Labelled fraud among decided")
+    row2 = st.columns(5)
+    row2[0].metric("Throughput", f"{h.throughput_per_minute:,.1f}/min")
+    sample = f"Over the latest {h.latency_sample:,} decisions (received -> scored)"
+    row2[1].metric("Latency median", fmt_ms(h.latency_median_ms), help=sample)
+    row2[2].metric("Latency p99", fmt_ms(h.latency_p99_ms), help=sample)
+    row2[3].metric("Dead letters", fmt_count(h.dead_letters))
+    row2[4].metric("Review backlog", fmt_count(backlog), help="REVIEW decisions with no label")
+    return h
+
+
+def charts(conn: Connection, tr: TimeRange) -> None:
+    left, right = st.columns(2)
+    seconds = q.choose_bucket(tr.start, tr.end)
+    per = {60: "minute", 3600: "hour", 86400: "day"}[seconds]
+    activity = q.activity(conn, tr, seconds)
+    with left:
+        st.subheader(f"Payments and decisions per {per}")
+        if activity.empty:
+            st.caption("No decisions in this range.")
+        else:
+            st.line_chart(activity.set_index("bucket")[["payments", "review", "declined"]])
+    with right:
+        st.subheader("Score distribution")
+        hist = q.score_histogram(conn, tr)
+        st.bar_chart(hist.set_index("score_from"))
+
+
+def decisions(conn: Connection, tr: TimeRange) -> None:
+    st.subheader("Latest decisions")
+    cols = st.columns([1, 1, 1, 1, 1])
+    status = cols[0].selectbox("Status", ["All", *q.STATUSES], key="f_status")
+    customer = cols[1].text_input("Customer id", key="f_customer", max_chars=64)
+    terminal = cols[2].text_input("Terminal id", key="f_terminal", max_chars=64)
+    reason = cols[3].text_input("Reason contains", key="f_reason", max_chars=64)
+    limit = cols[4].number_input("Rows", 10, q.MAX_ROWS, 200, step=50, key="f_limit")
+    flt = q.DecisionFilter(
+        status=None if status == "All" else status,
+        customer_id=customer.strip() or None,
+        terminal_id=terminal.strip() or None,
+        reason=reason.strip() or None,
+    )
+    table(q.latest_decisions(conn, tr, flt, int(limit)), "latest decisions")
+
+
+def risk(conn: Connection, tr: TimeRange) -> None:
+    st.subheader("Velocity alerts")
+    table(q.velocity_alerts(conn, tr), "velocity alerts")
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Riskiest customers")
+        table(q.riskiest(conn, "customer_id", tr), "riskiest customers", colour_status=False)
+    with right:
+        st.subheader("Riskiest terminals")
+        table(q.riskiest(conn, "terminal_id", tr), "riskiest terminals", colour_status=False)
+
+
+def customer(conn: Connection) -> None:
+    st.subheader("Customer risk profile")
+    wanted = st.text_input("Customer id", key="customer_query", max_chars=64).strip()
+    if not wanted:
+        st.caption("Enter a customer id to see their history and usual behaviour.")
+        return
+    profile = q.customer_profile(conn, wanted)
+    if profile is None:
+        st.info(f"No decisions for customer {wanted!r}.")
+        return
+    cols = st.columns(5)
+    cols[0].metric("Payments", fmt_count(profile.payments))
+    cols[1].metric("Mean amount", f"{profile.mean_amount:,.2f}", help="All of their payments")
+    cols[2].metric("Std of amount", f"{profile.std_amount:,.2f}")
+    cols[3].metric(
+        "Last 24 h",
+        fmt_count(profile.last_day),
+        delta=f"{profile.last_day - profile.usual_per_day:+.1f} vs usual/day",
+        delta_color="inverse",
+        help=f"Usual: {profile.usual_per_day:.2f} payments a day; windows end at their latest "
+        "payment (event time)",
+    )
+    cols[4].metric("Last hour", fmt_count(profile.last_hour), help="Payments per hour, recently")
+    st.caption(
+        f"First payment {profile.first_event:%Y-%m-%d %H:%M}, latest "
+        f"{profile.last_event:%Y-%m-%d %H:%M} (event time, UTC). Statuses: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(profile.statuses.items()))
+    )
+    history = q.customer_history(conn, wanted)
+    st.scatter_chart(history, x="event_time", y="amount", color="status")
+    table(history, "customer history")
+
+
+def review_queue(
+    conn: Connection, label: Callable[[str, bool, str, str | None], str], limit: int = 100
+) -> None:
+    """The unlabelled REVIEW decisions, oldest first, with the analyst's verdict buttons."""
+    st.subheader("Review queue")
+    frame, backlog = q.review_queue(conn, limit)
+    st.caption(f"{backlog:,} payment(s) waiting; oldest first (showing up to {limit}).")
+    message = st.session_state.pop("review_message", None)
+    if message:
+        (st.success if message[0] == "ok" else st.error)(message[1])
+    if frame.empty:
+        st.info("Nothing to review.")
+        return
+    rows = {r.transaction_id: r for r in frame.itertuples()}
+
+    def describe(tx: str) -> str:
+        r = rows[tx]
+        return f"{tx} - customer {r.customer_id}, {r.amount:,.2f} {r.currency}, score {r.score:.3f}"
+
+    cols = st.columns([3, 2, 3])
+    cols[0].selectbox("Payment", list(rows), format_func=describe, key="review_tx")
+    cols[1].text_input("Analyst", key="analyst", max_chars=64)
+    cols[2].text_input("Note (optional)", key="review_note", max_chars=500)
+
+    def submit(is_fraud: bool) -> None:
+        tx = st.session_state.get("review_tx")
+        analyst = st.session_state.get("analyst", "")
+        note = st.session_state.get("review_note") or None
+        if not tx:
+            return
+        try:
+            st.session_state["review_message"] = ("ok", label(tx, is_fraud, analyst, note))
+            st.session_state["review_note"] = ""
+        except Exception as e:  # noqa: BLE001 - shown to the analyst, never a trace
+            st.session_state["review_message"] = ("error", str(e))
+
+    buttons = st.columns(6)
+    buttons[0].button("Mark fraud", key="mark_fraud", on_click=submit, args=(True,))
+    buttons[1].button("Mark legitimate", key="mark_legit", on_click=submit, args=(False,))
+    table(frame, "review queue")
+
+
+def model_info(conn: Connection) -> None:
+    st.subheader("Model in service")
+    model = q.latest_model(conn)
+    if model is None:
+        st.info("No model version recorded yet (the consumer records one when it starts).")
+        return
+    meta = model["metadata"]
+    cols = st.columns(3)
+    cols[0].metric("Version", model["version"])
+    cols[1].metric("Trained at (UTC)", f"{model['trained_at']:%Y-%m-%d %H:%M}")
+    cols[2].metric("Activated at (UTC)", f"{model['activated_at']:%Y-%m-%d %H:%M}")
+    metrics = meta.get("metrics") or {}
+    thresholds = meta.get("thresholds") or {}
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Metrics**")
+        frame = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
+        table(frame, "model metrics", colour_status=False)
+    with right:
+        st.markdown("**Thresholds**")
+        frame = pd.DataFrame({"threshold": list(thresholds), "score": list(thresholds.values())})
+        table(frame, "model thresholds", colour_status=False)
+    other = {k: v for k, v in meta.items() if k not in {"metrics", "thresholds"}}
+    if other:
+        with st.expander("All metadata"):
+            st.code(json.dumps(other, indent=2, default=str), language="json")

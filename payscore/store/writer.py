@@ -1,0 +1,382 @@
+"""The hot-path batch writer: decisions, duplicates, dead letters and offsets in one transaction.
+
+Exactly-once effect comes from storing the consumer's next offsets in the same transaction as
+the decisions they cover: after a crash the consumer seeks to the stored offsets, so every
+message is either fully written (with its offset) or not at all. The writer is also defensive
+about a batch that arrives twice (rows whose source offset is below the stored next offset are
+skipped) and about duplicate transaction ids (recorded in ``duplicates``, never a lost batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, tuple_
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from payscore.errors import ServiceUnavailable
+from payscore.store.initdb import describe_db_error
+from payscore.store.schema import (
+    consumer_offsets,
+    dead_letters,
+    duplicates,
+    fraud_labels,
+    model_versions,
+    scored_transactions,
+)
+
+# (group, topic, partition) -> next offset to read, i.e. last written offset + 1.
+Offsets = Mapping[tuple[str, str, int], int]
+# Keep IN (...) lists well below every driver's parameter limit.
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class DuplicateRecord:
+    """A message whose transaction id was already decided; kept for accounting."""
+
+    transaction_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    seen_at: datetime  # naive UTC
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """A message that could not be decided; the raw bytes live in the dead-letter topic."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_kind: str
+    error_message: str
+    attempt: int
+    created_at: datetime  # naive UTC
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one ``write_batch`` call stored."""
+
+    decided: int = 0
+    duplicates: int = 0  # duplicates recorded, including ones only found at insert time
+    dead_letters: int = 0
+    skipped_replayed: int = 0  # rows at or below the stored offsets, already written before
+    duplicate_ids: tuple[str, ...] = ()  # decision rows turned into duplicates by the writer
+
+
+def utcnow() -> datetime:
+    """Now as the naive UTC datetime the schema stores."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class DecisionWriter:
+    """Writes one consumer batch per transaction. Holds no rows between calls."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def read_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """Stored next offsets of every partition of ``topic`` this group has written."""
+        query = select(consumer_offsets.c.kafka_partition, consumer_offsets.c.next_offset).where(
+            consumer_offsets.c.group_id == group, consumer_offsets.c.topic == topic
+        )
+        try:
+            with self.engine.connect() as conn:
+                return {int(p): int(o) for p, o in conn.execute(query)}
+        except SQLAlchemyError as e:
+            raise _unavailable(e) from e
+
+    def existing_ids(self, transaction_ids: Iterable[str]) -> set[str]:
+        """Which of these transaction ids already have a stored decision."""
+        ids = list(dict.fromkeys(transaction_ids))
+        if not ids:
+            return set()
+        try:
+            with self.engine.connect() as conn:
+                return _existing(conn, ids)
+        except SQLAlchemyError as e:
+            raise _unavailable(e) from e
+
+    def ping(self) -> None:
+        """Raise ServiceUnavailable unless the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except SQLAlchemyError as e:
+            raise _unavailable(e) from e
+
+    # -- the write -------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        decisions: Sequence[dict[str, Any]],
+        duplicate_records: Sequence[DuplicateRecord] = (),
+        dead_letter_records: Sequence[DeadLetterRecord] = (),
+        offsets: Offsets | None = None,
+        labels: Sequence[dict[str, Any]] = (),
+    ) -> WriteResult:
+        """Store a batch atomically; safe to call again with the same batch.
+
+        ``decisions`` are ``scored_transactions`` rows (column name -> value). Rows carrying
+        ``kafka_topic``/``kafka_partition``/``kafka_offset`` below the stored next offset of
+        their partition are skipped as already written. ``labels`` are ``fraud_labels`` rows,
+        upserted (a later label for the same payment wins).
+        """
+        offsets = dict(offsets or {})
+        try:
+            with self.engine.begin() as conn:
+                result = self._write(
+                    conn, decisions, duplicate_records, dead_letter_records, offsets
+                )
+                if labels:
+                    self._upsert_labels(conn, labels)
+                return result
+        except SQLAlchemyError as e:
+            raise _unavailable(e) from e
+
+    def _write(
+        self,
+        conn: Connection,
+        decisions: Sequence[dict[str, Any]],
+        dups: Sequence[DuplicateRecord],
+        dead: Sequence[DeadLetterRecord],
+        offsets: dict[tuple[str, str, int], int],
+    ) -> WriteResult:
+        if self._dialect == "sqlite":
+            _sqlite_begin(conn)
+        stored = self._lock_offsets(conn, offsets)
+
+        def fresh(topic: str | None, partition: int | None, offset: int | None) -> bool:
+            if topic is None or partition is None or offset is None:
+                return True
+            floor = stored.get((topic, partition))
+            return floor is None or offset >= floor
+
+        rows = [
+            r for r in decisions if fresh(r.get("kafka_topic"), r.get("kafka_partition"),
+                                          r.get("kafka_offset"))
+        ]
+        dup_rows = [
+            _asdict_dup(d) for d in dups
+            if fresh(d.source_topic, d.source_partition, d.source_offset)
+        ]
+        dead_rows = [
+            _asdict_dead(d) for d in dead
+            if fresh(d.source_topic, d.source_partition, d.source_offset)
+        ]
+        skipped = (len(decisions) - len(rows)) + (len(dups) - len(dup_rows)) + (
+            len(dead) - len(dead_rows)
+        )
+
+        # Duplicates the caller did not catch: already stored, or twice in this batch.
+        known = _existing(conn, [r["transaction_id"] for r in rows]) if rows else set()
+        unique: list[dict[str, Any]] = []
+        late_dups: list[dict[str, Any]] = []
+        for r in rows:
+            if r["transaction_id"] in known:
+                late_dups.append(r)
+            else:
+                known.add(r["transaction_id"])
+                unique.append(r)
+
+        inserted, raced = self._insert_decisions(conn, unique)
+        late_dups.extend(raced)
+        now = utcnow()
+        dup_rows.extend(_dup_from_decision(r, now) for r in late_dups if r.get("kafka_topic"))
+
+        if dup_rows:
+            conn.execute(self._insert_ignore(duplicates), dup_rows)
+        if dead_rows:
+            conn.execute(self._insert_ignore(dead_letters), dead_rows)
+        if offsets:
+            self._upsert_offsets(conn, offsets, now)
+        return WriteResult(
+            decided=inserted,
+            duplicates=len(dup_rows),
+            dead_letters=len(dead_rows),
+            skipped_replayed=skipped,
+            duplicate_ids=tuple(r["transaction_id"] for r in late_dups),
+        )
+
+    def _insert_decisions(
+        self, conn: Connection, rows: list[dict[str, Any]]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Insert many rows at once; on a unique-key race, row by row. Returns (n, losers)."""
+        if not rows:
+            return 0, []
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(scored_transactions), rows)
+            return len(rows), []
+        except IntegrityError:
+            pass  # another writer stored one of these ids since we looked: go one by one
+        losers = []
+        stmt = insert(scored_transactions)
+        for row in rows:
+            try:
+                with conn.begin_nested():
+                    conn.execute(stmt, row)
+            except IntegrityError:
+                losers.append(row)
+        return len(rows) - len(losers), losers
+
+    def _lock_offsets(
+        self, conn: Connection, offsets: Mapping[tuple[str, str, int], int]
+    ) -> dict[tuple[str, int], int]:
+        """Stored next offsets for the batch's partitions, row-locked where supported.
+
+        The lock serialises two consumers that both believe they own a partition (a zombie
+        after a rebalance): the second sees the first's offsets and skips what it wrote.
+        """
+        if not offsets:
+            return {}
+        keys = list(offsets)
+        c = consumer_offsets.c
+        query = (
+            select(c.topic, c.kafka_partition, c.next_offset)
+            .where(tuple_(c.group_id, c.topic, c.kafka_partition).in_(keys))
+            .with_for_update()
+        )
+        return {(t, int(p)): int(o) for t, p, o in conn.execute(query)}
+
+    def _upsert_offsets(
+        self, conn: Connection, offsets: Mapping[tuple[str, str, int], int], now: datetime
+    ) -> None:
+        values = [
+            {"group_id": g, "topic": t, "kafka_partition": p, "next_offset": o, "updated_at": now}
+            for (g, t, p), o in offsets.items()
+        ]
+        if self._dialect == "sqlite":
+            stmt = sqlite_dialect.insert(consumer_offsets)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["group_id", "topic", "kafka_partition"],
+                set_={
+                    "next_offset": func.max(
+                        consumer_offsets.c.next_offset, stmt.excluded.next_offset
+                    ),
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+            conn.execute(stmt, values)
+        else:
+            mstmt = mysql_dialect.insert(consumer_offsets)
+            mstmt = mstmt.on_duplicate_key_update(
+                next_offset=func.greatest(
+                    consumer_offsets.c.next_offset, mstmt.inserted.next_offset
+                ),
+                updated_at=mstmt.inserted.updated_at,
+            )
+            conn.execute(mstmt, values)
+
+    def _upsert_labels(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if self._dialect == "sqlite":
+            stmt = sqlite_dialect.insert(fraud_labels)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["transaction_id"],
+                set_={"is_fraud": stmt.excluded.is_fraud, "known_at": stmt.excluded.known_at},
+            )
+            conn.execute(stmt, list(rows))
+        else:
+            mstmt = mysql_dialect.insert(fraud_labels)
+            mstmt = mstmt.on_duplicate_key_update(
+                is_fraud=mstmt.inserted.is_fraud, known_at=mstmt.inserted.known_at
+            )
+            conn.execute(mstmt, list(rows))
+
+    def register_model(self, version: str, trained_at: datetime, metadata_json: str) -> bool:
+        """Record a model version (first activation kept); True if it was new."""
+        c = model_versions.c
+        try:
+            with self.engine.begin() as conn:
+                found = conn.execute(select(c.version).where(c.version == version)).first()
+                if found:
+                    return False
+                conn.execute(
+                    insert(model_versions),
+                    {
+                        "version": version,
+                        "trained_at": trained_at,
+                        "activated_at": utcnow(),
+                        "metadata_json": metadata_json,
+                    },
+                )
+                return True
+        except IntegrityError:
+            return False  # registered concurrently by another consumer
+        except SQLAlchemyError as e:
+            raise _unavailable(e) from e
+
+    def _insert_ignore(self, table: Any) -> Any:
+        """INSERT that skips rows whose unique source coordinates are already stored."""
+        if self._dialect == "sqlite":
+            return sqlite_dialect.insert(table).on_conflict_do_nothing()
+        return insert(table).prefix_with("IGNORE")
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Open the SQLite transaction explicitly, taking the write lock up front.
+
+    pysqlite in its legacy mode only begins a transaction before DML, so a SAVEPOINT issued
+    first would start (and its RELEASE would commit) a transaction of its own, breaking the
+    all-or-nothing batch. BEGIN IMMEDIATE also serialises concurrent writers, like a row lock.
+    """
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _existing(conn: Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    col = scored_transactions.c.transaction_id
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        found.update(conn.execute(select(col).where(col.in_(chunk))).scalars())
+    return found
+
+
+def _asdict_dup(d: DuplicateRecord) -> dict[str, Any]:
+    return {
+        "transaction_id": d.transaction_id,
+        "source_topic": d.source_topic,
+        "source_partition": d.source_partition,
+        "source_offset": d.source_offset,
+        "seen_at": d.seen_at,
+    }
+
+
+def _asdict_dead(d: DeadLetterRecord) -> dict[str, Any]:
+    return {
+        "source_topic": d.source_topic,
+        "source_partition": d.source_partition,
+        "source_offset": d.source_offset,
+        "error_kind": d.error_kind[:32],
+        "error_message": d.error_message[:1024],
+        "attempt": d.attempt,
+        "created_at": d.created_at,
+    }
+
+
+def _dup_from_decision(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "transaction_id": row["transaction_id"],
+        "source_topic": row["kafka_topic"],
+        "source_partition": row["kafka_partition"],
+        "source_offset": row["kafka_offset"],
+        "seen_at": now,
+    }
+
+
+def _unavailable(error: SQLAlchemyError) -> ServiceUnavailable:
+    if isinstance(error, DBAPIError) and not isinstance(error, IntegrityError):
+        return ServiceUnavailable(f"database unavailable: {describe_db_error(error)}")
+    return ServiceUnavailable(f"database error: {describe_db_error(error)}")

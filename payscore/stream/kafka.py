@@ -1,0 +1,259 @@
+"""Kafka client factories: the one place payscore builds kafka-python clients.
+
+Every factory takes the frozen settings (bootstrap servers, SASL/SSL passthrough from
+``Settings.kafka_options()``), fails fast with ``ServiceUnavailable`` when the broker cannot be
+reached instead of hanging, and never logs the options (they may hold a SASL password).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kafka
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
+
+from payscore.config import Settings
+from payscore.errors import ConfigError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+#: How long a client may try to reach the first broker before we give up (seconds).
+CONNECT_TIMEOUT_S = 5.0
+#: Bounded request timeout, so a dead broker surfaces as an error, not a hang.
+REQUEST_TIMEOUT_MS = 15_000
+#: Small batching delay: a few ms of latency buys much better producer throughput.
+LINGER_MS = 10
+
+_KAFKA_MAJOR = int(kafka.__version__.split(".")[0])
+
+
+def quiet_client_logs(log_level: str) -> None:
+    """Keep kafka-python's per-attempt connection errors off stderr unless debugging.
+
+    kafka-python logs every failed reconnect at ERROR; payscore reports the outcome itself
+    (one ``ServiceUnavailable`` line), so the library's retries are noise for a CLI user.
+    """
+    if log_level.upper() != "DEBUG":
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def describe_servers(settings: Settings) -> str:
+    """The bootstrap address for messages (host:port list; holds no secret)."""
+    return ",".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
+
+
+def _connect_options(client_cls: type, timeout_s: float) -> dict[str, Any]:
+    # kafka-python 3 bounds the first metadata fetch with bootstrap_timeout_ms; 2.x bounds the
+    # version probe with api_version_auto_timeout_ms. Pass whichever this version knows.
+    known = getattr(client_cls, "DEFAULT_CONFIG", {})
+    timeout_ms = int(timeout_s * 1000)
+    if "bootstrap_timeout_ms" in known:
+        return {"bootstrap_timeout_ms": timeout_ms}
+    if "api_version_auto_timeout_ms" in known:
+        return {"api_version_auto_timeout_ms": timeout_ms}
+    return {}
+
+
+def _supported(client_cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop our optional defaults that this kafka-python version does not know."""
+    known = getattr(client_cls, "DEFAULT_CONFIG", None)
+    if known is None:
+        return dict(options)
+    return {k: v for k, v in options.items() if k in known}
+
+
+def _build(client_cls: type, settings: Settings, options: dict[str, Any]) -> Any:
+    try:
+        return client_cls(**options)
+    except KafkaConfigurationError as e:
+        raise ConfigError("kafka", "settings", str(e)) from e
+    except (KafkaError, OSError) as e:
+        raise ServiceUnavailable(
+            f"cannot reach Kafka at {describe_servers(settings)}: {_reason(e)}"
+        ) from e
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """A producer of raw key/value bytes: acks=all, idempotent where supported, short linger."""
+    defaults = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": LINGER_MS,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "delivery_timeout_ms": 2 * REQUEST_TIMEOUT_MS + LINGER_MS,
+        "max_block_ms": REQUEST_TIMEOUT_MS,
+        "max_in_flight_requests_per_connection": 5,
+        "client_id": "payscore-producer",
+        **_connect_options(KafkaProducer, CONNECT_TIMEOUT_S),
+    }
+    options = {**_supported(KafkaProducer, defaults), **settings.kafka_options(), **overrides}
+    return _build(KafkaProducer, settings, options)
+
+
+def make_consumer(settings: Settings, group_id: str | None, **overrides: Any) -> KafkaConsumer:
+    """A consumer of raw bytes with manual commits (we commit after the database write).
+
+    Subscribe or assign afterwards; ``group_id=None`` gives a group-less reader.
+    """
+    defaults = {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "request_timeout_ms": max(REQUEST_TIMEOUT_MS, 31_000),
+        "client_id": "payscore-consumer",
+        **_connect_options(KafkaConsumer, CONNECT_TIMEOUT_S),
+    }
+    options = {**_supported(KafkaConsumer, defaults), **settings.kafka_options(), **overrides}
+    return _build(KafkaConsumer, settings, options)
+
+
+def make_admin(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> KafkaAdminClient:
+    """An admin client; connects (and fails fast) at construction."""
+    defaults = {
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "client_id": "payscore-admin",
+        **_connect_options(KafkaAdminClient, timeout_s),
+    }
+    options = {**_supported(KafkaAdminClient, defaults), **settings.kafka_options()}
+    return _build(KafkaAdminClient, settings, options)
+
+
+def check_broker(settings: Settings, timeout_s: float = 5.0) -> None:
+    """Raise ``ServiceUnavailable`` within about ``timeout_s`` if no broker answers."""
+    admin = make_admin(settings, timeout_s=timeout_s)
+    try:
+        admin.list_topics()
+    except KafkaError as e:
+        raise ServiceUnavailable(
+            f"cannot reach Kafka at {describe_servers(settings)}: {_reason(e)}"
+        ) from e
+    finally:
+        _close(admin)
+
+
+def ensure_topics(
+    settings: Settings,
+    names: Iterable[str],
+    partitions: int | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the missing topics, then wait until every partition has a leader.
+
+    Brokers may run with ``auto.create.topics.enable=false``, so whoever writes a topic first
+    creates it here. Topics that already exist are left as they are (their partition count is
+    not changed). Returns the names that were created.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    count = partitions if partitions is not None else settings.topic_partitions
+    if count < 1:
+        raise ConfigError("partitions", "flag", "must be at least 1")
+    admin = make_admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            _create(admin, missing, count)
+            log.info("created topics %s with %d partitions", ", ".join(missing), count)
+        _wait_for_leaders(settings, admin, wanted, timeout_s)
+        return missing
+    except KafkaError as e:
+        raise ServiceUnavailable(
+            f"cannot create topics on Kafka at {describe_servers(settings)}: {_reason(e)}"
+        ) from e
+    finally:
+        _close(admin)
+
+
+def _create(admin: KafkaAdminClient, names: list[str], partitions: int) -> None:
+    # replication_factor -1 = the broker's default.replication.factor (brokers >= 2.4).
+    request: Any
+    if _KAFKA_MAJOR >= 3:
+        request = {n: {"num_partitions": partitions, "replication_factor": -1} for n in names}
+    else:  # pragma: no cover - kafka-python 2.x
+        from kafka.admin import NewTopic
+
+        request = [NewTopic(n, partitions, -1) for n in names]
+    for attempt in range(2):
+        try:
+            admin.create_topics(request)
+            return
+        except TopicAlreadyExistsError:
+            return  # someone else created it at the same moment: fine
+        except KafkaError as e:
+            if attempt or not getattr(e, "retriable", False):
+                raise
+            time.sleep(0.5)
+
+
+def _wait_for_leaders(
+    settings: Settings, admin: KafkaAdminClient, names: list[str], timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending: dict[str, str] = {}
+    while True:
+        try:
+            described = admin.describe_topics(names)
+        except KafkaError as e:
+            described, pending = [], {n: _reason(e) for n in names}
+        by_name = {t.get("name", t.get("topic")): t for t in described}
+        pending = {n: why for n in names if (why := _not_ready(by_name.get(n))) is not None}
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            detail = "; ".join(f"{n}: {why}" for n, why in pending.items())
+            raise ServiceUnavailable(
+                f"topics on Kafka at {describe_servers(settings)} not ready after "
+                f"{timeout_s:.0f} s ({detail})"
+            )
+        time.sleep(0.1)
+
+
+def _not_ready(topic: Mapping[str, Any] | None) -> str | None:
+    if topic is None:
+        return "missing from metadata"
+    if topic.get("error_code", 0):
+        return f"error code {topic['error_code']}"
+    parts = topic.get("partitions") or []
+    if not parts:
+        return "no partitions yet"
+    for p in parts:
+        leader = p.get("leader_id", p.get("leader", -1))
+        if p.get("error_code", 0) or leader is None or leader < 0:
+            return f"partition {p.get('partition_index', p.get('partition'))} has no leader"
+    return None
+
+
+def partition_count(settings: Settings, topic: str) -> int:
+    """Number of partitions of an existing topic; 0 when the topic does not exist."""
+    admin = make_admin(settings)
+    try:
+        described = admin.describe_topics([topic])
+    except KafkaError as e:
+        raise ServiceUnavailable(
+            f"cannot describe topic {topic!r} on Kafka at {describe_servers(settings)}: "
+            f"{_reason(e)}"
+        ) from e
+    finally:
+        _close(admin)
+    for t in described:
+        if t.get("name", t.get("topic")) == topic and not t.get("error_code", 0):
+            return len(t.get("partitions") or [])
+    return 0
+
+
+def _close(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:  # closing is best effort; the real error (if any) is already raised
+        log.debug("error while closing a Kafka client", exc_info=True)

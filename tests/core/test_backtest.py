@@ -1,0 +1,157 @@
+"""Backtest input: CSV and JSON lines, rejected rows with line numbers, order and labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from payscore.core import backtest
+from payscore.core.decision import Decision
+from payscore.core.schema import MAX_MESSAGE_BYTES
+from payscore.errors import InputError
+
+HEADER = "transaction_id,customer_id,terminal_id,amount,currency,event_time,channel,is_fraud\n"
+
+
+def row(tx: str, when: str = "2018-04-01T10:00:00+00:00", amount: str = "10.00", fraud="0"):
+    return f"{tx},c1,t1,{amount},EUR,{when},,{fraud}\n"
+
+
+def test_csv_rows_validated_with_line_numbers(tmp_path: Path) -> None:
+    src = tmp_path / "p.csv"
+    src.write_text(
+        "\ufeff"  # a spreadsheet's byte-order mark
+        + HEADER
+        + row("a")
+        + row("b", amount="-1")
+        + row("c", when="2018-04-01 10:00")
+        + row("a")
+        + row("d", fraud="yes")
+        + row("e", fraud="??"),
+        encoding="utf-8",
+    )
+    data = backtest.read_input(src)
+    assert [p.transaction_id for p in data.payments] == ["a", "d", "e"]
+    assert data.payments[0].channel is None  # blank optional column -> null
+    assert [(r.line, r.kind, r.field) for r in data.rejected] == [
+        (3, "schema", "amount"),
+        (4, "schema", "event_time"),
+        (5, "duplicate", "transaction_id"),
+    ]
+    assert data.labels == {"a": False, "d": True}
+    assert data.bad_labels == 1
+
+
+def test_csv_invalid_utf8_row_is_rejected_not_fatal(tmp_path: Path) -> None:
+    src = tmp_path / "p.csv"
+    src.write_bytes(
+        HEADER.encode() + b"caf\xe9,c1,t1,1.00,EUR,2018-04-01T00:00:00Z,,0\n" + row("ok").encode()
+    )
+    data = backtest.read_input(src)
+    assert [p.transaction_id for p in data.payments] == ["ok"]
+    assert data.rejected[0].kind == "encoding" and data.rejected[0].line == 2
+
+
+def test_csv_needs_the_payment_columns(tmp_path: Path) -> None:
+    src = tmp_path / "p.csv"
+    src.write_text("id,amount\n1,2\n")
+    with pytest.raises(InputError, match="customer_id"):
+        backtest.read_input(src)
+
+
+def test_jsonl_rows(tmp_path: Path) -> None:
+    good = {
+        "transaction_id": "j1",
+        "customer_id": "c",
+        "terminal_id": "t",
+        "amount": 5,
+        "currency": "EUR",
+        "event_time": "2018-04-01T00:00:00Z",
+        "is_fraud": True,
+    }
+    lines = [
+        json.dumps(good),
+        "",
+        "not json",
+        "x" * (MAX_MESSAGE_BYTES * 3),
+        json.dumps({**good, "transaction_id": "j2", "is_fraud": 0}),
+    ]
+    src = tmp_path / "p.data"  # no telling suffix: sniffed from the first byte
+    src.write_text("\n".join(lines) + "\n")
+    data = backtest.read_input(src)
+    assert [p.transaction_id for p in data.payments] == ["j1", "j2"]
+    assert [(r.line, r.kind) for r in data.rejected] == [(3, "json"), (4, "too_large")]
+    assert data.labels == {"j1": True, "j2": False}
+
+
+def test_input_bounds(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        backtest.read_input(tmp_path / "nope.csv")
+    big = tmp_path / "big.csv"
+    big.write_text(HEADER + row("a") * 10)
+    with pytest.raises(InputError, match="limit"):
+        backtest.read_input(big, max_bytes=100)
+
+
+def test_event_order_is_stable(tmp_path: Path) -> None:
+    src = tmp_path / "p.csv"
+    src.write_text(
+        HEADER
+        + row("late", "2018-04-02T00:00:00+00:00")
+        + row("tie1", "2018-04-01T00:00:00+00:00")
+        + row("early", "2018-04-01T01:00:00+03:00")  # 2018-03-31T22:00Z
+        + row("tie2", "2018-04-01T00:00:00+00:00")
+    )
+    ordered = backtest.event_order(backtest.read_input(src).payments)
+    assert [p.transaction_id for p in ordered] == ["early", "tie1", "tie2", "late"]
+
+
+def test_labels_file(tmp_path: Path) -> None:
+    src = tmp_path / "labels.csv"
+    src.write_text("transaction_id,is_fraud\na,1\nb,0\nc,true\n")
+    assert backtest.read_labels(src) == {"a": True, "b": False, "c": True}
+    src.write_text("transaction_id,is_fraud\na,2\n")
+    with pytest.raises(InputError, match="line 2"):
+        backtest.read_labels(src)
+
+
+def test_status_confusion_and_output(tmp_path: Path) -> None:
+    decisions = [
+        Decision("a", 0.9, "DECLINED", ("MODEL_VERY_HIGH_RISK",), "v"),
+        Decision("b", 0.6, "REVIEW", ("MODEL_HIGH_RISK", "AMOUNT_HIGH"), "v"),
+        Decision("c", 0.1, "APPROVED", (), "v"),
+        Decision("d", 0.1, "APPROVED", (), "v"),
+    ]
+    confusion = backtest.status_confusion(decisions, {"a": True, "b": False, "c": True})
+    assert confusion == {
+        "APPROVED": {True: 1, False: 0},
+        "REVIEW": {True: 0, False: 1},
+        "DECLINED": {True: 1, False: 0},
+    }
+    out = tmp_path / "out.csv"
+    assert backtest.write_decisions(out, decisions) == 4
+    text = out.read_text().splitlines()
+    assert text[0] == "transaction_id,score,status,reason_codes"
+    assert text[2] == 'b,0.600000,REVIEW,"MODEL_HIGH_RISK,AMOUNT_HIGH"'
+    assert text[3] == "c,0.100000,APPROVED,"
+
+
+@pytest.mark.parametrize(
+    "value, flag",
+    [
+        ("1", True),
+        ("0", False),
+        (" TRUE ", True),
+        ("no", False),
+        (1, True),
+        (False, False),
+        ("", None),
+        ("2", None),
+        (None, None),
+        (2, None),
+    ],
+)
+def test_parse_label(value: object, flag: bool | None) -> None:
+    assert backtest.parse_label(value) is flag

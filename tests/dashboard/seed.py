@@ -1,0 +1,125 @@
+"""A small seeded decisions database whose every figure the tests recompute in plain Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+
+from payscore.dashboard.seed import label_for, synthetic_model, synthetic_rows
+from payscore.store.schema import dead_letters, fraud_labels, model_versions, scored_transactions
+
+PROFILE_CUSTOMER = "C-PROFILE"
+
+
+@dataclass
+class Seeded:
+    """What was inserted, as stored (times truncated to the column precision)."""
+
+    now: datetime
+    rows: list[dict[str, Any]]
+    labels: dict[str, dict[str, Any]]
+    dead: list[dict[str, Any]]
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+def _special_rows(now: datetime) -> list[dict[str, Any]]:
+    """Hand-made rows: literal '%'/'_' in reasons, a score of exactly 1, a profiled customer."""
+    base = {
+        "terminal_id": "T-SPECIAL",
+        "currency": "EUR",
+        "prediction": 1,
+        "model_version": "special-1",
+    }
+    rows = []
+    specials = [
+        ("sp-pct", "C-X", "DECLINED", 1.0, "RULE_50%_OFF", 5),
+        ("sp-und", "C-X", "REVIEW", 0.55, "RULE_A_B", 6),
+        ("sp-plain", "C-X", "REVIEW", 0.6, "RULE_AxB", 7),
+    ]
+    for tx, customer, status, score, reasons, minutes_ago in specials:
+        scored = now - timedelta(minutes=minutes_ago, seconds=0.25)
+        rows.append(
+            {
+                **base,
+                "transaction_id": tx,
+                "customer_id": customer,
+                "amount": 1500.0,
+                "event_time": datetime(2018, 4, 2, 12, minutes_ago),
+                "received_at": scored - timedelta(milliseconds=30),
+                "scored_at": scored,
+                "score": score,
+                "status": status,
+                "reason_codes": reasons,
+            }
+        )
+    # A customer with a known history: 9 payments a day apart, one 5 hours before the end,
+    # then 3 in the last hour.
+    amounts = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 400, 410, 420]
+    last = datetime(2018, 5, 20, 12, 0, 0)
+    times = [last - timedelta(days=12 - i) for i in range(9)] + [last - timedelta(hours=5)]
+    times += [last - timedelta(minutes=40), last - timedelta(minutes=20), last]
+    for i, (amount, event_time) in enumerate(zip(amounts, times, strict=True)):
+        scored = now - timedelta(minutes=50 - i, seconds=0.5)
+        rows.append(
+            {
+                **base,
+                "transaction_id": f"sp-prof-{i:02d}",
+                "customer_id": PROFILE_CUSTOMER,
+                "terminal_id": "T-PROFILE",
+                "amount": float(amount),
+                "event_time": event_time,
+                "received_at": scored - timedelta(milliseconds=10 + i),
+                "scored_at": scored,
+                "score": 0.1 if i < 10 else 0.3,
+                "prediction": 0,
+                "status": "APPROVED" if i < 10 else "REVIEW",
+                "reason_codes": "" if i < 10 else "VELOCITY_1H",
+            }
+        )
+    return rows
+
+
+def seed_small(engine: Engine, now: datetime, n: int = 1_200) -> Seeded:
+    """``n`` synthetic decisions over the last 3 hours (some older), plus the special rows."""
+    rows = list(synthetic_rows(n, now=now, span_seconds=3 * 3600, seed=7, customers=40))
+    rows += list(synthetic_rows(60, now=now - timedelta(days=3), span_seconds=3600, seed=8))
+    rows += _special_rows(now)
+    labels = [lab for lab in map(label_for, rows) if lab is not None]
+    dead = [
+        {
+            "source_topic": "payments",
+            "source_partition": 0,
+            "source_offset": i,
+            "error_kind": "json",
+            "error_message": "bad",
+            "attempt": 1,
+            "created_at": now - timedelta(minutes=7 * i + 1),
+        }
+        for i in range(30)
+    ]
+    model = synthetic_model(now, seed=7)
+    fractional = next(r for r in rows if r["scored_at"].microsecond)
+    with engine.begin() as conn:
+        conn.execute(insert(scored_transactions), rows)
+        conn.execute(insert(fraud_labels), labels)
+        conn.execute(insert(dead_letters), dead)
+        conn.execute(insert(model_versions).values(**model))
+        probe = conn.execute(
+            select(scored_transactions.c.scored_at).where(
+                scored_transactions.c.transaction_id == fractional["transaction_id"]
+            )
+        ).scalar_one()
+    if probe != fractional["scored_at"]:
+        # Second-precision DATETIME (MariaDB with the current schema) truncates fractions.
+        assert probe == fractional["scored_at"].replace(microsecond=0), probe
+        for row in rows:
+            for key in ("event_time", "received_at", "scored_at"):
+                row[key] = row[key].replace(microsecond=0)
+        for item in [*labels, *dead]:
+            for key in ("known_at", "created_at"):
+                if key in item:
+                    item[key] = item[key].replace(microsecond=0)
+    return Seeded(now, rows, {lab["transaction_id"]: lab for lab in labels}, dead, model)

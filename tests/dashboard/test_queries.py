@@ -1,0 +1,242 @@
+"""The dashboard's SQL against seeded databases, every figure recomputed here in plain Python."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine
+
+from payscore.config import Settings
+from payscore.dashboard import queries as q
+from payscore.dashboard.figures import TimeRange, choose_bucket, percentile
+from payscore.store.engine import make_engine
+from payscore.store.initdb import create_schema
+from tests.dashboard.seed import PROFILE_CUSTOMER, Seeded, seed_small
+
+NOW = datetime(2030, 1, 15, 12, 0, 0, 500_000)
+
+
+@pytest.fixture(scope="module")
+def sqlite_seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Seeded]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'q.db'}"
+    writer = make_engine(Settings(database_url=url))
+    create_schema(writer)
+    seeded = seed_small(writer, NOW)
+    writer.dispose()
+    reader = make_engine(Settings(database_url=url), read_only=True)
+    yield reader, seeded
+    reader.dispose()
+
+
+@pytest.fixture
+def mariadb_seeded(db_url: str) -> Iterator[tuple[Engine, Seeded]]:
+    writer = make_engine(Settings(database_url=db_url))
+    seeded = seed_small(writer, NOW)
+    writer.dispose()
+    reader = make_engine(Settings(database_url=db_url), read_only=True)
+    yield reader, seeded
+    reader.dispose()
+
+
+def _in(tr: TimeRange, when: datetime) -> bool:
+    return (tr.start is None or when >= tr.start) and (tr.end is None or when < tr.end)
+
+
+def _score(engine: Engine, score: float) -> float:
+    # MySQL FLOAT is single precision; the expectation must see the score as stored.
+    return float(np.float32(score)) if engine.dialect.name != "sqlite" else score
+
+
+RANGES = [
+    TimeRange(NOW - timedelta(minutes=15), NOW),
+    TimeRange(NOW - timedelta(hours=1), NOW),
+    TimeRange(NOW - timedelta(days=1), NOW),
+    TimeRange(None, None),
+]
+
+
+def check_all(engine: Engine, s: Seeded) -> None:
+    with engine.connect() as conn:
+        assert q.missing_tables(conn) == []
+        for tr in RANGES:
+            check_headline(conn, s, tr)
+            check_activity(conn, s, tr)
+            check_histogram(conn, engine, s, tr)
+            check_latest(conn, s, tr)
+            check_riskiest(conn, engine, s, tr)
+        check_review_queue(conn, s)
+        check_profile(conn, s)
+        model = q.latest_model(conn)
+        assert model is not None and model["version"] == s.model["version"]
+        assert model["metadata"]["thresholds"] == {"review": 0.5, "decline": 0.8}
+
+
+def check_headline(conn: Any, s: Seeded, tr: TimeRange) -> None:
+    rows = [r for r in s.rows if _in(tr, r["scored_at"])]
+    h = q.headline(conn, tr)
+    counts = Counter(r["status"] for r in rows)
+    assert h.decided == len(rows) > 0
+    assert h.counts == {k: counts.get(k, 0) for k in ("APPROVED", "REVIEW", "DECLINED")}
+    assert h.rate("DECLINED") == counts["DECLINED"] / len(rows)
+    fraud = sum(1 for r in rows if s.labels.get(r["transaction_id"], {}).get("is_fraud"))
+    assert h.fraud_labelled == fraud and h.fraud_rate == fraud / len(rows)
+    assert h.dead_letters == sum(1 for d in s.dead if _in(tr, d["created_at"]))
+    if tr.start is not None and tr.end is not None:
+        minutes = (tr.end - tr.start).total_seconds() / 60
+    else:
+        times = [r["scored_at"] for r in rows]
+        minutes = (max(times) - min(times)).total_seconds() / 60
+    assert h.throughput_per_minute == pytest.approx(len(rows) / max(minutes, 1.0))
+    newest = sorted(rows, key=lambda r: r["scored_at"], reverse=True)[: q.LATENCY_SAMPLE]
+    lat = sorted((r["scored_at"] - r["received_at"]).total_seconds() * 1000 for r in newest)
+    assert h.latency_sample == len(lat)
+    assert h.latency_median_ms == pytest.approx(lat[math.ceil(0.5 * len(lat)) - 1])
+    assert h.latency_p99_ms == pytest.approx(lat[math.ceil(0.99 * len(lat)) - 1])
+
+
+def check_activity(conn: Any, s: Seeded, tr: TimeRange) -> None:
+    seconds = choose_bucket(tr.start, tr.end)
+    frame = q.activity(conn, tr, seconds)
+    expected: Counter[tuple[datetime, str]] = Counter()
+    for r in s.rows:
+        if _in(tr, r["scored_at"]):
+            t = r["scored_at"]
+            bucket = datetime(t.year, t.month, t.day) + timedelta(
+                seconds=(t - datetime(t.year, t.month, t.day)).total_seconds() // seconds * seconds
+            )
+            expected[(bucket, "payments")] += 1
+            expected[(bucket, r["status"].lower())] += 1
+    got = {}
+    for row in frame.itertuples():
+        for col in ("payments", "approved", "review", "declined"):
+            if getattr(row, col):
+                got[(row.bucket.to_pydatetime(), col)] = getattr(row, col)
+    assert got == dict(expected)
+    assert list(frame["bucket"]) == sorted(frame["bucket"])
+
+
+def check_histogram(conn: Any, engine: Engine, s: Seeded, tr: TimeRange) -> None:
+    frame = q.score_histogram(conn, tr)
+    expected = [0] * q.SCORE_BINS
+    for r in s.rows:
+        if _in(tr, r["scored_at"]):
+            expected[min(int(_score(engine, r["score"]) * q.SCORE_BINS), q.SCORE_BINS - 1)] += 1
+    assert list(frame["payments"]) == expected
+    assert frame["score_from"].iloc[-1] == pytest.approx(0.95)
+
+
+def check_latest(conn: Any, s: Seeded, tr: TimeRange) -> None:
+    def expect(pred: Any, limit: int = 200) -> list[str]:
+        rows = [r for r in s.rows if _in(tr, r["scored_at"]) and pred(r)]
+        rows.sort(key=lambda r: r["scored_at"], reverse=True)
+        return [r["transaction_id"] for r in rows[:limit]]
+
+    def got(flt: q.DecisionFilter, limit: int = 200) -> list[str]:
+        return list(q.latest_decisions(conn, tr, flt, limit)["transaction_id"])
+
+    assert got(q.DecisionFilter()) == expect(lambda r: True)
+    assert got(q.DecisionFilter(), 7) == expect(lambda r: True, 7)
+    assert got(q.DecisionFilter(status="REVIEW")) == expect(lambda r: r["status"] == "REVIEW")
+    customer = s.rows[5]["customer_id"]
+    assert got(q.DecisionFilter(customer_id=customer)) == expect(
+        lambda r: r["customer_id"] == customer
+    )
+    terminal = s.rows[9]["terminal_id"]
+    assert got(q.DecisionFilter(terminal_id=terminal, status="APPROVED")) == expect(
+        lambda r: r["terminal_id"] == terminal and r["status"] == "APPROVED"
+    )
+    velocity = expect(lambda r: "VELOCITY" in r["reason_codes"], 100)
+    assert list(q.velocity_alerts(conn, tr)["transaction_id"]) == velocity
+    # '%' and '_' typed by the analyst are literal characters, not wildcards.
+    assert got(q.DecisionFilter(reason="50%")) == expect(lambda r: "50%" in r["reason_codes"])
+    assert got(q.DecisionFilter(reason="A_B")) == expect(lambda r: "A_B" in r["reason_codes"])
+    assert got(q.DecisionFilter(reason="%")) == expect(lambda r: "%" in r["reason_codes"])
+    assert got(q.DecisionFilter(customer_id="' OR 1=1 --")) == []
+
+
+def check_riskiest(conn: Any, engine: Engine, s: Seeded, tr: TimeRange) -> None:
+    for column in ("customer_id", "terminal_id"):
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in s.rows:
+            if _in(tr, r["scored_at"]) and r["status"] != "APPROVED":
+                groups.setdefault(r[column], []).append(r)
+        expected = []
+        for key, rs in groups.items():
+            declined = sum(r["status"] == "DECLINED" for r in rs)
+            top = max(_score(engine, r["score"]) for r in rs)
+            expected.append((-declined, -(len(rs) - declined), -top, key))
+        expected.sort()
+        frame = q.riskiest(conn, column, tr)
+        assert list(frame[column]) == [e[3] for e in expected[:20]]
+        assert list(frame["declined"]) == [-e[0] for e in expected[:20]]
+        assert list(frame["max_score"]) == pytest.approx([-e[2] for e in expected[:20]])
+
+
+def check_review_queue(conn: Any, s: Seeded) -> None:
+    waiting = [r for r in s.rows if r["status"] == "REVIEW" and r["transaction_id"] not in s.labels]
+    order = {r["transaction_id"]: i for i, r in enumerate(s.rows)}  # insertion order = id
+    waiting.sort(key=lambda r: (r["event_time"], order[r["transaction_id"]]))
+    frame, backlog = q.review_queue(conn, 20)
+    assert backlog == len(waiting) > 20
+    assert list(frame["transaction_id"]) == [r["transaction_id"] for r in waiting[:20]]
+
+
+def check_profile(conn: Any, s: Seeded) -> None:
+    assert q.customer_profile(conn, "nobody") is None
+    p = q.customer_profile(conn, PROFILE_CUSTOMER)
+    assert p is not None
+    amounts = [r["amount"] for r in s.rows if r["customer_id"] == PROFILE_CUSTOMER]
+    assert p.payments == len(amounts) == 13
+    assert p.mean_amount == pytest.approx(float(np.mean(amounts)), rel=1e-6)
+    assert p.std_amount == pytest.approx(float(np.std(amounts)), rel=1e-5)
+    assert p.usual_per_day == pytest.approx(13 / 12)
+    assert (p.last_hour, p.last_day) == (3, 4)  # windows are (last - w, last]
+    assert p.statuses == {"APPROVED": 10, "REVIEW": 3}
+    history = q.customer_history(conn, PROFILE_CUSTOMER)
+    assert list(history["transaction_id"]) == [f"sp-prof-{i:02d}" for i in range(12, -1, -1)]
+
+
+def test_queries_sqlite(sqlite_seeded: tuple[Engine, Seeded]) -> None:
+    check_all(*sqlite_seeded)
+
+
+@pytest.mark.integration
+def test_queries_mariadb(mariadb_seeded: tuple[Engine, Seeded]) -> None:
+    check_all(*mariadb_seeded)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([5.0], 0.99) == 5.0
+    assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
+    assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
+
+
+def test_choose_bucket() -> None:
+    assert choose_bucket(NOW - timedelta(hours=1), NOW) == 60
+    assert choose_bucket(NOW - timedelta(days=2), NOW) == 3600
+    assert choose_bucket(NOW - timedelta(days=30), NOW) == 86400
+    assert choose_bucket(None, None) == 86400
+
+
+def test_empty_database_gives_zeros(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    create_schema(make_engine(Settings(database_url=url)))
+    with make_engine(Settings(database_url=url), read_only=True).connect() as conn:
+        h = q.headline(conn, TimeRange(None, None))
+        assert (h.decided, h.fraud_rate, h.latency_p99_ms) == (0, None, None)
+        assert q.activity(conn, TimeRange(None, None)).empty
+        assert q.review_queue(conn)[1] == 0
+        assert q.latest_model(conn) is None
+
+
+def test_missing_schema_is_reported(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'blank.db'}"
+    with make_engine(Settings(database_url=url)).connect() as conn:
+        assert "scored_transactions" in q.missing_tables(conn)

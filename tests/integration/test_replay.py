@@ -1,0 +1,165 @@
+"""``payscore replay-dlq`` against the real broker and MariaDB: once, dry run, filters, parking."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from payscore.config import Settings
+from payscore.core.schema import Payment, payment_to_json
+from payscore.store.schema import consumer_offsets
+from payscore.stream import dlq
+from payscore.stream.kafka import make_producer
+from tests.integration.test_produce import payscore_cmd, read_all
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(timezone.utc)
+
+
+def _payment(i: int) -> Payment:
+    return Payment(
+        transaction_id=f"rp-{i}",
+        customer_id=f"c{i}",
+        terminal_id="t1",
+        amount=Decimal("20.00"),
+        currency="EUR",
+        event_time=datetime(2018, 8, 2, tzinfo=timezone.utc) + timedelta(minutes=i),
+    )
+
+
+def _put_dead_letters(bootstrap: str, dlq_topic: str, items) -> None:
+    producer = make_producer(Settings(kafka_bootstrap_servers=bootstrap))
+    try:
+        dlq.send_dead_letters(producer, dlq_topic, items)
+    finally:
+        producer.close()
+
+
+def _letter(source, i, value, kind="scoring_error", attempt=1, at=NOW):
+    return dlq.dead_letter(
+        f"c{i}".encode(),
+        value,
+        kind=kind,
+        message=f"failure {i}",
+        source_topic=source,
+        source_partition=0,
+        source_offset=i,
+        attempt=attempt,
+        at=at,
+    )
+
+
+def _run(env, *args):
+    done = subprocess.run(
+        [*payscore_cmd(), "replay-dlq", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _remembered(db_url):
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(consumer_offsets)).fetchall()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def setup(kafka_bootstrap, new_topic, db_url, payscore_env):
+    source, dlq_topic = new_topic(3), new_topic(2)
+    env = payscore_env(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        database_url=db_url,
+        input_topic=source,
+        dlq_topic=dlq_topic,
+        max_dlq_attempts=3,
+    )
+    return source, dlq_topic, env
+
+
+def test_replay_once_dry_run_and_parking(kafka_bootstrap, db_url, setup):
+    source, dlq_topic, env = setup
+    good = [payment_to_json(_payment(i)) for i in range(3)]
+    letters = [_letter(source, i, v) for i, v in enumerate(good)]
+    letters.append(_letter(source, 3, b"\xff\xfe raw", kind="encoding"))
+    letters.append(_letter(source, 4, payment_to_json(_payment(4)), attempt=3))  # parked
+    letters.append(_letter(source, 5, payment_to_json(_payment(5)), attempt=2))
+    _put_dead_letters(kafka_bootstrap, dlq_topic, letters)
+
+    out = _run(env, "--dry-run")
+    assert "5 would be replayed" in out and "1 would be parked" in out
+    assert "nothing was sent" in out
+    assert read_all(kafka_bootstrap, source) == [] and _remembered(db_url) == []
+
+    out = _run(env)
+    assert "5 replayed" in out and "1 parked" in out
+    replayed = read_all(kafka_bootstrap, source)
+    assert sorted(r.value for r in replayed) == sorted(
+        [*good, b"\xff\xfe raw", payment_to_json(_payment(5))]
+    )
+    by_value = {r.value: r for r in replayed}
+    assert by_value[good[1]].key == b"c1"
+    assert dict(by_value[good[1]].headers)[dlq.H_REPLAY_ATTEMPT] == b"1"
+    assert dict(by_value[payment_to_json(_payment(5))].headers)[dlq.H_REPLAY_ATTEMPT] == b"2"
+    parked = read_all(kafka_bootstrap, f"{dlq_topic}.parked")
+    assert [r.value for r in parked] == [payment_to_json(_payment(4))]
+    assert dlq.parse_dead_letter(parked[0]).attempt == 3
+    assert _remembered(db_url)  # watermarks stored
+
+    out = _run(env)
+    assert "0 replayed" in out and "0 parked" in out
+    assert len(read_all(kafka_bootstrap, source)) == 5
+
+    # A new dead letter after the first run is replayed by the next one, alone.
+    _put_dead_letters(kafka_bootstrap, dlq_topic, [_letter(source, 9, good[0])])
+    out = _run(env)
+    assert "1 replayed" in out
+    assert len(read_all(kafka_bootstrap, source)) == 6
+
+
+def test_kind_filter_leaves_other_kinds_for_later(kafka_bootstrap, setup):
+    source, dlq_topic, env = setup
+    _put_dead_letters(
+        kafka_bootstrap,
+        dlq_topic,
+        [
+            _letter(source, 0, b"{}", kind="schema"),
+            _letter(source, 1, payment_to_json(_payment(1))),
+            _letter(source, 2, b"{", kind="json"),
+        ],
+    )
+    out = _run(env, "--kind", "scoring_error")
+    assert "1 replayed" in out and "2 skipped by filter" in out
+    assert [r.value for r in read_all(kafka_bootstrap, source)] == [payment_to_json(_payment(1))]
+    out = _run(env)  # the schema and json letters were not forgotten; scoring_error is done
+    assert "2 replayed" in out
+    assert len(read_all(kafka_bootstrap, source)) == 3
+
+
+def test_time_window_and_limit(kafka_bootstrap, setup):
+    source, dlq_topic, env = setup
+    old = NOW - timedelta(days=3)
+    _put_dead_letters(
+        kafka_bootstrap,
+        dlq_topic,
+        [_letter(source, 0, b"old", at=old)]
+        + [_letter(source, i, b"new%d" % i) for i in (1, 2, 3)],
+    )
+    since = (NOW - timedelta(days=1)).isoformat()
+    out = _run(env, "--since", since, "--limit", "2", "--dry-run")
+    assert "2 would be replayed" in out
+    out = _run(env, "--since", since, "--limit", "2")
+    assert "2 replayed" in out
+    values = [r.value for r in read_all(kafka_bootstrap, source)]
+    assert len(values) == 2 and b"old" not in values

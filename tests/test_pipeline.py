@@ -1,0 +1,109 @@
+"""The shared batch pipeline on SQLite: validation, duplicates, poison messages, offsets."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from payscore.config import Settings
+from payscore.core.schema import payment_to_json
+from payscore.pipeline import SCORING_ERROR, Pipeline, RawMessage, parse_label
+from payscore.store.schema import fraud_labels, metadata, scored_transactions
+from payscore.store.writer import DecisionWriter
+
+
+@pytest.fixture(scope="module")
+def artifact_and_payments():
+    from sklearn.dummy import DummyClassifier
+
+    from payscore.core import simulator, training
+    from payscore.core.model import ModelArtifact
+
+    world = simulator.generate_world(n_customers=40, n_terminals=80, n_days=12)
+    history = training.History.from_world(world)
+    engine, X = training.compute_features(history)
+    y = np.arange(len(X)) % 2  # any two classes: the test is about plumbing, not quality
+    estimator = DummyClassifier(strategy="prior").fit(X, y)
+    artifact = ModelArtifact(
+        estimator, engine.feature_names, {"thresholds": {"review": 0.6, "decline": 0.9}}
+    )
+    return artifact, simulator.to_payments(world)[:300]
+
+
+@pytest.fixture
+def pipeline(tmp_path, artifact_and_payments):
+    from payscore.cli.consume import build_scorer
+
+    artifact, _ = artifact_and_payments
+    db = create_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    metadata.create_all(db)
+    yield Pipeline(build_scorer(Settings(), artifact), DecisionWriter(db), "g", labels_topic="l")
+    db.dispose()
+
+
+def messages(payments, start=0, topic="t"):
+    return [
+        RawMessage(topic, 0, start + i, p.customer_id.encode(), payment_to_json(p))
+        for i, p in enumerate(payments)
+    ]
+
+
+def count(pipeline, table=scored_transactions):
+    with pipeline.writer.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_batch_accounts_for_every_message(pipeline, artifact_and_payments):
+    _, payments = artifact_and_payments
+    batch_msgs = messages(payments[:50])
+    batch_msgs.append(RawMessage("t", 0, 50, None, b"{broken"))
+    batch_msgs.append(RawMessage("t", 0, 51, None, payment_to_json(payments[3])))  # duplicate
+    batch, result = pipeline.process(batch_msgs)
+    assert (result.decided, result.duplicates, result.dead_letters) == (50, 1, 1)
+    assert batch.rejected[0].kind == "json"
+    assert pipeline.writer.read_offsets("g", "t") == {0: 52}
+    # Re-sending an already stored payment later is a duplicate, not a second decision.
+    _, again = pipeline.process(messages(payments[:1], start=52))
+    assert (again.decided, again.duplicates) == (0, 1)
+    assert count(pipeline) == 50
+
+
+def test_poison_message_costs_only_itself(pipeline, artifact_and_payments, monkeypatch):
+    _, payments = artifact_and_payments
+    scorer = pipeline.scorer
+    real = scorer.score_batch
+    poison = payments[7].transaction_id
+
+    def flaky(batch):
+        if any(p.transaction_id == poison for p in batch):
+            raise RuntimeError("model exploded")
+        return real(batch)
+
+    monkeypatch.setattr(scorer, "score_batch", flaky)
+    batch, result = pipeline.process(messages(payments[:20]))
+    assert result.decided == 19
+    assert [r.kind for r in batch.rejected] == [SCORING_ERROR]
+    assert batch.rejected[0].record.source_offset == 7
+
+
+def test_labels_topic_feeds_engine_and_table(pipeline):
+    label = b'{"transaction_id":"9","is_fraud":true,"known_at":"2018-04-09T00:00:00+00:00"}'
+    batch, _ = pipeline.process([RawMessage("l", 0, 0, None, label)])
+    assert len(batch.labels) == 1 and not batch.rejected
+    assert count(pipeline, fraud_labels) == 1
+    assert isinstance(parse_label(b'{"transaction_id": 5}'), str)
+    parsed = parse_label(label)
+    assert not isinstance(parsed, str)
+    assert parsed.known_at == datetime(2018, 4, 9, tzinfo=timezone.utc)
+
+
+def test_replayed_batch_changes_nothing(pipeline, artifact_and_payments):
+    _, payments = artifact_and_payments
+    batch = pipeline.prepare(messages(payments[:30]))
+    first = pipeline.write(batch)
+    second = pipeline.write(batch)  # e.g. a retry after an ambiguous commit
+    assert first.decided == 30 and second.decided == 0 and second.skipped_replayed == 30
+    assert count(pipeline) == 30
