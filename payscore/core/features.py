@@ -73,7 +73,13 @@ def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
     ]
     for w in TERMINAL_WINDOWS_DAYS:
         names += [f"terminal_nb_tx_{w}day", f"terminal_risk_{w}day"]
-    names += ["terminal_nb_tx_recent_1day", "terminal_nb_fraud_30day"]
+    names += [
+        "terminal_nb_tx_recent_1day",
+        "terminal_nb_fraud_30day",
+        "terminal_last_known_fraud",
+        "terminal_days_since_first_fraud",
+        "terminal_days_since_last_fraud",
+    ]
     return tuple(names)
 
 
@@ -198,8 +204,8 @@ class FeatureEngine:
             del ttimes[:cut], term.txids[:cut], fraud_at[:cut]
         base = t - self._delay
         hi = bisect_right(ttimes, base)
-        frauds_30 = 0
-        for w in TERMINAL_WINDOWS_DAYS:
+        lo, frauds = hi, 0
+        for w in TERMINAL_WINDOWS_DAYS:  # increasing widths
             lo = bisect_right(ttimes, base - w * DAY, 0, hi)
             count = hi - lo
             window = fraud_at[lo:hi]
@@ -207,11 +213,18 @@ class FeatureEngine:
             frauds = 0 if window.count(_INF) == count else sum(1 for k in window if k <= t)
             row.append(float(count))
             row.append(frauds / count if count else 0.0)
-            frauds_30 = frauds
         recent_lo = bisect_right(ttimes, t - DAY)
         recent_hi = bisect_right(ttimes, t, recent_lo)
         row.append(float(recent_hi - recent_lo + 1))
-        row.append(float(frauds_30))
+        row.append(float(frauds))
+        # Is the terminal's fraud still going on? Latest known label, age of the fraud run.
+        if frauds:
+            known_fraud = [i for i in range(lo, hi) if fraud_at[i] <= t]
+            row.append(1.0 if fraud_at[hi - 1] <= t else 0.0)
+            row.append((t - ttimes[known_fraud[0]]) / DAY)
+            row.append((t - ttimes[known_fraud[-1]]) / DAY)
+        else:
+            row += [0.0, -1.0, -1.0]
 
         # --- then record this payment at its terminal (with any label already received)
         label = self._pending.pop(txid, None)

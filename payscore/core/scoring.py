@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from payscore.core.decision import Decision, Policy, decide
+from payscore.core.decision import APPROVED, DECLINED, REVIEW, Decision, Policy, decide
 from payscore.core.rules import velocity_feature
 from payscore.core.schema import Payment
 from payscore.errors import ConfigError
@@ -20,6 +20,17 @@ from payscore.errors import ConfigError
 if TYPE_CHECKING:
     from payscore.core.features import FeatureEngine
     from payscore.core.model import ModelArtifact
+
+__all__ = [
+    "APPROVED",
+    "DECLINED",
+    "REVIEW",
+    "Decision",
+    "Policy",
+    "Scorer",
+    "engine_for",
+    "engine_windows",
+]
 
 _VELOCITY = re.compile(r"customer_nb_tx_([0-9]+)s")
 DEFAULT_VELOCITY_WINDOWS = (60, 3600)

@@ -166,19 +166,44 @@ def _thresholds(scores: np.ndarray) -> dict[str, float]:
     return {"review": min(review, decline), "decline": decline}
 
 
-def train_default_model(
-    progress: Progress | None = None,
-    *,
-    baseline: bool = False,
-    world: pd.DataFrame | None = None,
-) -> tuple[ModelArtifact, dict[str, float]]:
-    """Train on the handbook world; returns the artifact and its test-week metrics."""
+@dataclass
+class PreparedWorld:
+    """The handbook world up to the end of the test week, with its engine features."""
+
+    history: History
+    engine: FeatureEngine
+    X: np.ndarray
+    days: np.ndarray  # day index from 2018-04-01
+
+
+def prepare_world(
+    progress: Progress | None = None, world: pd.DataFrame | None = None
+) -> PreparedWorld:
+    """Load (or generate) the world and compute features up to the end of the test week."""
     progress = progress or _noop
     progress("loading the simulated world", 0.0)
     df = simulator.load_world() if world is None else world
     history = History.from_world(df, end_day=TEST_END_DAY)
-    engine, X = compute_features(history, progress=lambda s, f: progress(s, 0.05 + 0.6 * f))
+    engine, X = compute_features(history, progress=progress)
     days = history.days - int(simulator.START.timestamp() // DAY)
+    return PreparedWorld(history, engine, X, days)
+
+
+def train_default_model(
+    progress: Progress | None = None,
+    *,
+    baseline: bool = False,
+    prepared: PreparedWorld | None = None,
+) -> tuple[ModelArtifact, dict[str, float]]:
+    """Train on the handbook world; returns the artifact and its test-week metrics.
+
+    ``progress(stage, fraction)`` is called as work advances. ``baseline=True`` trains the
+    handbook's random forest on its 15 features and one week instead of payscore's default.
+    """
+    progress = progress or _noop
+    if prepared is None:
+        prepared = prepare_world(lambda s, f: progress(s, 0.05 + 0.6 * f))
+    history, engine, X, days = prepared.history, prepared.engine, prepared.X, prepared.days
     y = history.labels
     names = HANDBOOK_FEATURES if baseline else engine.feature_names
     first = TRAIN_START_DAY if baseline else DEFAULT_TRAIN_START_DAY

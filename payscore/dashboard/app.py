@@ -128,14 +128,14 @@ def _live(choice: str) -> None:
         with engine.connect() as conn:
             tabs = st.tabs(["Overview", "Decisions", "Risk", "Review queue", "Customer", "Model"])
             with tabs[0]:
-                views.headline(conn, tr)
+                _, backlog = views.headline(conn, tr)
                 views.charts(conn, tr)
             with tabs[1]:
                 views.decisions(conn, tr)
             with tabs[2]:
                 views.risk(conn, tr)
             with tabs[3]:
-                views.review_queue(conn, _label)
+                views.review_queue(conn, _label, backlog)
             with tabs[4]:
                 views.customer(conn)
             with tabs[5]:

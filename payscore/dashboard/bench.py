@@ -41,7 +41,7 @@ def page_queries(tr: TimeRange, customer: str) -> list[tuple[str, Callable[[Conn
     flt = q.DecisionFilter()
     return [
         ("headline (5 statements)", lambda c: q.headline(c, tr)),
-        ("review backlog", lambda c: q.review_queue(c, limit=1)),
+        ("review backlog (capped)", q.review_backlog),
         ("activity per bucket", lambda c: q.activity(c, tr)),
         ("score histogram", lambda c: q.score_histogram(c, tr)),
         ("latest decisions (200)", lambda c: q.latest_decisions(c, tr, flt)),
@@ -61,7 +61,8 @@ def explained(tr: TimeRange, dialect: str, customer: str) -> list[tuple[str, Any
     return [
         ("status counts", q.stmt_status_counts(tr)),
         ("fraud labelled", q.stmt_fraud_labelled(tr)),
-        ("latency sample", q.stmt_latency_sample(tr)),
+        ("latency cutoff", q.stmt_latency_cutoff(tr)),
+        ("review backlog", q.stmt_review_backlog()),
         ("activity", q.stmt_activity(dialect, tr, q.choose_bucket(tr.start, tr.end))),
         ("latest decisions", q.stmt_latest(tr, q.DecisionFilter())),
         ("riskiest customers", q.stmt_riskiest("customer_id", tr)),

@@ -53,9 +53,14 @@ def table(frame: pd.DataFrame, name: str, *, colour_status: bool = True) -> None
     )
 
 
-def headline(conn: Connection, tr: TimeRange) -> Headline:
+def fmt_backlog(n: int) -> str:
+    return f"{n:,}+" if n >= q.BACKLOG_CAP else f"{n:,}"
+
+
+def headline(conn: Connection, tr: TimeRange) -> tuple[Headline, int]:
+    """The figures at the top; returns them and the review backlog (shown again in its tab)."""
     h = q.headline(conn, tr)
-    backlog = q.review_queue(conn, limit=1)[1]
+    backlog = q.review_backlog(conn)
     row1 = st.columns(5)
     row1[0].metric("Payments decided", fmt_count(h.decided))
     for col, status in zip(row1[1:4], q.STATUSES, strict=True):
@@ -68,8 +73,8 @@ def headline(conn: Connection, tr: TimeRange) -> Headline:
     row2[1].metric("Latency median", fmt_ms(h.latency_median_ms), help=sample)
     row2[2].metric("Latency p99", fmt_ms(h.latency_p99_ms), help=sample)
     row2[3].metric("Dead letters", fmt_count(h.dead_letters))
-    row2[4].metric("Review backlog", fmt_count(backlog), help="REVIEW decisions with no label")
-    return h
+    row2[4].metric("Review backlog", fmt_backlog(backlog), help="REVIEW decisions with no label")
+    return h, backlog
 
 
 def charts(conn: Connection, tr: TimeRange) -> None:
@@ -152,12 +157,15 @@ def customer(conn: Connection) -> None:
 
 
 def review_queue(
-    conn: Connection, label: Callable[[str, bool, str, str | None], str], limit: int = 100
+    conn: Connection,
+    label: Callable[[str, bool, str, str | None], str],
+    backlog: int,
+    limit: int = 100,
 ) -> None:
     """The unlabelled REVIEW decisions, oldest first, with the analyst's verdict buttons."""
     st.subheader("Review queue")
-    frame, backlog = q.review_queue(conn, limit)
-    st.caption(f"{backlog:,} payment(s) waiting; oldest first (showing up to {limit}).")
+    frame = q.review_queue(conn, limit)
+    st.caption(f"{fmt_backlog(backlog)} payment(s) waiting; oldest first (up to {limit} shown).")
     message = st.session_state.pop("review_message", None)
     if message:
         (st.success if message[0] == "ok" else st.error)(message[1])

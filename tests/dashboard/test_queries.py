@@ -182,8 +182,9 @@ def check_review_queue(conn: Any, s: Seeded) -> None:
     waiting = [r for r in s.rows if r["status"] == "REVIEW" and r["transaction_id"] not in s.labels]
     order = {r["transaction_id"]: i for i, r in enumerate(s.rows)}  # insertion order = id
     waiting.sort(key=lambda r: (r["event_time"], order[r["transaction_id"]]))
-    frame, backlog = q.review_queue(conn, 20)
-    assert backlog == len(waiting) > 20
+    frame = q.review_queue(conn, 20)
+    assert q.review_backlog(conn) == len(waiting) > 20
+    assert q.review_backlog(conn, cap=10) == 10
     assert list(frame["transaction_id"]) == [r["transaction_id"] for r in waiting[:20]]
 
 
@@ -232,7 +233,7 @@ def test_empty_database_gives_zeros(tmp_path: Any) -> None:
         h = q.headline(conn, TimeRange(None, None))
         assert (h.decided, h.fraud_rate, h.latency_p99_ms) == (0, None, None)
         assert q.activity(conn, TimeRange(None, None)).empty
-        assert q.review_queue(conn)[1] == 0
+        assert q.review_backlog(conn) == 0 and q.review_queue(conn).empty
         assert q.latest_model(conn) is None
 
 

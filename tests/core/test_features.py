@@ -1,0 +1,194 @@
+"""FeatureEngine: window edges, label cut-off, state handling, and one code path."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from payscore.core import simulator, training
+from payscore.core.features import FeatureEngine, Label
+from payscore.core.schema import Payment
+
+T0 = datetime(2024, 3, 4, 12, 0, tzinfo=timezone.utc)  # a Monday, noon UTC
+
+
+def pay(tx: str, when: datetime, amount: str = "10.00", cust: str = "c1", term: str = "t1"):
+    return Payment(
+        transaction_id=tx,
+        customer_id=cust,
+        terminal_id=term,
+        amount=Decimal(amount),
+        currency="EUR",
+        event_time=when,
+    )
+
+
+def col(engine: FeatureEngine, X: np.ndarray, name: str) -> np.ndarray:
+    return X[:, engine.feature_names.index(name)]
+
+
+def test_feature_names_cover_the_contract():
+    engine = FeatureEngine(velocity_windows=(60, 3600))
+    names = set(engine.feature_names)
+    assert len(names) == len(engine.feature_names)
+    for required in training.HANDBOOK_FEATURES:
+        assert required in names
+    assert {"customer_nb_tx_60s", "customer_nb_tx_3600s"} <= names
+
+
+def test_customer_windows_include_current_and_exclude_the_left_edge():
+    engine = FeatureEngine()
+    payments = [
+        pay("a", T0, "10.00"),
+        pay("b", T0 + timedelta(days=1), "30.00"),  # exactly one day later: "a" drops out
+        pay("c", T0 + timedelta(days=1, seconds=1), "20.00"),
+    ]
+    X = engine.transform(payments)
+    assert col(engine, X, "customer_nb_tx_1day").tolist() == [1, 1, 2]
+    assert col(engine, X, "customer_avg_amount_1day").tolist() == [10, 30, 25]
+    assert col(engine, X, "customer_nb_tx_7day").tolist() == [1, 2, 3]
+    assert col(engine, X, "customer_avg_amount_7day").tolist() == [10, 20, 20]
+
+
+def test_velocity_window_edges():
+    engine = FeatureEngine(velocity_windows=(60,))
+    payments = [
+        pay("a", T0),
+        pay("b", T0 + timedelta(seconds=59)),
+        pay("c", T0 + timedelta(seconds=60)),  # "a" is exactly 60 s old: outside (t-60, t]
+    ]
+    X = engine.transform(payments)
+    assert col(engine, X, "customer_nb_tx_60s").tolist() == [1, 2, 2]
+
+
+def test_weekend_and_night_flags():
+    engine = FeatureEngine()
+    saturday_night = datetime(2024, 3, 9, 6, 59, tzinfo=timezone.utc)
+    monday_morning = datetime(2024, 3, 11, 7, 0, tzinfo=timezone.utc)
+    X = engine.transform([pay("a", saturday_night), pay("b", monday_morning, cust="c2")])
+    assert col(engine, X, "is_weekend").tolist() == [1, 0]
+    assert col(engine, X, "is_night").tolist() == [1, 0]
+
+
+def test_terminal_windows_are_delayed_and_use_only_known_labels():
+    engine = FeatureEngine(label_delay_days=7)
+    first = T0
+    engine.transform([pay("old", first, cust="x")])
+    # The label becomes known one hour after the delayed window would include the payment.
+    known_at = first + timedelta(days=7, hours=1)
+    engine.add_labels([Label("old", True, known_at)])
+    probe_before = pay("p1", first + timedelta(days=7, minutes=30), cust="y")
+    probe_after = pay("p2", first + timedelta(days=7, hours=2), cust="z")
+    X = engine.transform([probe_before, probe_after])
+    assert col(engine, X, "terminal_nb_tx_1day").tolist() == [1, 1]
+    assert col(engine, X, "terminal_risk_1day").tolist() == [0.0, 1.0]
+    assert col(engine, X, "terminal_nb_fraud_30day").tolist() == [0, 1]
+
+
+def test_terminal_window_edges():
+    engine = FeatureEngine(label_delay_days=7)
+    engine.transform([pay("a", T0)])
+    exactly_delay = pay("b", T0 + timedelta(days=7), cust="c2")  # t - d == time of "a": in
+    just_before = pay("c", T0 + timedelta(days=7) - timedelta(seconds=1), cust="c3")
+    past_window = pay("d", T0 + timedelta(days=8), cust="c4")  # (t-8d, t-7d]: "a" is out
+    X = engine.transform([just_before, exactly_delay, past_window])
+    assert col(engine, X, "terminal_nb_tx_1day").tolist() == [0, 1, 0]
+    assert col(engine, X, "terminal_nb_tx_7day").tolist() == [0, 1, 1]
+
+
+def test_label_received_before_its_payment_waits_for_it():
+    engine = FeatureEngine(label_delay_days=0)
+    engine.add_labels([Label("a", True, T0)])
+    engine.transform([pay("a", T0)])
+    X = engine.transform([pay("b", T0 + timedelta(seconds=1), cust="c2")])
+    assert col(engine, X, "terminal_risk_1day").tolist() == [1.0]
+
+
+def _world_slice(n: int):
+    df = simulator.load_world()
+    return df.iloc[:n]
+
+
+@pytest.fixture(scope="module")
+def world_payments():
+    # Start mid-world so windows hold real history: days 40..44 (about 48k payments).
+    df = simulator.load_world()
+    days = df["TX_TIME_DAYS"].to_numpy()
+    lo, hi = np.searchsorted(days, [40, 45])
+    return df.iloc[lo:hi].reset_index(drop=True)
+
+
+def test_one_code_path_payments_vs_columns_on_simulated_data(world_payments):
+    """The consumer's Payment path and training's column path agree on every feature."""
+    df = world_payments
+    history = training.History.from_world(df)
+    _, offline = training.compute_features(history, chunk=7_000)
+
+    online_engine = FeatureEngine()
+    payments = simulator.to_payments(df)
+    delay = timedelta(days=training.LABEL_DELAY_DAYS)
+    rows = []
+    for start in range(0, len(payments), 500):
+        batch = payments[start : start + 500]
+        online_engine.add_labels(
+            Label(p.transaction_id, bool(f), p.event_time + delay)
+            for p, f in zip(batch, df["TX_FRAUD"].iloc[start : start + 500], strict=True)
+        )
+        rows.append(online_engine.transform(batch))
+    online = np.vstack(rows)
+    assert online.shape == offline.shape
+    np.testing.assert_array_equal(online, offline)
+    # Sanity: the slice exercises the label features.
+    assert col(online_engine, online, "terminal_risk_30day").max() > 0
+
+
+def test_batch_equals_one_by_one(world_payments):
+    payments = simulator.to_payments(world_payments.iloc[:3000])
+    batched = FeatureEngine().transform(payments)
+    single_engine = FeatureEngine()
+    single = np.vstack([single_engine.transform([p]) for p in payments])
+    np.testing.assert_array_equal(batched, single)
+
+
+def test_snapshot_restore_continues_identically(world_payments):
+    payments = simulator.to_payments(world_payments.iloc[:6000])
+    engine = FeatureEngine()
+    engine.transform(payments[:3000])
+    engine.add_labels([Label(payments[0].transaction_id, True, payments[2000].event_time)])
+    engine.add_labels([Label("not-seen-yet", True, T0)])
+    snap = json.loads(json.dumps(engine.snapshot()))  # must survive JSON
+    restored = FeatureEngine.restore(snap)
+    assert restored.feature_names == engine.feature_names
+    np.testing.assert_array_equal(
+        engine.transform(payments[3000:]), restored.transform(payments[3000:])
+    )
+
+
+def test_expire_drops_silent_customers_and_terminals():
+    engine = FeatureEngine()
+    engine.transform([pay("a", T0, cust="quiet", term="t-quiet")])
+    engine.transform([pay("b", T0 + timedelta(days=40), cust="busy", term="t-busy")])
+    assert engine.customer_count == 2
+    dropped = engine.expire(T0 + timedelta(days=40, hours=1))
+    assert dropped == 2  # the quiet customer and its terminal
+    assert engine.customer_count == 1 and engine.terminal_count == 1
+    X = engine.transform([pay("c", T0 + timedelta(days=41), cust="quiet", term="t-quiet")])
+    assert col(engine, X, "customer_nb_tx_30day").tolist() == [1]
+
+
+def test_forget_customers():
+    engine = FeatureEngine()
+    engine.transform([pay("a", T0, cust="keep-1"), pay("b", T0, cust="drop-1")])
+    assert engine.forget_customers(lambda c: c.startswith("keep")) == 1
+    assert engine.customer_count == 1
+
+
+def test_bad_windows_are_refused():
+    with pytest.raises(ValueError):
+        FeatureEngine(velocity_windows=(60, 60))
+    with pytest.raises(ValueError):
+        FeatureEngine(velocity_windows=(0,))

@@ -1,0 +1,139 @@
+"""Model artifacts (digest, versions, errors) and the benchmark figures on the handbook world."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from payscore.core import model as model_mod
+from payscore.core import training
+from payscore.core.model import ModelArtifact, load_artifact, save_artifact
+from payscore.errors import ModelError
+
+NAMES = ("amount", "customer_nb_tx_1day", "terminal_risk_1day")
+
+
+@pytest.fixture
+def artifact():
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 3))
+    y = (X[:, 0] + 0.2 * rng.random(400) > 0.9).astype(int)
+    est = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, y)
+    meta = {"thresholds": {"review": 0.3, "decline": 0.8}, "model_type": "test"}
+    return ModelArtifact(est, NAMES, meta)
+
+
+def test_predict_scores_picks_columns_by_name(artifact):
+    engine_names = ("is_night", "terminal_risk_1day", "amount", "customer_nb_tx_1day")
+    rng = np.random.default_rng(1)
+    X_engine = rng.random((50, 4))
+    direct = artifact.estimator.predict_proba(X_engine[:, [2, 3, 1]])[:, 1]
+    np.testing.assert_allclose(artifact.predict_scores(engine_names, X_engine), direct)
+    assert artifact.predict_scores(engine_names, np.empty((0, 4))).shape == (0,)
+    with pytest.raises(ModelError, match="terminal_risk_1day"):
+        artifact.predict_scores(("amount", "customer_nb_tx_1day"), X_engine[:, :2])
+
+
+def test_round_trip(tmp_path, artifact):
+    path = tmp_path / "sub" / "m.joblib"
+    save_artifact(artifact, path)
+    assert (tmp_path / "sub" / "m.joblib.sha256").is_file()
+    loaded = load_artifact(path)
+    assert loaded.version == artifact.version and len(loaded.version) == 12
+    assert loaded.feature_names == NAMES
+    assert loaded.metadata["thresholds"] == {"review": 0.3, "decline": 0.8}
+    assert loaded.metadata["library_versions"]["scikit-learn"] == sklearn.__version__
+    X = np.random.default_rng(2).random((10, 3))
+    np.testing.assert_array_equal(
+        loaded.predict_scores(NAMES, X), artifact.predict_scores(NAMES, X)
+    )
+
+
+def test_version_depends_on_content(artifact):
+    other = ModelArtifact(artifact.estimator, NAMES, {**artifact.metadata, "x": 1})
+    assert other.version != artifact.version
+
+
+def test_tampered_file_is_refused(tmp_path, artifact):
+    path = tmp_path / "m.joblib"
+    save_artifact(artifact, path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_artifact(path)
+
+
+def test_missing_digest_is_refused(tmp_path, artifact):
+    path = tmp_path / "m.joblib"
+    save_artifact(artifact, path)
+    (tmp_path / "m.joblib.sha256").unlink()
+    with pytest.raises(ModelError, match="digest"):
+        load_artifact(path)
+
+
+def test_incompatible_sklearn_is_refused(tmp_path, artifact):
+    meta = dict(artifact.metadata)
+    meta["library_versions"] = {**meta["library_versions"], "scikit-learn": "0.24.2"}
+    old = ModelArtifact(artifact.estimator, NAMES, meta)
+    path = tmp_path / "m.joblib"
+    save_artifact(old, path)  # a genuine digest: only the version is wrong
+    with pytest.raises(ModelError, match="scikit-learn 0.24.2"):
+        load_artifact(path)
+
+
+def test_missing_file_names_path_and_hint(tmp_path):
+    path = tmp_path / "nope.joblib"
+    with pytest.raises(ModelError) as info:
+        load_artifact(path)
+    assert str(path) in str(info.value)
+    assert "payscore train" in str(info.value)
+
+
+def test_not_an_artifact_is_refused(tmp_path):
+    import hashlib
+
+    import joblib
+
+    path = tmp_path / "m.joblib"
+    joblib.dump({"hello": "world"}, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "m.joblib.sha256").write_text(f"{digest}  m.joblib\n")
+    with pytest.raises(ModelError, match=model_mod.FORMAT):
+        load_artifact(path)
+
+
+# ------------------------------------------------------------ benchmark on the handbook world
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    """Features are computed once for both models (the expensive part)."""
+    return training.prepare_world()
+
+
+@pytest.mark.slow
+def test_handbook_random_forest_reproduces_published_figures(prepared):
+    artifact, metrics = training.train_default_model(baseline=True, prepared=prepared)
+    assert metrics["auc_roc"] == pytest.approx(0.867, abs=0.01)
+    assert metrics["average_precision"] == pytest.approx(0.658, abs=0.01)
+    assert metrics["card_precision_at_100"] == pytest.approx(0.287, abs=0.01)
+    assert artifact.feature_names == training.HANDBOOK_FEATURES
+    period = artifact.metadata["training_period"]
+    assert (period["train_payments"], period["train_frauds"]) == (67_240, 598)
+    assert (period["test_payments"], period["test_frauds"]) == (58_264, 385)
+
+
+@pytest.mark.slow
+def test_default_model_beats_the_handbook_best_on_all_three(prepared):
+    artifact, metrics = training.train_default_model(prepared=prepared)
+    assert metrics["auc_roc"] >= 0.88
+    assert metrics["average_precision"] >= 0.70
+    assert metrics["card_precision_at_100"] >= 0.31
+    t = artifact.metadata["thresholds"]
+    assert 0 < t["review"] <= t["decline"] < 1
+    # Training ends before the delay week; thresholds come from the week after it.
+    period = artifact.metadata["training_period"]
+    assert period["train"][1] == "2018-07-31" and period["test"][0] == "2018-08-08"
