@@ -50,11 +50,13 @@ class _Customer:
 
 
 class _Terminal:
-    __slots__ = ("times", "txids", "fraud_at")
+    __slots__ = ("times", "txids", "customers", "amounts", "fraud_at")
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.txids: list[str] = []
+        self.customers: list[str] = []
+        self.amounts: list[float] = []
         # When the payment became known to be fraud (epoch seconds); inf = not known fraud.
         self.fraud_at: list[float] = []
 
@@ -79,6 +81,8 @@ def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
         "terminal_last_known_fraud",
         "terminal_days_since_first_fraud",
         "terminal_days_since_last_fraud",
+        "terminal_nb_fraud_customers_30day",
+        "terminal_last_fraud_amount",
     ]
     return tuple(names)
 
@@ -202,6 +206,7 @@ class FeatureEngine:
             for old in term.txids[:cut]:
                 tx_terminal.pop(old, None)
             del ttimes[:cut], term.txids[:cut], fraud_at[:cut]
+            del term.customers[:cut], term.amounts[:cut]
         base = t - self._delay
         hi = bisect_right(ttimes, base)
         lo, frauds = hi, 0
@@ -223,8 +228,11 @@ class FeatureEngine:
             row.append(1.0 if fraud_at[hi - 1] <= t else 0.0)
             row.append((t - ttimes[known_fraud[0]]) / DAY)
             row.append((t - ttimes[known_fraud[-1]]) / DAY)
+            # Many defrauded cards point at the terminal; one card's big fraud does not.
+            row.append(float(len({term.customers[i] for i in known_fraud})))
+            row.append(term.amounts[known_fraud[-1]])
         else:
-            row += [0.0, -1.0, -1.0]
+            row += [0.0, -1.0, -1.0, 0.0, 0.0]
 
         # --- then record this payment at its terminal (with any label already received)
         label = self._pending.pop(txid, None)
@@ -232,11 +240,15 @@ class FeatureEngine:
         if not ttimes or ttimes[-1] <= t:
             ttimes.append(t)
             term.txids.append(txid)
+            term.customers.append(cid)
+            term.amounts.append(amount)
             fraud_at.append(known)
         else:
             tpos = bisect_right(ttimes, t)
             ttimes.insert(tpos, t)
             term.txids.insert(tpos, txid)
+            term.customers.insert(tpos, cid)
+            term.amounts.insert(tpos, amount)
             fraud_at.insert(tpos, known)
         self._tx_terminal[txid] = tid
         return row
@@ -281,6 +293,7 @@ class FeatureEngine:
             for old in term.txids[:cut]:
                 self._tx_terminal.pop(old, None)
             del term.times[:cut], term.txids[:cut], term.fraud_at[:cut]
+            del term.customers[:cut], term.amounts[:cut]
             if not term.times:
                 del self._terminals[tid]
                 dropped += 1
@@ -317,6 +330,8 @@ class FeatureEngine:
                 k: [
                     term.times[:],
                     term.txids[:],
+                    term.customers[:],
+                    term.amounts[:],
                     [None if f == _INF else f for f in term.fraud_at],
                 ]
                 for k, term in self._terminals.items()
@@ -334,10 +349,12 @@ class FeatureEngine:
             cust = engine._customers[k] = _Customer()
             cust.times = [float(x) for x in times]
             cust.amounts = [float(x) for x in amounts]
-        for k, (times, txids, fraud_at) in snapshot["terminals"].items():
+        for k, (times, txids, customers, amounts, fraud_at) in snapshot["terminals"].items():
             term = engine._terminals[k] = _Terminal()
             term.times = [float(x) for x in times]
             term.txids = [str(x) for x in txids]
+            term.customers = [str(x) for x in customers]
+            term.amounts = [float(x) for x in amounts]
             term.fraud_at = [_INF if f is None else float(f) for f in fraud_at]
             for txid in term.txids:
                 engine._tx_terminal[txid] = k

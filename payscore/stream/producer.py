@@ -189,7 +189,8 @@ def simulated_source(
 
     df = simulator.load_world() if world is None else world
     since = (start.astimezone(timezone.utc) - simulator.START).total_seconds()
-    df = df[df["TX_TIME_SECONDS"] >= since]
+    # The handbook world has a few amounts that round to 0.00, which no payment may carry.
+    df = df[(df["TX_TIME_SECONDS"] >= since) & (df["TX_AMOUNT"] > 0)]
     if df.empty:
         raise InputError(f"the simulated world has no payments after {start.isoformat()}")
     span = timedelta(days=simulator.N_DAYS) - timedelta(seconds=max(since, 0.0))

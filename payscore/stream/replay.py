@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 GROUP_PREFIX = "payscore-replay-dlq"
 OTHER = "other"  # unknown kinds and unreadable records share one watermark
+ALL_KINDS = (*KINDS, OTHER)
 H_REPLAY_OF = "payscore.replay.of"
 PARKED_SUFFIX = ".parked"
 _STALL_S = 30.0  # no record for this long while the end is not reached: give up
@@ -117,12 +118,12 @@ def replay_dead_letters(
         from payscore.store.writer import DecisionWriter
 
         writer = DecisionWriter(make_engine(settings))
-    kinds = sorted(filters.kinds) if filters.kinds is not None else [*KINDS, OTHER]
+    kinds = sorted(filters.kinds) if filters.kinds is not None else list(ALL_KINDS)
     groups = {group_for(k) for k in kinds}
 
     consumer = make_consumer(settings, None, client_id="payscore-replay-dlq")
     try:
-        marks = {g: writer.read_offsets(g, topic) for g in groups}
+        marks = {g: writer.read_offsets(g, topic) for g in {group_for(k) for k in ALL_KINDS}}
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             log.info("dead-letter topic %s does not exist: nothing to replay", topic)
@@ -133,7 +134,7 @@ def replay_dead_letters(
         starts = {tp: min(marks[g].get(tp.partition, 0) for g in groups) for tp in tps}
         for tp in tps:
             consumer.seek(tp, starts[tp])
-        decide = _Decider(marks, filters, settings.max_dlq_attempts)
+        decide = _Decider(marks, groups, filters, settings.max_dlq_attempts)
         progress, to_send = _scan(consumer, ends, starts, decide, filters.limit, result, on_item)
     except KafkaError as e:
         raise ServiceUnavailable(
@@ -208,9 +209,14 @@ class _Decider:
     """What to do with one dead-letter record, given the watermarks and the filters."""
 
     def __init__(
-        self, marks: dict[str, dict[int, int]], filters: ReplayFilter, max_attempts: int
+        self,
+        marks: dict[str, dict[int, int]],
+        selected: set[str],
+        filters: ReplayFilter,
+        max_attempts: int,
     ) -> None:
-        self.marks, self.filters, self.max_attempts = marks, filters, max_attempts
+        self.marks, self.selected = marks, selected
+        self.filters, self.max_attempts = filters, max_attempts
 
     def _seen(self, group: str, record: Any) -> bool:
         return bool(record.offset < self.marks.get(group, {}).get(record.partition, 0))
@@ -221,14 +227,14 @@ class _Decider:
         try:
             dead = parse_dead_letter(record)
         except MalformedDeadLetter as e:
-            if group_for(OTHER) not in self.marks or self._seen(group_for(OTHER), record):
+            if group_for(OTHER) not in self.selected or self._seen(group_for(OTHER), record):
                 return None
             return ReplayItem(MALFORMED, *where, None, str(e))
         group = group_for(dead.kind)
-        if group not in self.marks:
-            return ReplayItem(SKIPPED, *where, dead, "kind not selected")
         if self._seen(group, record):
             return None
+        if group not in self.selected:
+            return ReplayItem(SKIPPED, *where, dead, "kind not selected")
         f = self.filters
         if f.until is not None and dead.dead_lettered_at >= f.until:
             return ReplayItem(SKIPPED, *where, dead, "after --until")

@@ -16,7 +16,7 @@ PROFILE_CUSTOMER = "C-PROFILE"
 
 @dataclass
 class Seeded:
-    """What was inserted, as stored (times truncated to the column precision)."""
+    """What was inserted."""
 
     now: datetime
     rows: list[dict[str, Any]]
@@ -112,14 +112,6 @@ def seed_small(engine: Engine, now: datetime, n: int = 1_200) -> Seeded:
                 scored_transactions.c.transaction_id == fractional["transaction_id"]
             )
         ).scalar_one()
-    if probe != fractional["scored_at"]:
-        # Second-precision DATETIME (MariaDB with the current schema) truncates fractions.
-        assert probe == fractional["scored_at"].replace(microsecond=0), probe
-        for row in rows:
-            for key in ("event_time", "received_at", "scored_at"):
-                row[key] = row[key].replace(microsecond=0)
-        for item in [*labels, *dead]:
-            for key in ("known_at", "created_at"):
-                if key in item:
-                    item[key] = item[key].replace(microsecond=0)
+    # Latency figures need sub-second times: the schema keeps microseconds (DATETIME(6)).
+    assert probe == fractional["scored_at"], probe
     return Seeded(now, rows, {lab["transaction_id"]: lab for lab in labels}, dead, model)

@@ -163,3 +163,74 @@ def test_time_window_and_limit(kafka_bootstrap, setup):
     assert "2 replayed" in out
     values = [r.value for r in read_all(kafka_bootstrap, source)]
     assert len(values) == 2 and b"old" not in values
+
+
+def test_fixed_dead_letters_end_as_decisions_exactly_once(
+    consume_runner, kafka_bootstrap, db_url, small_world
+):
+    """Replayed valid payments are decided once; still-bad ones climb attempts, then park."""
+    from tests.integration.conftest import db_rows, keyed, payments_from
+    from tests.integration.conftest import produce as put
+
+    env = consume_runner.env
+    source, dlq_topic = env["PAYSCORE_INPUT_TOPIC"], env["PAYSCORE_DLQ_TOPIC"]
+    payments = payments_from(small_world, 20, 40)
+    put(kafka_bootstrap, source, keyed(payments[:30]))
+    consume = ("--batch-size", "50", "--max-wait-ms", "100", "--idle-exit", "4")
+    assert consume_runner.run(*consume) == 0, consume_runner.logs()
+    assert len(db_rows(db_url)["decisions"]) == 30
+
+    # Ten payments whose scoring failed (cause now fixed), two messages that are still bad.
+    letters = [
+        dlq.dead_letter(
+            p.customer_id.encode(),
+            payment_to_json(p),
+            kind="scoring_error",
+            message="model unavailable",
+            source_topic=source,
+            source_partition=0,
+            source_offset=100 + i,
+        )
+        for i, p in enumerate(payments[30:])
+    ]
+    letters += [
+        dlq.dead_letter(
+            b"x",
+            b'{"transaction_id": "broken-1"}',
+            kind="schema",
+            message="m",
+            source_topic=source,
+            source_partition=0,
+            source_offset=200,
+        ),
+        dlq.dead_letter(
+            b"y",
+            b"\xff\xfe",
+            kind="encoding",
+            message="m",
+            source_topic=source,
+            source_partition=0,
+            source_offset=201,
+        ),
+    ]
+    _put_dead_letters(kafka_bootstrap, dlq_topic, letters)
+
+    assert "12 replayed" in _run(env)
+    assert consume_runner.run(*consume) == 0, consume_runner.logs()
+    rows = db_rows(db_url)
+    decided = [r.transaction_id for r in rows["decisions"]]
+    assert len(decided) == 40 and len(set(decided)) == 40
+    assert {p.transaction_id for p in payments} == set(decided)
+
+    # The two bad ones failed again: attempt 2, read from the replay header by the consumer.
+    again = [dlq.parse_dead_letter(r) for r in read_all(kafka_bootstrap, dlq_topic)]
+    assert sorted(d.attempt for d in again if d.attempt > 1) == [2, 2]
+    assert "2 replayed" in _run(env)  # attempt 2 < 3: one more try
+    assert consume_runner.run(*consume) == 0, consume_runner.logs()
+    out = _run(env)
+    assert "0 replayed" in out and "2 parked" in out  # attempt 3 = max_dlq_attempts
+    assert len(read_all(kafka_bootstrap, f"{dlq_topic}.parked")) == 2
+
+    assert "0 replayed" in _run(env)
+    assert consume_runner.run(*consume) == 0, consume_runner.logs()
+    assert len(db_rows(db_url)["decisions"]) == 40
