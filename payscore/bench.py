@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import re
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -172,31 +174,49 @@ def measure_db_ceiling(settings: Settings, payments: Sequence[Payment], batch_si
 
 
 class _Probe:
-    """Times the pipeline: first prepare, last commit, and per-payment send-to-commit latency."""
+    """Times the pipeline: first prepare, last commit, per-payment send-to-commit latency.
 
-    def __init__(self, pipeline: Any, sent_at: dict[str, float] | None = None) -> None:
+    Latency uses each record's Kafka timestamp (CreateTime, set by the producer at send) and
+    the wall clock right after the batch's database commit; only records sent at or after
+    ``since_ms`` count (so warm-up messages are left out).
+    """
+
+    def __init__(self, pipeline: Any, since_ms: float | None = None) -> None:
         self.first: float | None = None
         self.last: float | None = None
         self.decided = 0
         self.latencies: list[float] = []
-        self._sent_at = sent_at
+        self.since_ms = since_ms
+        self.prepare_s = 0.0  # parse, duplicate check, features, model, rules
+        self.write_s = 0.0  # the database transaction
+        self._sent_ms: dict[tuple[str, int, int], float] = {}
         prepare, write = pipeline.prepare, pipeline.write
 
-        def timed_prepare(*args: Any, **kwargs: Any) -> Any:
+        def timed_prepare(messages: Any, *args: Any, **kwargs: Any) -> Any:
             if self.first is None:
                 self.first = time.perf_counter()
-            return prepare(*args, **kwargs)
+            if self.since_ms is not None:
+                for m in messages:
+                    self._sent_ms[(m.topic, m.partition, m.offset)] = m.timestamp
+            started = time.perf_counter()
+            try:
+                return prepare(messages, *args, **kwargs)
+            finally:
+                self.prepare_s += time.perf_counter() - started
 
         def timed_write(batch: Any) -> Any:
+            started = time.perf_counter()
             result = write(batch)
             self.last = time.perf_counter()
-            wall = time.time()
+            self.write_s += self.last - started
+            wall_ms = time.time() * 1000
             self.decided += len(batch.decided)
-            if self._sent_at is not None:
-                for payment, _ in batch.decided:
-                    sent = self._sent_at.get(payment.transaction_id)
-                    if sent is not None:
-                        self.latencies.append(wall - sent)
+            if self.since_ms is not None:
+                for row in batch.rows:
+                    key = (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])
+                    sent = self._sent_ms.pop(key, None)
+                    if sent is not None and sent >= self.since_ms:
+                        self.latencies.append((wall_ms - sent) / 1000)
             return result
 
         pipeline.prepare, pipeline.write = timed_prepare, timed_write
@@ -260,7 +280,7 @@ def measure_consumer(settings: Settings, topic: str, count: int) -> tuple[_Probe
     """Run the real consumer over a pre-filled topic until it decided ``count`` payments."""
     with scratch_database(settings, "consume") as scratch:
         run = _bench_settings(settings, scratch, topic, f"payscore-bench-{uuid.uuid4().hex[:8]}")
-        consumer, pipeline, db = build_consumer(run, max_messages=count, idle_exit_s=30)
+        consumer, pipeline, db = build_consumer(run, max_messages=count, idle_exit_s=120)
         probe = _Probe(pipeline)
         try:
             consumer.run()
@@ -269,50 +289,53 @@ def measure_consumer(settings: Settings, topic: str, count: int) -> tuple[_Probe
         return probe, consumer.stats.latency_percentiles()
 
 
+def paced_producer(settings: Settings, topic: str, payments: list[Payment], rate: float) -> float:
+    """Send ``payments`` at ``rate``/s (run in its own process); returns the achieved rate."""
+    producer = make_producer(settings, linger_ms=0)
+    try:
+        pacer = Pacer(rate)
+        started = time.perf_counter()
+        for p in payments:
+            pacer.wait()
+            producer.send(topic, key=p.customer_id.encode(), value=payment_to_json(p))
+        producer.flush(timeout=30)
+        return len(payments) / max(time.perf_counter() - started, 1e-9)
+    finally:
+        producer.close(timeout=5)
+
+
 def measure_paced(
     settings: Settings, items: Sequence[SourceItem], rate: float, partitions: int
 ) -> tuple[_Probe, float]:
-    """Offered load at ``rate``/s into a live consumer; end-to-end send-to-commit latency."""
+    """Offered load at ``rate``/s into a live consumer; end-to-end send-to-commit latency.
+
+    The paced producer runs in a separate process so that it does not compete with the
+    consumer for this interpreter's GIL (a real producer is another program).
+    """
     topic = f"payscore-bench-{uuid.uuid4().hex[:10]}-paced"
     ensure_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"], partitions)
-    warm, paced = items[:WARMUP], items[WARMUP:]
-    sent_at: dict[str, float] = {}
+    warm = [i.payment for i in items[:WARMUP]]
+    paced = [i.payment for i in items[WARMUP:]]
     try:
         with scratch_database(settings, "paced") as scratch:
-            run = _bench_settings(
-                settings, scratch, topic, f"payscore-bench-{uuid.uuid4().hex[:8]}"
-            )
+            group = f"payscore-bench-{uuid.uuid4().hex[:8]}"
+            run = _bench_settings(settings, scratch, topic, group)
             consumer, pipeline, db = build_consumer(run, max_messages=len(items), idle_exit_s=30)
-            probe = _Probe(pipeline, sent_at)
             worker = threading.Thread(target=consumer.run, name="bench-consumer", daemon=True)
-            producer = make_producer(settings, linger_ms=0)
+            spawn = multiprocessing.get_context("spawn")
             try:
-                worker.start()
-                for item in warm:
-                    producer.send(
-                        topic,
-                        key=item.payment.customer_id.encode(),
-                        value=payment_to_json(item.payment),
-                    )
-                producer.flush(timeout=30)
-                _wait(lambda: probe.decided >= len(warm) or not worker.is_alive(), 120)
-                pacer = Pacer(rate)
-                started = time.perf_counter()
-                for item in paced:
-                    pacer.wait()
-                    sent_at[item.payment.transaction_id] = time.time()
-                    producer.send(
-                        topic,
-                        key=item.payment.customer_id.encode(),
-                        value=payment_to_json(item.payment),
-                    )
-                producer.flush(timeout=30)
-                sent_rate = len(paced) / max(time.perf_counter() - started, 1e-9)
+                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                    probe = _Probe(pipeline, since_ms=float("inf"))
+                    worker.start()
+                    pool.submit(paced_producer, settings, topic, warm, 0).result(timeout=120)
+                    _wait(lambda: probe.decided >= len(warm) or not worker.is_alive(), 120)
+                    probe.since_ms = time.time() * 1000
+                    job = pool.submit(paced_producer, settings, topic, paced, rate)
+                    sent_rate = job.result(timeout=120 + 2 * len(paced) / rate)
                 worker.join(timeout=60 + len(paced) / rate)
             finally:
                 consumer.request_stop()
                 worker.join(timeout=30)
-                producer.close(timeout=5)
                 db.dispose()
             return probe, sent_rate
     finally:
@@ -381,6 +404,14 @@ def run_bench(
         probe, latency = measure_consumer(settings, topic, len(main))
         report.consumer_rate, report.consumer_decided = probe.rate, probe.decided
         report.consumer_latency_ms = latency
+        busy = probe.prepare_s + probe.write_s
+        if probe.first is not None and probe.last is not None and busy > 0:
+            span = probe.last - probe.first
+            report.notes.append(
+                f"consumer time: prepare (parse, dedupe, features, model, rules) "
+                f"{probe.prepare_s:.1f} s, database write {probe.write_s:.1f} s, "
+                f"other (poll, publish, commit) {max(span - busy, 0):.1f} s of {span:.1f} s"
+            )
         if probe.decided < len(main):
             report.notes.append(f"consumer decided only {probe.decided} of {len(main)}")
     finally:
@@ -391,5 +422,9 @@ def run_bench(
         paced_probe, sent_rate = measure_paced(settings, rest, options.rate, partitions)
         report.paced_sent_rate = sent_rate
         report.paced_decided = len(paced_probe.latencies)
+        if report.paced_decided < len(rest) - WARMUP:
+            report.notes.append(
+                f"paced run: {report.paced_decided} of {len(rest) - WARMUP} decided in time"
+            )
         report.paced_latency_ms = percentiles_ms(paced_probe.latencies)
     return report

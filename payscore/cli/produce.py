@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,6 +116,7 @@ def produce_cmd(
         source = _lazy_world(begin)
         where = f"simulated world from {begin.date().isoformat()}"
     err_console.print(f"producing to {options.topic} ({where}); Ctrl-C stops", highlight=False)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop like Ctrl-C: flush, then totals
 
     with Progress(
         SpinnerColumn(),
@@ -135,6 +137,10 @@ def produce_cmd(
     if stats.bad_by_kind:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.bad_by_kind.items()))
         console.print(f"bad messages by kind: {kinds}", highlight=False)
+
+
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _lazy_world(begin: datetime) -> Iterator[SourceItem]:
