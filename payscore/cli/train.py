@@ -74,5 +74,7 @@ def train(
         f"{meta['thresholds']['review']:.4f}, decline {meta['thresholds']['decline']:.4f}",
         highlight=False,
     )
-    console.print(f"saved {settings.model_path} (version {artifact.version}) in {elapsed:.0f} s",
-                  highlight=False)
+    console.print(
+        f"saved {settings.model_path} (version {artifact.version}) in {elapsed:.0f} s",
+        highlight=False,
+    )

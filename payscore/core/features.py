@@ -9,7 +9,7 @@ used only by payments whose event time is at or after the label's ``known_at``.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime

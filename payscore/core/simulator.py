@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -200,7 +201,8 @@ def load_world(use_cache: bool = True) -> pd.DataFrame:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npz")
-            np.savez_compressed(tmp, **_arrays_from_frame(df))
+            arrays: dict[str, Any] = _arrays_from_frame(df)
+            np.savez_compressed(tmp, **arrays)
             os.replace(tmp, path)
         except OSError as e:
             log.warning("cannot write world cache %s: %s", path, e)

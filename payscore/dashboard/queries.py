@@ -3,7 +3,8 @@
 Statements are built by ``stmt_*`` functions (so the benchmark can EXPLAIN them) and run by the
 fetch functions beside them. Aggregation happens in SQL; only bounded row sets come back.
 Time ranges filter on ``scored_at`` (wall-clock decision time), so replayed 2018 data decided
-today still shows up under "last hour".
+today still shows up under "last hour". Counts, activity and score bins of long ranges come from
+``decision_rollup`` with exact edges from the table (see ``rollups.py``); same results.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from sqlalchemy import (
     inspect,
     literal_column,
     select,
+    true,
 )
 
+from payscore.dashboard import rollups as ru
 from payscore.dashboard.figures import (
     STATUSES,
     CustomerProfile,
@@ -38,6 +41,7 @@ from payscore.dashboard.figures import (
     percentile,
 )
 from payscore.store.schema import (
+    ROLLUP_SCORE_BINS,
     dead_letters,
     fraud_labels,
     metadata,
@@ -49,7 +53,7 @@ st = scored_transactions
 fl = fraud_labels
 
 LATENCY_SAMPLE = 10_000  # most recent decisions used for latency percentiles
-SCORE_BINS = 20
+SCORE_BINS = ROLLUP_SCORE_BINS  # the rollup keeps the page's histogram bins
 MAX_ROWS = 1_000  # hard cap on any table the page shows
 MAX_FILTER_CHARS = 64
 BACKLOG_CAP = 1_000  # the backlog figure reads '1,000+' beyond this
@@ -111,20 +115,39 @@ def score_bin_expr(dialect: str, bins: int = SCORE_BINS) -> ColumnElement[int]:
 
 # --- statements -------------------------------------------------------------------------------
 
+Ranges = TimeRange | Sequence[TimeRange]  # one range, or the base-table edges of a rollup plan
 
-def stmt_status_counts(tr: TimeRange) -> Select:
+
+def _scored(tr: Ranges) -> list[ColumnElement[bool]]:
+    if isinstance(tr, TimeRange):
+        return tr.clauses(st.c.scored_at)
+    return [ru.in_ranges(st.c.scored_at, tr)]
+
+
+def stmt_status_counts(tr: Ranges) -> Select:
     # One row of conditional sums, not GROUP BY status: MariaDB would otherwise walk the whole
     # (status, event_time) index for the grouping instead of the scored_at range.
-    return select(*_status_sums()).where(*tr.clauses(st.c.scored_at))
+    return select(*_status_sums()).where(*_scored(tr))
 
 
 def stmt_fraud_labelled(tr: TimeRange) -> Select:
-    # Driven from the (small) labels table, joined on the unique transaction_id.
-    return (
+    # Driven from the fraud labels (ix_labels_fraud), each looked up in the
+    # (transaction_id, scored_at) index: both sides index-only. MariaDB prefers the unique key
+    # on transaction_id, which needs the whole row for scored_at, hence the hint.
+    # A short range instead starts from its few decisions (scored_at index) and probes labels.
+    # ("IS TRUE" is not sargable, so it keeps MariaDB off ix_labels_fraud there.)
+    long = ru.use_rollup(tr)
+    stmt = (
         select(func.count())
         .select_from(fl.join(st, st.c.transaction_id == fl.c.transaction_id))
-        .where(fl.c.is_fraud.is_(True), *tr.clauses(st.c.scored_at))
+        .where(fl.c.is_fraud == true() if long else fl.c.is_fraud.is_(True))
+        .where(*tr.clauses(st.c.scored_at))
     )
+    if not long:
+        return stmt
+    for dialect in ("mysql", "mariadb"):
+        stmt = stmt.with_hint(st, "FORCE INDEX (ix_scored_tx_scored)", dialect_name=dialect)
+    return stmt
 
 
 def stmt_dead_letters(tr: TimeRange) -> Select:
@@ -158,21 +181,21 @@ def stmt_latency_sample(tr: TimeRange, cutoff: datetime | None = None) -> Select
     return select(st.c.received_at, st.c.scored_at).where(*where)
 
 
-def stmt_activity(dialect: str, tr: TimeRange, seconds: int) -> Select:
+def stmt_activity(dialect: str, tr: Ranges, seconds: int) -> Select:
     bucket = bucket_expr(dialect, st.c.scored_at, seconds).label("bucket")
     return (
         select(bucket, func.count().label("payments"), *_status_sums())
-        .where(*tr.clauses(st.c.scored_at))
+        .where(*_scored(tr))
         .group_by(bucket)
         .order_by(bucket)
     )
 
 
-def stmt_score_histogram(dialect: str, tr: TimeRange) -> Select:
+def stmt_score_histogram(dialect: str, tr: Ranges) -> Select:
     bin_ = score_bin_expr(dialect).label("bin")
     return (
         select(bin_, func.count().label("payments"))
-        .where(*tr.clauses(st.c.scored_at))
+        .where(*_scored(tr))
         .group_by(bin_)
         .order_by(bin_)
     )
@@ -264,9 +287,28 @@ def missing_tables(conn: Connection) -> list[str]:
     return [t.name for t in metadata.sorted_tables if t.name not in present]
 
 
-def headline(conn: Connection, tr: TimeRange) -> Headline:
-    sums = conn.execute(stmt_status_counts(tr)).one()
-    counts = {status: int(n or 0) for status, n in zip(STATUSES, sums, strict=True)}
+def status_counts(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> dict[str, int]:
+    """Decisions per status in the range; ``rollup`` None picks the path by range length."""
+    statements: list[Select] = []
+    if rollup is None:
+        rollup = ru.use_rollup(tr)
+    if rollup:
+        p = ru.plan(tr)
+        if p.uses_rollup:
+            statements.append(ru.stmt_status_counts(p))
+        if p.edges:
+            statements.append(stmt_status_counts(p.edges))
+    else:
+        statements.append(stmt_status_counts(tr))
+    counts = dict.fromkeys(STATUSES, 0)
+    for stmt in statements:
+        for status, n in zip(STATUSES, conn.execute(stmt).one(), strict=True):
+            counts[status] += int(n or 0)
+    return counts
+
+
+def headline(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> Headline:
+    counts = status_counts(conn, tr, rollup)
     decided = sum(counts.values())
     fraud = int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
     dead = int(conn.execute(stmt_dead_letters(tr)).scalar_one())
@@ -292,20 +334,46 @@ def headline(conn: Connection, tr: TimeRange) -> Headline:
     )
 
 
-def activity(conn: Connection, tr: TimeRange, seconds: int | None = None) -> pd.DataFrame:
+def activity(
+    conn: Connection, tr: TimeRange, seconds: int | None = None, rollup: bool | None = None
+) -> pd.DataFrame:
     """Payments and decisions per time bucket (minute, hour or day)."""
     seconds = seconds or choose_bucket(tr.start, tr.end)
-    rows = conn.execute(stmt_activity(conn.dialect.name, tr, seconds)).all()
+    rows: list[Any]
+    if ru.use_rollup(tr) if rollup is None else rollup:
+        p = ru.plan(tr, coarsest=min(seconds, ru.HOUR))
+        buckets = ru.fold_buckets(conn.execute(ru.stmt_buckets(p)).all(), seconds)
+        if p.edges:
+            edge_rows = conn.execute(stmt_activity(conn.dialect.name, p.edges, seconds)).all()
+            for bucket, *counts in edge_rows:
+                acc = buckets.setdefault(datetime.fromisoformat(bucket), [0] * len(counts))
+                for i, n in enumerate(counts):
+                    acc[i] += int(n or 0)
+        rows = [(b, *buckets[b]) for b in sorted(buckets)]
+    else:
+        rows = list(conn.execute(stmt_activity(conn.dialect.name, tr, seconds)))
     frame = pd.DataFrame(rows, columns=["bucket", "payments", "approved", "review", "declined"])
     frame["bucket"] = pd.to_datetime(frame["bucket"])
     return frame.astype({c: "int64" for c in frame.columns if c != "bucket"})
 
 
-def score_histogram(conn: Connection, tr: TimeRange, bins: int = SCORE_BINS) -> pd.DataFrame:
+def score_histogram(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> pd.DataFrame:
     """Decision counts per score bin; a score of exactly 1.0 joins the top bin."""
+    bins = SCORE_BINS
     counts = [0] * bins
-    for bin_, n in conn.execute(stmt_score_histogram(conn.dialect.name, tr)):
-        counts[min(max(int(bin_), 0), bins - 1)] += int(n)
+    statements: list[Select] = []
+    if ru.use_rollup(tr) if rollup is None else rollup:
+        p = ru.plan(tr)
+        if p.uses_rollup:
+            for i, n in enumerate(conn.execute(ru.stmt_score_bins(p)).one()):
+                counts[i] += int(n or 0)
+        if p.edges:
+            statements.append(stmt_score_histogram(conn.dialect.name, p.edges))
+    else:
+        statements.append(stmt_score_histogram(conn.dialect.name, tr))
+    for stmt in statements:
+        for bin_, n in conn.execute(stmt):
+            counts[min(max(int(bin_), 0), bins - 1)] += int(n)
     lows = [i / bins for i in range(bins)]
     return pd.DataFrame({"score_from": lows, "payments": counts})
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from payscore.dashboard.figures import utc_now
+from payscore.store.rollup import add_decisions
 from payscore.store.schema import dead_letters, fraud_labels, model_versions, scored_transactions
 
 REVIEW_AT, DECLINE_AT = 0.5, 0.8
@@ -110,7 +111,11 @@ def seed_database(
     batch_size: int = 10_000,
     dead_letter_every: int = 500,
 ) -> SeedSummary:
-    """Insert ``n`` synthetic decisions (with labels, dead letters and a model) in batches."""
+    """Insert ``n`` synthetic decisions (with labels, dead letters and a model) in batches.
+
+    The decisions are counted into ``decision_rollup`` in the same transactions, exactly as
+    the pipeline's writer does.
+    """
     now = now or utc_now()
     batch: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
@@ -126,6 +131,8 @@ def seed_database(
             ):
                 if rows:
                     conn.execute(insert(table), rows)
+                    if table is scored_transactions:
+                        add_decisions(conn, rows)  # as DecisionWriter does
                     totals[slot] += len(rows)
                     rows.clear()
 

@@ -5,6 +5,7 @@ the decisions they cover: after a crash the consumer seeks to the stored offsets
 message is either fully written (with its offset) or not at all. The writer is also defensive
 about a batch that arrives twice (rows whose source offset is below the stored next offset are
 skipped) and about duplicate transaction ids (recorded in ``duplicates``, never a lost batch).
+The decisions actually inserted are also counted into ``decision_rollup`` in that transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from payscore.errors import ServiceUnavailable
 from payscore.store.initdb import describe_db_error
+from payscore.store.rollup import add_decisions
 from payscore.store.schema import (
     consumer_offsets,
     dead_letters,
@@ -200,6 +202,9 @@ class DecisionWriter:
             conn.execute(self._insert_ignore(dead_letters), dead_rows)
         if offsets:
             self._upsert_offsets(conn, offsets, now)
+        # Last, so the shared hot rollup rows are locked only for the commit.
+        lost = {id(r) for r in raced}
+        add_decisions(conn, (r for r in unique if id(r) not in lost))
         return WriteResult(
             decided=inserted,
             duplicates=len(dup_rows),

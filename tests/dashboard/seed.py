@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 
 from payscore.dashboard.seed import label_for, synthetic_model, synthetic_rows
+from payscore.store.rollup import add_decisions
 from payscore.store.schema import dead_letters, fraud_labels, model_versions, scored_transactions
 
 PROFILE_CUSTOMER = "C-PROFILE"
@@ -104,6 +105,7 @@ def seed_small(engine: Engine, now: datetime, n: int = 1_200) -> Seeded:
     fractional = next(r for r in rows if r["scored_at"].microsecond)
     with engine.begin() as conn:
         conn.execute(insert(scored_transactions), rows)
+        add_decisions(conn, rows)
         conn.execute(insert(fraud_labels), labels)
         conn.execute(insert(dead_letters), dead)
         conn.execute(insert(model_versions).values(**model))

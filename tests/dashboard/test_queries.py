@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -10,13 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from payscore.config import Settings
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import TimeRange, choose_bucket, percentile
+from payscore.dashboard.rollups import Plan, plan
+from payscore.dashboard.seed import seed_database
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
+from payscore.store.rollup import rebuild
+from payscore.store.schema import decision_rollup
 from tests.dashboard.seed import PROFILE_CUSTOMER, Seeded, seed_small
 
 NOW = datetime(2030, 1, 15, 12, 0, 0, 500_000)
@@ -65,6 +70,7 @@ def check_all(engine: Engine, s: Seeded) -> None:
             check_histogram(conn, s, tr)
             check_latest(conn, s, tr)
             check_riskiest(conn, s, tr)
+        check_rollup_matches_table(conn)
         check_review_queue(conn, s)
         check_profile(conn, s)
         model = q.latest_model(conn)
@@ -173,6 +179,36 @@ def check_riskiest(conn: Any, s: Seeded, tr: TimeRange) -> None:
         assert list(frame["max_score"]) == pytest.approx([-e[2] for e in expected[:20]])
 
 
+def odd_ranges() -> list[TimeRange]:
+    """Ranges with partial minutes and hours at either end, open ends, and tiny spans."""
+    rng = random.Random(11)
+    out = [
+        *RANGES,
+        TimeRange(None, NOW - timedelta(minutes=30)),
+        TimeRange(NOW - timedelta(hours=5), None),
+    ]
+    out.append(TimeRange(NOW - timedelta(seconds=20), NOW - timedelta(seconds=5)))
+    out.append(TimeRange(datetime(2030, 1, 15, 9, 0), datetime(2030, 1, 15, 11, 0)))
+    for _ in range(16):  # most seeded rows are in the last 3 hours; a few 3 days before
+        start = NOW - timedelta(seconds=rng.uniform(0, 3.5 * 3600))
+        out.append(TimeRange(start, start + timedelta(seconds=rng.uniform(30, 4 * 3600))))
+        start = NOW - timedelta(seconds=rng.uniform(0, 4 * 86400))
+        out.append(TimeRange(start, start + timedelta(seconds=rng.uniform(30, 3 * 86400))))
+    return out
+
+
+def check_rollup_matches_table(conn: Any) -> None:
+    """The rollup path gives exactly the base-table figures, for any range."""
+    for tr in odd_ranges():
+        assert q.status_counts(conn, tr, rollup=True) == q.status_counts(conn, tr, rollup=False)
+        fast, slow = q.score_histogram(conn, tr, True), q.score_histogram(conn, tr, False)
+        assert fast.equals(slow), tr
+        for seconds in (60, 3600, 86400):
+            fast = q.activity(conn, tr, seconds, rollup=True)
+            slow = q.activity(conn, tr, seconds, rollup=False)
+            assert fast.equals(slow), (tr, seconds)
+
+
 def check_review_queue(conn: Any, s: Seeded) -> None:
     waiting = [r for r in s.rows if r["status"] == "REVIEW" and r["transaction_id"] not in s.labels]
     order = {r["transaction_id"]: i for i, r in enumerate(s.rows)}  # insertion order = id
@@ -236,3 +272,35 @@ def test_missing_schema_is_reported(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'blank.db'}"
     with make_engine(Settings(database_url=url)).connect() as conn:
         assert "scored_transactions" in q.missing_tables(conn)
+
+
+def test_seed_database_fills_the_rollup(tmp_path: Any) -> None:
+    """seed_database counts its decisions into the rollup exactly as rebuild() would."""
+    engine = make_engine(Settings(database_url=f"sqlite:///{tmp_path / 's.db'}"))
+    create_schema(engine)
+    seed_database(engine, 2_500, now=NOW, span_seconds=2 * 86400, batch_size=700)
+
+    def rollup_rows() -> list[Any]:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(decision_rollup).order_by(decision_rollup.c.grain, decision_rollup.c.bucket)
+            ).all()
+
+    seeded = rollup_rows()
+    assert rebuild(engine) == 2_500
+    assert rollup_rows() == seeded and len(seeded) > 48
+    engine.dispose()
+
+
+def test_plan_pieces_are_aligned() -> None:
+    tr = TimeRange(datetime(2030, 1, 1, 8, 59, 30, 5), datetime(2030, 1, 1, 12, 1, 10))
+    p = plan(tr)
+    assert p.edges == (
+        TimeRange(tr.start, datetime(2030, 1, 1, 9, 0)),
+        TimeRange(datetime(2030, 1, 1, 12, 1), tr.end),
+    )
+    assert p.minutes == (TimeRange(datetime(2030, 1, 1, 12, 0), datetime(2030, 1, 1, 12, 1)),)
+    assert p.hours == TimeRange(datetime(2030, 1, 1, 9, 0), datetime(2030, 1, 1, 12, 0))
+    inside = TimeRange(datetime(2030, 1, 1, 8, 0, 10), datetime(2030, 1, 1, 8, 0, 50))
+    assert plan(inside) == Plan(None, (), (inside,))
+    assert plan(TimeRange(None, None)) == Plan(TimeRange(None, None), (), ())
