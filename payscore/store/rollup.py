@@ -1,0 +1,131 @@
+"""Per-minute and per-hour decision counts (``decision_rollup``), kept exact by the writers.
+
+Every writer of ``scored_transactions`` adds the rows it inserted with :func:`add_decisions`
+in the same transaction, so the rollup always equals a GROUP BY over the table. A batch is
+summed in Python first (one upsert row per grain and bucket) and applied as increments,
+which commute: concurrent writers never overwrite each other's counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from payscore.store.schema import (
+    ROLLUP_GRAINS,
+    ROLLUP_SCORE_BINS,
+    decision_rollup,
+    scored_transactions,
+)
+
+STATUS_COLUMNS = {"APPROVED": "approved", "REVIEW": "review", "DECLINED": "declined"}
+SCORE_COLUMNS = tuple(f"score_{i:02d}" for i in range(ROLLUP_SCORE_BINS))
+COUNT_COLUMNS = ("decisions", *STATUS_COLUMNS.values(), *SCORE_COLUMNS)
+_REBUILD_CHUNK = 20_000
+
+
+def score_bin(score: float, bins: int = ROLLUP_SCORE_BINS) -> int:
+    """The histogram bin of a score in [0, 1], as SQL's FLOOR(score * bins); 1.0 joins the top."""
+    return min(max(math.floor(float(score) * bins), 0), bins - 1)
+
+
+def truncate(when: datetime, grain: int) -> datetime:
+    """The start of the minute (60) or hour (3600) holding ``when``."""
+    if grain == 60:
+        return when.replace(second=0, microsecond=0)
+    if grain == 3600:
+        return when.replace(minute=0, second=0, microsecond=0)
+    raise ValueError(f"unsupported grain {grain}")
+
+
+def summarise(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rollup increments for these decision rows: one dict per (grain, bucket), sorted.
+
+    Sorted so every writer touches rollup rows in the same order (no lock-order deadlocks).
+    """
+    sums: dict[tuple[int, datetime], dict[str, Any]] = {}
+    for row in rows:
+        scored_at = row["scored_at"]
+        status = STATUS_COLUMNS.get(row["status"])
+        score = SCORE_COLUMNS[score_bin(row["score"])]
+        for grain in ROLLUP_GRAINS:
+            key = (grain, truncate(scored_at, grain))
+            acc = sums.get(key)
+            if acc is None:
+                acc = sums[key] = dict.fromkeys(COUNT_COLUMNS, 0)
+                acc["grain"], acc["bucket"] = key
+            acc["decisions"] += 1
+            if status is not None:
+                acc[status] += 1
+            acc[score] += 1
+    return [sums[k] for k in sorted(sums)]
+
+
+def add_decisions(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Count inserted decision rows into the rollup (inside the caller's transaction).
+
+    Returns the number of rollup rows touched.
+    """
+    increments = summarise(rows)
+    if not increments:
+        return 0
+    conn.execute(_upsert(conn.dialect.name), increments)
+    return len(increments)
+
+
+def _upsert(dialect: str) -> Any:
+    """INSERT of new buckets that adds to existing ones: col = col + the new value."""
+    table = decision_rollup
+    if dialect == "sqlite":
+        stmt = sqlite_dialect.insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=["grain", "bucket"],
+            set_={c: table.c[c] + stmt.excluded[c] for c in COUNT_COLUMNS},
+        )
+    if dialect in {"mysql", "mariadb"}:
+        mstmt = mysql_dialect.insert(table)
+        return mstmt.on_duplicate_key_update(
+            {c: table.c[c] + mstmt.inserted[c] for c in COUNT_COLUMNS}
+        )
+    raise NotImplementedError(f"no rollup upsert for the {dialect} dialect")
+
+
+def rebuild(engine: Engine) -> int:
+    """Recompute the whole rollup from ``scored_transactions`` in one transaction.
+
+    For databases that held decisions before the rollup existed, or were written around the
+    writer. Streams the table in id order; returns the number of decisions counted.
+    """
+    st = scored_transactions.c
+    counted = 0
+    with engine.begin() as conn:
+        conn.execute(delete(decision_rollup))
+        totals: dict[tuple[int, datetime], dict[str, Any]] = {}
+        last_id = 0
+        while True:
+            chunk = conn.execute(
+                select(st.id, st.scored_at, st.status, st.score)
+                .where(st.id > last_id)
+                .order_by(st.id)
+                .limit(_REBUILD_CHUNK)
+            ).all()
+            if not chunk:
+                break
+            last_id = chunk[-1].id
+            counted += len(chunk)
+            for inc in summarise(dict(r._mapping) for r in chunk):
+                key = (inc["grain"], inc["bucket"])
+                acc = totals.setdefault(key, inc)
+                if acc is not inc:
+                    for c in COUNT_COLUMNS:
+                        acc[c] += inc[c]
+        rows = [totals[k] for k in sorted(totals)]
+        for i in range(0, len(rows), _REBUILD_CHUNK):
+            conn.execute(insert(decision_rollup), rows[i : i + _REBUILD_CHUNK])
+    return counted
