@@ -23,12 +23,16 @@ def initdb(
     settings = settings_from(ctx, database_url=database_url)
     engine = make_engine(settings)
     try:
-        created, present = create_schema(engine)
+        report = create_schema(engine)
     finally:
         engine.dispose()
-    for name in created:
+    for name in report.created:
         console.print(f"created table {name}")
-    if present:
-        console.print(f"already present: {', '.join(present)}")
-    if not created:
+    for name in report.indexes_added:
+        console.print(f"created index {name}")
+    if report.rollup_rebuilt is not None:
+        console.print(f"back-filled decision_rollup from {report.rollup_rebuilt} decisions")
+    if report.present:
+        console.print(f"already present: {', '.join(report.present)}")
+    if not report.created and not report.indexes_added:
         console.print("schema up to date; nothing created")

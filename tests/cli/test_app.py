@@ -97,3 +97,35 @@ def test_initdb_unreachable_mysql_is_one_line() -> None:
     assert result.exit_code == 1
     assert "cannot reach the database" in result.output
     assert "Traceback" not in result.output
+
+
+def test_initdb_upgrades_an_older_database(tmp_path: Path) -> None:
+    """A database from before the rollup and newer indexes gets them, back-filled."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert runner.invoke(app, ["initdb", "--database-url", url]).exit_code == 0
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE decision_rollup")
+        conn.exec_driver_sql("DROP INDEX ix_scored_status_time")
+        for i, status in enumerate(["APPROVED", "APPROVED", "DECLINED"]):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO scored_transactions (transaction_id, customer_id, terminal_id,"
+                    " amount, currency, event_time, received_at, scored_at, score, prediction,"
+                    " status, reason_codes, model_version) VALUES (:t, 'c', 'x', 1.5, 'EUR',"
+                    " '2026-01-01 10:00:00', '2026-01-01 10:00:00', '2026-01-01 10:00:30',"
+                    " 0.5, 0, :s, '', 'm')"
+                ),
+                {"t": f"t{i}", "s": status},
+            )
+    result = runner.invoke(app, ["initdb", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert "created table decision_rollup" in result.output
+    assert "created index ix_scored_status_time" in result.output
+    assert "back-filled decision_rollup from 3 decisions" in result.output
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT grain, decisions, approved, declined FROM decision_rollup ORDER BY grain"
+        ).all()
+    assert [tuple(r) for r in rows] == [(60, 3, 2, 1), (3600, 3, 2, 1)]
+    engine.dispose()
