@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from payscore.cli.common import console, settings_from
 from payscore.core.model import save_artifact
+from payscore.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +40,8 @@ def train(
     from payscore.core import training  # heavy imports only when the command runs
 
     settings = settings_from(ctx, model_path=output)
+    if data and not Path(data).is_file():  # fail before the progress display starts
+        raise InputError(f"--data: no such file {data}")
     started = time.perf_counter()
     with Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -20,6 +20,8 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
+from scipy.special import expit
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from payscore.errors import ModelError
 
@@ -60,6 +62,7 @@ class ModelArtifact:
             pickle.dumps(estimator, protocol=5), self.feature_names, self.metadata
         )
         self._columns: dict[tuple[str, ...], np.ndarray] = {}
+        self._flat: _FlatTrees | None = None
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -88,8 +91,86 @@ class ModelArtifact:
         if X.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
         cols = self.columns_for(engine_feature_names)
-        proba = self.estimator.predict_proba(X[:, cols])
+        Xm = X[:, cols]
+        if X.shape[0] <= _FLAT_ROWS and _is_hist_gb_binary(self.estimator):
+            if self._flat is None:
+                self._flat = _FlatTrees.build(self.estimator)
+            if self._flat is not None:
+                return np.clip(self._flat.predict_proba1(Xm), 0.0, 1.0)
+        if X.shape[0] <= _SINGLE_THREAD_ROWS and _is_hist_gb_binary(self.estimator):
+            # Online batches: OpenMP start-up and spinning cost more than the trees (20 ms
+            # for one row on a busy 2-core machine); one thread scores 500 rows in ~3 ms.
+            raw = self.estimator._raw_predict(Xm, n_threads=1)
+            proba = self.estimator._loss.predict_proba(raw)
+        else:
+            proba = self.estimator.predict_proba(Xm)
         return np.clip(proba[:, 1].astype(np.float64), 0.0, 1.0)
+
+
+_SINGLE_THREAD_ROWS = 4096
+_FLAT_ROWS = 8
+
+
+class _FlatTrees:
+    """All trees of a binary HistGradientBoostingClassifier as flat arrays.
+
+    scikit-learn walks its trees one Python call per tree (~7 us each, 2 ms for 300 trees);
+    for a handful of rows, stepping every tree at once with numpy is ~20x faster. Same
+    comparisons and the same summation order, so the scores equal predict_proba's.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], baseline: float, depth: int) -> None:
+        self.a = arrays
+        self.baseline = baseline
+        self.depth = depth
+
+    @classmethod
+    def build(cls, est: Any) -> _FlatTrees | None:
+        nodes = [predictors[0].nodes for predictors in est._predictors]
+        if not nodes or any(n["is_categorical"].any() for n in nodes):
+            return None
+        offsets = np.cumsum([0] + [len(n) for n in nodes[:-1]])
+        allnodes = np.concatenate(nodes)
+        shift = np.repeat(offsets, [len(n) for n in nodes])
+        arrays = {
+            "root": offsets.astype(np.intp),
+            "value": allnodes["value"].astype(np.float64),
+            "feature": allnodes["feature_idx"].astype(np.intp),
+            "threshold": allnodes["num_threshold"].astype(np.float64),
+            "missing_left": allnodes["missing_go_to_left"].astype(bool),
+            "left": (allnodes["left"] + shift).astype(np.intp),
+            "right": (allnodes["right"] + shift).astype(np.intp),
+            "leaf": allnodes["is_leaf"].astype(bool),
+        }
+        # Leaves point to themselves so every walk can take the same number of steps.
+        here = np.arange(len(allnodes))
+        arrays["left"][arrays["leaf"]] = here[arrays["leaf"]]
+        arrays["right"][arrays["leaf"]] = here[arrays["leaf"]]
+        baseline = float(np.asarray(est._baseline_prediction).ravel()[0])
+        return cls(arrays, baseline, int(allnodes["depth"].max()))
+
+    def predict_proba1(self, X: np.ndarray) -> np.ndarray:
+        a = self.a
+        idx = np.broadcast_to(a["root"], (X.shape[0], len(a["root"]))).copy()
+        rows = np.arange(X.shape[0])[:, None]
+        for _ in range(self.depth):
+            x = X[rows, a["feature"][idx]]
+            left = (x <= a["threshold"][idx]) | (np.isnan(x) & a["missing_left"][idx])
+            idx = np.where(left, a["left"][idx], a["right"][idx])
+        values = np.empty((X.shape[0], idx.shape[1] + 1))
+        values[:, 0] = self.baseline
+        values[:, 1:] = a["value"][idx]
+        raw = np.cumsum(values, axis=1)[:, -1]  # tree by tree, like scikit-learn
+        return np.asarray(expit(raw), dtype=np.float64)
+
+
+def _is_hist_gb_binary(estimator: Any) -> bool:
+    return (
+        isinstance(estimator, HistGradientBoostingClassifier)
+        and getattr(estimator, "n_trees_per_iteration_", None) == 1
+        and hasattr(estimator, "_raw_predict")
+        and hasattr(estimator, "_loss")
+    )
 
 
 def content_version(estimator_bytes: bytes, feature_names: Sequence[str], metadata: dict) -> str:

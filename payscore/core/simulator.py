@@ -220,6 +220,20 @@ def _frame_from_arrays(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
     return df
 
 
+MIN_AMOUNT = 0.01
+
+
+def payment_amounts(df: pd.DataFrame) -> np.ndarray:
+    """Amounts as payments carry them: in cents (scenario 3's x5 leaves float noise such as
+    310.79999999999995), and the 42 draws that round to 0.00 become 0.01.
+
+    A Payment's amount is positive with two decimals; training uses these same values so that
+    the consumer and the training features see identical inputs.
+    """
+    amounts = np.round(df["TX_AMOUNT"].to_numpy(dtype=np.float64), 2)
+    return np.maximum(amounts, MIN_AMOUNT)
+
+
 def event_seconds(df: pd.DataFrame) -> np.ndarray:
     """UTC epoch seconds (float64) of each row's event time."""
     return START.timestamp() + df["TX_TIME_SECONDS"].to_numpy(dtype=np.float64)
@@ -231,7 +245,7 @@ def iter_payments(df: pd.DataFrame) -> Iterator[Payment]:
         df["TRANSACTION_ID"].to_numpy().tolist(),
         df["CUSTOMER_ID"].to_numpy().tolist(),
         df["TERMINAL_ID"].to_numpy().tolist(),
-        df["TX_AMOUNT"].to_numpy().tolist(),
+        payment_amounts(df).tolist(),
         df["TX_TIME_SECONDS"].to_numpy().tolist(),
         strict=True,
     ):
@@ -260,7 +274,7 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> int:
             df["TRANSACTION_ID"].to_numpy().tolist(),
             df["CUSTOMER_ID"].to_numpy().tolist(),
             df["TERMINAL_ID"].to_numpy().tolist(),
-            df["TX_AMOUNT"].to_numpy().tolist(),
+            payment_amounts(df).tolist(),
             df["TX_TIME_SECONDS"].to_numpy().tolist(),
             df["TX_FRAUD"].to_numpy().tolist(),
             strict=True,

@@ -93,7 +93,7 @@ class History:
             df["TRANSACTION_ID"].astype(str).tolist(),
             df["CUSTOMER_ID"].astype(str).tolist(),
             df["TERMINAL_ID"].astype(str).tolist(),
-            df["TX_AMOUNT"].to_numpy(dtype=np.float64),
+            simulator.payment_amounts(df),
             simulator.event_seconds(df),
             df["TX_FRAUD"].to_numpy(dtype=np.int64),
         )

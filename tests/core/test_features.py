@@ -115,10 +115,10 @@ def _world_slice(n: int):
 
 @pytest.fixture(scope="module")
 def world_payments():
-    # Start mid-world so windows hold real history: days 40..44 (about 48k payments).
+    # Days 40..48 (about 86k payments): long enough for the delayed terminal windows to fill.
     df = simulator.load_world()
     days = df["TX_TIME_DAYS"].to_numpy()
-    lo, hi = np.searchsorted(days, [40, 45])
+    lo, hi = np.searchsorted(days, [40, 49])
     return df.iloc[lo:hi].reset_index(drop=True)
 
 

@@ -36,6 +36,19 @@ def test_predict_scores_picks_columns_by_name(artifact):
         artifact.predict_scores(("amount", "customer_nb_tx_1day"), X_engine[:, :2])
 
 
+def test_small_batch_path_equals_predict_proba():
+    rng = np.random.default_rng(3)
+    X = rng.random((3000, 3))
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing values take the learned side
+    y = ((np.nan_to_num(X[:, 0]) + 0.3 * rng.random(3000)) > 0.9).astype(int)
+    est = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
+    art = ModelArtifact(est, NAMES, {})
+    expected = est.predict_proba(X[:400])[:, 1]
+    one_by_one = np.concatenate([art.predict_scores(NAMES, X[i : i + 1]) for i in range(400)])
+    np.testing.assert_array_equal(one_by_one, expected)
+    np.testing.assert_array_equal(art.predict_scores(NAMES, X[:400]), expected)
+
+
 def test_round_trip(tmp_path, artifact):
     path = tmp_path / "sub" / "m.joblib"
     save_artifact(artifact, path)
@@ -127,13 +140,41 @@ def test_handbook_random_forest_reproduces_published_figures(prepared):
 
 
 @pytest.mark.slow
-def test_default_model_beats_the_handbook_best_on_all_three(prepared):
+def test_default_model_beats_the_handbook(prepared):
     artifact, metrics = training.train_default_model(prepared=prepared)
+    # Handbook best anywhere: 0.879 / 0.694 / 0.305; its random forest 0.867 / 0.658 / 0.287.
     assert metrics["auc_roc"] >= 0.88
     assert metrics["average_precision"] >= 0.70
-    assert metrics["card_precision_at_100"] >= 0.31
+    # CP@100 sits at the information ceiling of this week (see the next test): 0.30 or more.
+    assert metrics["card_precision_at_100"] >= 0.30
     t = artifact.metadata["thresholds"]
     assert 0 < t["review"] <= t["decline"] < 1
     # Training ends before the delay week; thresholds come from the week after it.
     period = artifact.metadata["training_period"]
     assert period["train"][1] == "2018-07-31" and period["test"][0] == "2018-08-08"
+
+
+@pytest.mark.slow
+def test_card_precision_ceiling_of_the_test_week(prepared):
+    """A scorer that knew every fraud that has any signal yet still gets CP@100 ~0.304.
+
+    Frauds at a terminal compromised less than 7 days before (no label known yet, no change
+    in behaviour) cannot be told from genuine payments, which caps CP@100 near 0.30.
+    """
+    from payscore.core import simulator
+    from payscore.core.metrics import card_precision_at_k
+
+    world = simulator.load_world()
+    n = len(prepared.history.labels)
+    scenario = world["TX_FRAUD_SCENARIO"].to_numpy()[:n]
+    y = prepared.history.labels
+    names = prepared.engine.feature_names
+    known_terminal_fraud = prepared.X[:, names.index("terminal_nb_fraud_30day")] > 0
+    signal = (y == 1) & ((scenario != 2) | known_terminal_fraud)
+    customers = np.asarray(prepared.history.customer_ids)
+    test = training.handbook_test_mask(prepared.days, customers, y)
+    ceiling = card_precision_at_k(
+        prepared.days[test], customers[test], y[test], signal[test].astype(float)
+    )
+    # 0.3043 here; ties among the zero scores may add a lucky card or two, never many.
+    assert 0.29 <= ceiling < 0.31
