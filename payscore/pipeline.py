@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from payscore.core.decision import APPROVED, Decision
+import numpy as np
+
+from payscore.config import Settings
+from payscore.core.decision import APPROVED, Decision, decide
 from payscore.core.features import Label
+from payscore.core.model import ModelArtifact
 from payscore.core.schema import InvalidMessage, Payment, parse_payment
 from payscore.core.scoring import Scorer
 from payscore.store.schema import scored_transactions
@@ -106,6 +111,10 @@ class Pipeline:
         self.writer = writer
         self.group = group
         self._attempt_of = attempt_of or (lambda _message: 1)
+        # Transaction ids of batches prepared but not yet written: a pipelined caller prepares
+        # batch N+1 while N is being written, and N's ids must already count as known.
+        self._unwritten: set[str] = set()
+        self._unwritten_lock = threading.Lock()
 
     def prepare(
         self, messages: Sequence[Any], received_at: Sequence[datetime] | datetime | None = None
@@ -138,7 +147,11 @@ class Pipeline:
                 continue
             parsed.append((m, result, at))
 
-        known = self.writer.existing_ids(p.transaction_id for _, p, _ in parsed)
+        with self._unwritten_lock:
+            unwritten = set(self._unwritten)
+        ids = [p.transaction_id for _, p, _ in parsed]
+        known = self.writer.existing_ids(i for i in ids if i not in unwritten)
+        known |= unwritten
         valid: list[tuple[Any, Payment, datetime]] = []
         for m, p, at in parsed:
             if p.transaction_id in known:
@@ -149,22 +162,36 @@ class Pipeline:
                 known.add(p.transaction_id)
                 valid.append((m, p, at))
 
-        for (m, p, at), decision in zip(valid, self._score(valid, batch), strict=True):
+        decisions = self._score(valid, batch)
+        scored_at = utcnow()
+        for (m, p, at), decision in zip(valid, decisions, strict=True):
             if decision is None:
                 continue
             batch.decided.append((p, decision))
-            batch.rows.append(decision_row(p, decision, m, at, utcnow()))
+            batch.rows.append(decision_row(p, decision, m, at, scored_at))
+        self._hold([p.transaction_id for p, _ in batch.decided])
         return batch
 
     def write(self, batch: PreparedBatch) -> WriteResult:
         """One transaction for the whole batch (decisions, duplicates, dead letters, offsets)."""
-        return self.writer.write_batch(
+        result = self.writer.write_batch(
             batch.rows,
             batch.duplicates,
             [r.record for r in batch.rejected],
             batch.offsets,
             labels=batch.labels,
         )
+        self.release(batch)
+        return result
+
+    def release(self, batch: PreparedBatch) -> None:
+        """Forget a batch's ids as "being written" (after its write, or when abandoning it)."""
+        with self._unwritten_lock:
+            self._unwritten.difference_update(p.transaction_id for p, _ in batch.decided)
+
+    def _hold(self, ids: Iterable[str]) -> None:
+        with self._unwritten_lock:
+            self._unwritten.update(ids)
 
     def process(self, messages: Sequence[Any]) -> tuple[PreparedBatch, WriteResult]:
         """prepare + write, for callers with no dead-letter topic to feed (the demo)."""
@@ -176,24 +203,53 @@ class Pipeline:
     def _score(
         self, valid: list[tuple[Any, Payment, datetime]], batch: PreparedBatch
     ) -> list[Decision | None]:
-        """Score the batch at once; if that fails, one by one so only the poison one is lost."""
-        payments = [p for _, p, _ in valid]
-        if not payments:
+        """Features payment by payment, then model and rules for the whole matrix.
+
+        Each payment enters the feature state exactly once: a payment whose features fail is
+        dead-lettered alone; if the model or the rules fail on the matrix, they are run row by
+        row on the same feature rows, so only the poison row is lost (and nothing is added
+        to the state twice, as scoring the payments again would).
+        """
+        if not valid:
             return []
-        try:
-            return list(self.scorer.score_batch(payments))
-        except Exception as e:  # a scoring bug must cost one message, not the stream
-            log.warning("scoring a batch of %d failed (%s); scoring one by one", len(payments), e)
-        out: list[Decision | None] = []
-        for m, p, _ in valid:
+        engine = self.scorer.engine
+        rows: list[np.ndarray] = []
+        kept: list[int] = []
+        out: list[Decision | None] = [None] * len(valid)
+        for i, (m, p, _) in enumerate(valid):
             try:
-                out.append(self.scorer.score_batch([p])[0])
+                rows.append(engine.transform((p,)))
+                kept.append(i)
+            except Exception as e:  # a feature bug must cost one message, not the stream
+                self._scoring_failed(m, e, batch)
+        if not kept:
+            return out
+        X = np.concatenate(rows)
+        ids = [valid[i][1].transaction_id for i in kept]
+        try:
+            for i, d in zip(kept, self._decide(ids, X), strict=True):
+                out[i] = d
+            return out
+        except Exception as e:
+            log.warning("scoring a batch of %d failed (%s); scoring row by row", len(kept), e)
+        for j, i in enumerate(kept):
+            try:
+                out[i] = self._decide(ids[j : j + 1], X[j : j + 1])[0]
             except Exception as e:
-                reason = f"{type(e).__name__}: {e}"
-                log.warning("dead-lettering %s/%s@%s: %s", m.topic, m.partition, m.offset, reason)
-                batch.rejected.append(self._reject(m, SCORING_ERROR, None, reason))
-                out.append(None)
+                self._scoring_failed(valid[i][0], e, batch)
         return out
+
+    def _decide(self, ids: list[str], X: np.ndarray) -> list[Decision]:
+        """Model and rules on feature rows: the second half of ``Scorer.score_batch``."""
+        scorer = self.scorer
+        names = scorer.engine.feature_names
+        scores = scorer.artifact.predict_scores(names, X)
+        return decide(scorer.policy, ids, scores, names, X, scorer.model_version)
+
+    def _scoring_failed(self, m: Any, error: Exception, batch: PreparedBatch) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("dead-lettering %s/%s@%s: %s", m.topic, m.partition, m.offset, reason)
+        batch.rejected.append(self._reject(m, SCORING_ERROR, None, reason))
 
     def _take_label(self, m: Any, batch: PreparedBatch) -> None:
         """A fraud label from the labels topic: feeds the engine now, fraud_labels on write."""
@@ -274,3 +330,31 @@ def decision_row(
         "kafka_partition": m.partition,
         "kafka_offset": m.offset,
     }
+
+
+def build_scorer(settings: Settings, artifact: ModelArtifact) -> Scorer:
+    """The Scorer for these settings (thresholds, rules) with a fresh feature engine."""
+    return Scorer.from_settings_values(
+        artifact,
+        None,
+        review_threshold=settings.review_threshold,
+        decline_threshold=settings.decline_threshold,
+        velocity_max_payments=settings.velocity_max_payments,
+        velocity_window_seconds=settings.velocity_window_seconds,
+        amount_review_limit=settings.amount_review_limit,
+        amount_decline_limit=settings.amount_decline_limit,
+    )
+
+
+def register_model(writer: DecisionWriter, artifact: ModelArtifact) -> None:
+    """Record the artifact in ``model_versions`` (first activation kept)."""
+    trained = artifact.metadata.get("trained_at")
+    try:
+        trained_at = datetime.fromisoformat(trained).replace(tzinfo=None) if trained else None
+    except (TypeError, ValueError):
+        trained_at = None
+    writer.register_model(
+        artifact.version,
+        trained_at or datetime(1970, 1, 1),
+        json.dumps(artifact.metadata, default=str, sort_keys=True),
+    )

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.bed.kafka import BedError, KafkaBroker, fetch_kafka, kafka_home
+from tests.bed._proc import spawn, tail, terminate
+from tests.bed.kafka import READY_LINE, BedError, KafkaBroker, fetch_kafka, kafka_home
 from tests.bed.mariadb import MariaDBServer
 
 KAFKA_ENV = "PAYSCORE_TEST_KAFKA_BOOTSTRAP"
@@ -68,12 +69,12 @@ def _start_twice(factory: Callable[[], Any], cleanup: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """The "host:port" of a real Kafka broker, started for this session (or from the env)."""
+def _kafka_broker() -> Iterator[KafkaBroker | None]:
+    """The session's own broker, or None when $PAYSCORE_TEST_KAFKA_BOOTSTRAP is set."""
     override = os.environ.get(KAFKA_ENV)
     if override:
         _report(f"Kafka: using existing broker {override} (from {KAFKA_ENV})")
-        yield override
+        yield None
         return
     started = time.monotonic()
     cached = (kafka_home() / "fetched.ok").exists()
@@ -87,9 +88,60 @@ def kafka_bootstrap() -> Iterator[str]:
     jars = "jars cached" if cached else f"jars fetched in {fetched:.1f}s"
     _report(f"Kafka broker {broker.bootstrap} ready in {total:.1f}s ({jars})")
     try:
-        yield broker.bootstrap
+        yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(_kafka_broker: KafkaBroker | None) -> str:
+    """The "host:port" of a real Kafka broker, started for this session (or from the env)."""
+    if _kafka_broker is None:
+        return os.environ[KAFKA_ENV]
+    return _kafka_broker.bootstrap
+
+
+class RestartableBroker:
+    """The session broker with ``stop()`` / ``start()`` on the same ports, keeping its data."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    @property
+    def running(self) -> bool:
+        return self.broker.proc is not None and self.broker.proc.poll() is None
+
+    def stop(self) -> None:
+        terminate(self.broker.proc, grace=20.0)
+        self.broker.proc = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        if self.running:
+            return
+        log_path = self.broker.log_path
+        seen = log_path.stat().st_size if log_path.exists() else 0
+        props = self.broker.workdir / "server.properties"
+        self.broker.proc = spawn(self.broker._java("kafka.Kafka", str(props)), log_path)
+        deadline = time.monotonic() + timeout
+        while READY_LINE not in log_path.read_bytes()[seen:].decode("utf-8", "replace"):
+            if self.broker.proc.poll() is not None or time.monotonic() > deadline:
+                raise BedError(f"Kafka broker did not restart; log tail:\n{tail(log_path)}")
+            time.sleep(0.2)
+        self.broker._check_clients(deadline)
+
+
+@pytest.fixture
+def kafka_server(_kafka_broker: KafkaBroker | None) -> Iterator[RestartableBroker]:
+    """The session broker, with ``.stop()`` / ``.start()`` for outage tests (restarted after)."""
+    if _kafka_broker is None:
+        pytest.fail(
+            f"this test stops and restarts Kafka, which needs the suite's own broker; "
+            f"unset {KAFKA_ENV} to run it",
+            pytrace=False,
+        )
+    server = RestartableBroker(_kafka_broker)
+    yield server
+    server.start()
 
 
 @pytest.fixture(scope="session")

@@ -71,22 +71,85 @@ def test_batch_accounts_for_every_message(pipeline, artifact_and_payments):
     assert count(pipeline) == 50
 
 
+def _explode_on_amount(monkeypatch, pipeline, amount):
+    """Make the model raise for any matrix holding a row with this amount (the poison)."""
+    artifact = pipeline.scorer.artifact
+    real = artifact.predict_scores
+    column = pipeline.scorer.engine.feature_names.index("amount")
+
+    def flaky(names, X):
+        if np.any(X[:, column] == amount):
+            raise RuntimeError("model exploded")
+        return real(names, X)
+
+    monkeypatch.setattr(artifact, "predict_scores", flaky)
+
+
 def test_poison_message_costs_only_itself(pipeline, artifact_and_payments, monkeypatch):
     _, payments = artifact_and_payments
-    scorer = pipeline.scorer
-    real = scorer.score_batch
-    poison = payments[7].transaction_id
-
-    def flaky(batch):
-        if any(p.transaction_id == poison for p in batch):
-            raise RuntimeError("model exploded")
-        return real(batch)
-
-    monkeypatch.setattr(scorer, "score_batch", flaky)
+    poison = float(payments[7].amount)
+    assert [float(p.amount) for p in payments[:20]].count(poison) == 1
+    _explode_on_amount(monkeypatch, pipeline, poison)
     batch, result = pipeline.process(messages(payments[:20]))
     assert result.decided == 19
     assert [r.kind for r in batch.rejected] == [SCORING_ERROR]
     assert batch.rejected[0].record.source_offset == 7
+
+
+def test_poison_fallback_adds_each_payment_to_the_state_once(
+    pipeline, artifact_and_payments, monkeypatch
+):
+    """The row-by-row fallback reuses the feature rows: state as if scored once."""
+    from payscore.core.scoring import engine_for
+
+    artifact, payments = artifact_and_payments
+    _explode_on_amount(monkeypatch, pipeline, float(payments[7].amount))
+    pipeline.process(messages(payments[:20]))
+    reference = engine_for(artifact, pipeline.scorer.policy)
+    reference.transform(payments[:20])
+    assert pipeline.scorer.engine.snapshot() == reference.snapshot()
+
+
+def test_feature_failure_costs_only_its_payment(pipeline, artifact_and_payments, monkeypatch):
+    _, payments = artifact_and_payments
+    engine = pipeline.scorer.engine
+    real = engine.transform
+    poison = payments[4].transaction_id
+
+    def flaky(batch):
+        if any(p.transaction_id == poison for p in batch):
+            raise ValueError("bad feature")
+        return real(batch)
+
+    monkeypatch.setattr(engine, "transform", flaky)
+    batch, result = pipeline.process(messages(payments[:10]))
+    assert result.decided == 9
+    assert [r.record.source_offset for r in batch.rejected] == [4]
+
+
+def test_same_decisions_as_the_scorer(pipeline, artifact_and_payments):
+    """The pipeline's features-then-decide path decides exactly as Scorer.score_batch."""
+    from payscore.cli.consume import build_scorer
+
+    artifact, payments = artifact_and_payments
+    batch = pipeline.prepare(messages(payments[:120]))
+    expected = build_scorer(Settings(), artifact).score_batch(payments[:120])
+    assert [d for _, d in batch.decided] == expected
+
+
+def test_ids_of_an_unwritten_batch_count_as_known(pipeline, artifact_and_payments):
+    """Pipelined: batch 2 is prepared before batch 1 is written; a repeat is still a dup."""
+    _, payments = artifact_and_payments
+    first = pipeline.prepare(messages(payments[:10]))
+    second = pipeline.prepare(messages(payments[5:12], start=10))
+    assert [d.transaction_id for d in second.duplicates] == [
+        p.transaction_id for p in payments[5:10]
+    ]
+    pipeline.write(first)
+    pipeline.write(second)
+    assert count(pipeline) == 12
+    _, again = pipeline.process(messages(payments[11:12], start=17))
+    assert (again.decided, again.duplicates) == (0, 1)
 
 
 def test_labels_topic_feeds_engine_and_table(pipeline):

@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-
 import typer
 
 from payscore.cli.common import console, settings_from
-from payscore.config import Settings
-from payscore.core.model import ModelArtifact, load_artifact
-from payscore.core.scoring import Scorer, engine_for
-from payscore.pipeline import Pipeline
-from payscore.store.engine import make_engine
-from payscore.store.writer import DecisionWriter
+from payscore.pipeline import build_scorer, register_model
+
+__all__ = ["build_scorer", "consume", "register", "register_model"]
 
 
 def register(app: typer.Typer) -> None:
     app.command("consume")(consume)
-
-
-def build_scorer(settings: Settings, artifact: ModelArtifact) -> Scorer:
-    """The Scorer for these settings (thresholds, rules) with a fresh feature engine."""
-    return Scorer.from_settings_values(
-        artifact,
-        None,
-        review_threshold=settings.review_threshold,
-        decline_threshold=settings.decline_threshold,
-        velocity_max_payments=settings.velocity_max_payments,
-        velocity_window_seconds=settings.velocity_window_seconds,
-        amount_review_limit=settings.amount_review_limit,
-        amount_decline_limit=settings.amount_decline_limit,
-    )
-
-
-def register_model(writer: DecisionWriter, artifact: ModelArtifact) -> None:
-    trained = artifact.metadata.get("trained_at")
-    try:
-        trained_at = datetime.fromisoformat(trained).replace(tzinfo=None) if trained else None
-    except (TypeError, ValueError):
-        trained_at = None
-    writer.register_model(
-        artifact.version,
-        trained_at or datetime(1970, 1, 1),
-        json.dumps(artifact.metadata, default=str, sort_keys=True),
-    )
 
 
 def consume(
@@ -53,7 +20,9 @@ def consume(
         None, "--batch-size", help="Payments per batch. Env: PAYSCORE_BATCH_SIZE."
     ),
     max_wait_ms: int = typer.Option(
-        None, "--max-wait-ms", help="Longest wait to fill a batch. Env: PAYSCORE_MAX_WAIT_MS."
+        None,
+        "--max-wait-ms",
+        help="Longest wait in one poll when no message is available. Env: PAYSCORE_MAX_WAIT_MS.",
     ),
     group: str = typer.Option(
         None, "--group", help="Consumer group id. Env: PAYSCORE_CONSUMER_GROUP."
@@ -80,8 +49,7 @@ def consume(
     ),
 ) -> None:
     """Consume payments from Kafka, score them, and store every decision exactly once."""
-    from payscore.stream.consumer import StreamConsumer
-    from payscore.stream.kafka import check_broker
+    from payscore.stream.consumer import build_consumer_app
 
     settings = settings_from(
         ctx,
@@ -93,50 +61,20 @@ def consume(
         database_url=database_url,
         model_path=model,
     )
-    artifact = load_artifact(settings.model_path)
-    scorer = build_scorer(settings, artifact)
-    policy = scorer.policy
-
-    db = make_engine(settings)
+    app = build_consumer_app(settings, max_messages=max_messages, idle_exit_s=idle_exit)
     try:
-        writer = DecisionWriter(db)
-        writer.ping()
-        register_model(writer, artifact)
-        check_broker(settings)
-        pipeline = Pipeline(
-            scorer,
-            writer,
-            settings.consumer_group,
-            attempt_of=_attempt_of,
-            labels_topic=settings.labels_topic or None,
-        )
-        consumer = StreamConsumer(
-            settings,
-            pipeline,
-            db,
-            lambda: engine_for(artifact, policy),
-            max_messages=max_messages,
-            idle_exit_s=idle_exit,
-        )
-        consumer.install_signal_handlers()
+        app.consumer.install_signal_handlers()
         console.print(
             f"consuming {settings.input_topic} as group {settings.consumer_group} "
-            f"with model {artifact.version}",
+            f"with model {app.artifact.version}",
             highlight=False,
         )
-        result = consumer.run()
+        result = app.consumer.run()
     finally:
-        db.dispose()
+        app.close()
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(result.by_status.items())) or "none"
     console.print(
         f"decided {result.decided} ({statuses}); duplicates {result.duplicates}; "
         f"dead letters {result.dead_letters}; {result.rate:.0f} payments/s",
         highlight=False,
     )
-
-
-def _attempt_of(record: object) -> int:
-    from payscore.stream.dlq import next_attempt
-
-    return next_attempt(getattr(record, "headers", None))
-

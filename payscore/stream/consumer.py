@@ -1,21 +1,22 @@
-"""The Kafka consume loop: poll a batch, score it, write it with its offsets, then commit.
+"""The Kafka consume loop: poll, score, hand the batch to the writer thread, commit.
 
 Exactly-once effect: decisions and the next offsets are written in one database transaction,
 and on every partition assignment the consumer seeks to the offsets stored in the database
-(not Kafka's), so a crash at any moment neither loses nor repeats a decision. Kafka commits
-are only a courtesy for monitoring tools. See docs/pipeline.md.
+(not Kafka's), so a crash at any moment neither loses nor repeats a decision. Batches are
+written in order by one writer thread (``stream/batches.py``) while the next one is scored;
+Kafka commits follow the database commits and are only a courtesy for monitoring tools.
+See docs/pipeline.md.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
@@ -24,17 +25,22 @@ from sqlalchemy import Engine
 
 from payscore.config import Settings
 from payscore.core.features import FeatureEngine
+from payscore.core.model import ModelArtifact
 from payscore.errors import ServiceUnavailable
-from payscore.pipeline import Pipeline, PreparedBatch
+from payscore.pipeline import Pipeline, build_scorer, register_model
 from payscore.store import state
 from payscore.store.writer import utcnow
-from payscore.stream import dlq
-from payscore.stream.kafka import make_consumer, make_producer
+from payscore.stream.batches import (  # noqa: F401 - decision_message re-exported
+    BatchWriterThread,
+    InFlight,
+    decision_message,
+    retry,
+    send_decisions,
+)
+from payscore.stream.kafka import check_broker, make_consumer, make_producer
 from payscore.stream.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-MAX_BACKOFF_S = 5.0
 DAY_S = 86_400.0
 SESSION_TIMEOUT_MS = 10_000
 
@@ -48,8 +54,67 @@ class RunResult:
     rate: float
 
 
+@dataclass(frozen=True)
+class ConsumerApp:
+    """What ``payscore consume`` runs: the consumer and what it holds (``close()`` after)."""
+
+    consumer: StreamConsumer
+    pipeline: Pipeline
+    db: Engine
+    artifact: ModelArtifact
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_consumer_app(
+    settings: Settings,
+    *,
+    max_messages: int | None = None,
+    idle_exit_s: float | None = None,
+) -> ConsumerApp:
+    """Load the model, check the database and broker, and wire a ``StreamConsumer``.
+
+    The one factory behind ``payscore consume`` and ``payscore bench``.
+    """
+    from payscore.core.model import load_artifact
+    from payscore.core.scoring import engine_for
+    from payscore.store.engine import make_engine
+    from payscore.store.writer import DecisionWriter
+    from payscore.stream.dlq import next_attempt
+
+    artifact = load_artifact(settings.model_path)
+    scorer = build_scorer(settings, artifact)
+    policy = scorer.policy
+    db = make_engine(settings)
+    try:
+        writer = DecisionWriter(db)
+        writer.ping()
+        register_model(writer, artifact)
+        check_broker(settings)
+        pipeline = Pipeline(
+            scorer,
+            writer,
+            settings.consumer_group,
+            attempt_of=lambda record: next_attempt(getattr(record, "headers", None)),
+            labels_topic=settings.labels_topic or None,
+        )
+        consumer = StreamConsumer(
+            settings,
+            pipeline,
+            db,
+            lambda: engine_for(artifact, policy),
+            max_messages=max_messages,
+            idle_exit_s=idle_exit_s,
+        )
+    except BaseException:
+        db.dispose()
+        raise
+    return ConsumerApp(consumer, pipeline, db, artifact)
+
+
 class _Listener(ConsumerRebalanceListener):
-    """Runs on kafka-python's IO loop: only bookkeeping here, the work happens on the loop."""
+    """Runs on kafka-python's IO thread while the main loop is blocked inside ``poll()``."""
 
     def __init__(self, owner: StreamConsumer) -> None:
         self.owner = owner
@@ -88,9 +153,10 @@ class StreamConsumer:
         self.stats = ConsumerStats()
         self._stop = False
         self._pending: set[TopicPartition] = set()  # assigned, not yet positioned/rebuilt
-        self._buffer: list[tuple[Any, float, datetime]] = []
         self._consumer: Any = None
         self._producer: Any = None
+        self._writer: BatchWriterThread | None = None
+        self._submitted = 0  # payments decided in batches handed to the writer
         self._state_day: float | None = None  # event-time day of the last state refresh
         self._others_cursor = 0  # scored_transactions.id read for other consumers' payments
         self._labels_known_at: datetime | None = None
@@ -98,12 +164,15 @@ class StreamConsumer:
     # -- lifecycle ------------------------------------------------------------------------
 
     def request_stop(self, *_args: Any) -> None:
-        """Finish the current batch, then exit (SIGINT/SIGTERM handler)."""
+        """Finish the batches in hand, then exit (SIGINT/SIGTERM handler)."""
         self._stop = True
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+
+    def _stopping(self) -> bool:
+        return self._stop
 
     def run(self) -> RunResult:
         # Heartbeats come from kafka-python's background IO thread, so a database outage only
@@ -118,6 +187,14 @@ class StreamConsumer:
             heartbeat_interval_ms=SESSION_TIMEOUT_MS // 4,
         )
         self._producer = make_producer(self.settings)
+        self._writer = BatchWriterThread(
+            self.pipeline.write,
+            self.pipeline.release,
+            self._producer,
+            self.settings.dlq_topic,
+            self._stopping,
+            new_producer=lambda: make_producer(self.settings),
+        )
         topics = [self.topic]
         labels_topic = self.pipeline.labels_topic
         try:
@@ -127,14 +204,19 @@ class StreamConsumer:
                 self.pipeline.labels_topic = None
             self._consumer.subscribe(topics=topics, listener=_Listener(self))
             self._loop()
+            self._writer.close()  # the batches in hand are written (or given up if stopped)
+            self._collect(final=True)
         finally:
-            for client in (self._consumer, self._producer):
-                try:
-                    client.close(timeout=5) if client is self._producer else client.close(
-                        autocommit=False
-                    )
-                except Exception:  # closing is best effort on the way out
-                    log.debug("error closing a Kafka client", exc_info=True)
+            self._stop = True
+            self._writer.abandoned = True  # an error on the way out: write nothing more
+            self._writer.close()
+            try:
+                self._consumer.close(autocommit=False)
+                self._writer.producer.close(timeout=5)
+            except Exception:  # closing is best effort on the way out
+                log.debug("error closing a Kafka client", exc_info=True)
+        if self._writer.error is not None:
+            raise self._writer.error
         log.info("stopped: %s", self.stats.summary(None))
         return RunResult(
             self.stats.decided,
@@ -145,144 +227,130 @@ class StreamConsumer:
         )
 
     def _loop(self) -> None:
+        assert self._writer is not None
         idle_since = time.monotonic()
-        while not self._stop:
-            self._fill_batch()
+        while not self._stop and not self._writer.abandoned:
+            polled = self._poll()
+            self._collect()
             if self._pending:
-                self._retry(self._catch_up, "position assigned partitions")
+                self._writer.drain()
+                self._collect()
+                retry(self._catch_up, "position assigned partitions", self._stopping)
                 continue
             if self.stats.due(self.settings.log_interval_seconds):
                 log.info("%s", self.stats.summary(self._lag()))
-            if not self._buffer:
-                if self.idle_exit_s is not None and (
+            if not polled:
+                # Idle time counts only while we own partitions and have nothing in hand:
+                # waiting for an assignment is not idleness.
+                if not self._consumer.assignment() or self._writer.busy():
+                    idle_since = time.monotonic()
+                elif self.idle_exit_s is not None and (
                     time.monotonic() - idle_since >= self.idle_exit_s
                 ):
                     log.info("no messages for %.0f s; exiting", self.idle_exit_s)
                     return
                 continue
             idle_since = time.monotonic()
-            if not self._process(self._buffer):
-                return  # asked to stop while the database was down: nothing was committed
-            self._buffer = []
-            if self.max_messages is not None and self.stats.decided >= self.max_messages:
-                log.info("decided %d messages; exiting", self.stats.decided)
+            if not self._process(polled):
+                return  # asked to stop while the database was down: nothing more is written
+            if self.max_messages is not None and self._submitted >= self.max_messages:
+                log.info("decided %d messages; exiting", self._submitted)
                 return
 
     # -- one batch ------------------------------------------------------------------------
 
-    def _fill_batch(self) -> None:
-        """Poll until the batch is full or max_wait_ms has passed since the first poll."""
-        deadline = time.monotonic() + self.settings.max_wait_ms / 1000
-        while len(self._buffer) < self.settings.batch_size and not self._stop:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            try:
-                polled = self._consumer.poll(
-                    timeout_ms=remaining_ms,
-                    max_records=self.settings.batch_size - len(self._buffer),
-                )
-            except KafkaError as e:
-                log.warning("Kafka poll failed (%s); retrying", e)
-                time.sleep(1.0)
-                break
-            mono, wall = time.monotonic(), utcnow()
-            for tp, records in polled.items():
-                if tp in self._pending:
-                    continue  # fetched before we positioned it: read again after the seek
-                self._buffer.extend((r, mono, wall) for r in records)
-            if self._pending:
-                break
+    def _poll(self) -> list[tuple[Any, float, datetime]]:
+        """Whatever one poll returns (up to batch_size), at once: no waiting to fill a batch.
+
+        Under load a poll returns a full batch; on a quiet stream ``max_wait_ms`` bounds the
+        wait, so a payment waits for its batch only as long as the previous one takes.
+        """
+        try:
+            polled = self._consumer.poll(
+                timeout_ms=self.settings.max_wait_ms, max_records=self.settings.batch_size
+            )
+        except KafkaError as e:
+            log.warning("Kafka poll failed (%s); retrying", e)
+            time.sleep(1.0)
+            return []
+        mono, wall = time.monotonic(), utcnow()
+        out: list[tuple[Any, float, datetime]] = []
+        for tp, records in polled.items():
+            if tp in self._pending:
+                continue  # fetched before we positioned it: read again after the seek
+            out.extend((r, mono, wall) for r in records)
+        return out
 
     def _process(self, buffered: Sequence[tuple[Any, float, datetime]]) -> bool:
+        assert self._writer is not None
         records = [r for r, _, _ in buffered]
-        received = [w for _, _, w in buffered]
         self._maybe_refresh(records)
-        batch = self._retry(lambda: self.pipeline.prepare(records, received), "read the database")
+        batch = retry(
+            lambda: self.pipeline.prepare(records, buffered[0][2]),
+            "read the database",
+            self._stopping,
+        )
         if batch is None:
             return False
-        if self._retry(lambda: self._publish(batch), "publish to Kafka") is None:
-            return False
-        result = self._retry(lambda: self.pipeline.write(batch), "write the batch")
-        if result is None:
-            return False
-        committed = time.monotonic()
-        self._commit_kafka(batch)
-        self.stats.record_batch(
-            result.decided,
-            batch.status_counts(),
-            result.duplicates,
-            result.dead_letters,
-            (m for _, m, _ in buffered),
-            committed,
-            labels=len(batch.labels),
-        )
-        return True
-
-    def _publish(self, batch: PreparedBatch) -> bool:
-        """Dead letters, and decisions when enabled, sent and flushed before the DB commit.
-
-        A crash after this and before the commit sends them again on restart: at-least-once.
-        """
-        items = [
-            dlq.dead_letter_for_record(r.message, kind=r.kind, message=r.reason, field=r.field)
-            for r in batch.rejected
-        ]
-        if items:
-            dlq.send_dead_letters(self._producer, self.settings.dlq_topic, items)
+        item = InFlight(batch, [m for _, m, _ in buffered])
         if self.settings.publish_decisions and batch.decided:
-            try:
-                for p, d in batch.decided:
-                    self._producer.send(
-                        self.settings.decisions_topic,
-                        key=p.customer_id.encode(),
-                        value=decision_message(p.customer_id, d, p.event_time),
-                    )
-                self._producer.flush(timeout=30)
-            except KafkaError as e:
-                raise ServiceUnavailable(f"cannot publish decisions: {e}") from e
-        return True
+            producer = self._writer.producer
+            item.sent = send_decisions(producer, self.settings.decisions_topic, batch)
+        self._submitted += len(batch.decided)
+        return self._writer.submit(item)
 
-    def _commit_kafka(self, batch: PreparedBatch) -> None:
-        offsets = {
-            TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-            for (_, t, p), o in batch.offsets.items()
-        }
+    def _collect(self, final: bool = False) -> None:
+        """Stats and Kafka commits for the batches the writer thread has written."""
+        assert self._writer is not None
+        done = self._writer.completed()
+        if not done:
+            return
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for item in done:
+            batch, result = item.batch, item.result
+            assert result is not None
+            self.stats.record_batch(
+                result.decided,
+                batch.status_counts(),
+                result.duplicates,
+                result.dead_letters,
+                item.polled_at,
+                item.committed_at,
+                labels=len(batch.labels),
+            )
+            for (_, t, p), o in batch.offsets.items():
+                offsets[TopicPartition(t, p)] = OffsetAndMetadata(o, "", -1)
+        self._commit_kafka(offsets, final)
+
+    def _commit_kafka(self, offsets: dict[TopicPartition, OffsetAndMetadata], sync: bool) -> None:
+        """Informational: the database holds the true offsets, so failures are only logged."""
+        owned = self._consumer.assignment()
+        offsets = {tp: o for tp, o in offsets.items() if tp in owned}
+        if not offsets:
+            return
         try:
-            self._consumer.commit(offsets=offsets)
-        except Exception as e:  # the database holds the true offsets; this is informational
+            if sync:
+                self._consumer.commit(offsets=offsets)
+            else:
+                self._consumer.commit_async(offsets=offsets, callback=_commit_done)
+        except Exception as e:
             log.info("Kafka offset commit skipped (%s); database offsets are authoritative", e)
-
-    def _retry(self, fn: Callable[[], T], what: str) -> T | None:
-        """Call ``fn`` until it stops raising ServiceUnavailable; None if asked to stop."""
-        delay = 0.2
-        while True:
-            try:
-                return fn()
-            except ServiceUnavailable as e:
-                if self._stop:
-                    log.warning(
-                        "stopping without finishing the batch (%s): it will be read again", e
-                    )
-                    return None
-                log.warning("cannot %s: %s; retrying in %.1f s", what, e, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
 
     # -- rebalances and state -------------------------------------------------------------
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Called inside poll(), so no batch is half-written: unscored buffered records of the
-        # revoked partitions are dropped (their offsets were never stored, the new owner reads
-        # them). Customer state is rebuilt at the next assignment.
-        self._buffer = [b for b in self._buffer if _tp(b[0]) not in revoked]
+        # The main loop is blocked in poll(), so every batch we scored is already with the
+        # writer thread: let it finish, so the new owner reads offsets that include them
+        # (a write that still came late would be fenced by the stored offsets, see writer.py).
+        # Customer state is rebuilt at the next assignment.
+        if self._writer is not None and not self._stop:
+            self._writer.drain()
         self._pending -= revoked
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         # Database reads do not belong on the IO loop: pause, and position them on the loop.
         self._pending |= assigned
         self._consumer.pause(*assigned)
-        self._buffer = [b for b in self._buffer if _tp(b[0]) not in assigned]
 
     def _catch_up(self) -> bool:
         """Seek newly assigned partitions to the database offsets, rebuild state, resume."""
@@ -391,22 +459,6 @@ class StreamConsumer:
             return None
 
 
-def _tp(record: Any) -> TopicPartition:
-    return TopicPartition(record.topic, record.partition)
-
-
-def decision_message(customer_id: str, d: Any, event_time: datetime) -> bytes:
-    """The decisions-topic message (JSON), keyed by customer id by the caller."""
-    return json.dumps(
-        {
-            "transaction_id": d.transaction_id,
-            "customer_id": customer_id,
-            "status": d.status,
-            "score": round(d.score, 6),
-            "reasons": list(d.reasons),
-            "model_version": d.model_version,
-            "event_time": event_time.isoformat(),
-            "decided_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        },
-        separators=(",", ":"),
-    ).encode()
+def _commit_done(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.info("Kafka offset commit failed (%s); database offsets are authoritative", response)

@@ -78,3 +78,53 @@ def test_database_outage_mid_stream(
     assert len(ids) == len(set(ids)) == len(payments)
     assert not rows["duplicates"] and not rows["dead_letters"]
     assert "retrying" in consume_runner.logs()
+
+
+def _topic_ids(bootstrap: str, topic: str, want: int, timeout: float = 60) -> set[str]:
+    """Transaction ids of the decisions-topic messages (read until ``want`` distinct ones)."""
+    import json
+
+    from kafka import KafkaConsumer
+
+    reader = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < want and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=500).values():
+                seen.update(json.loads(r.value)["transaction_id"] for r in records)
+    finally:
+        reader.close()
+    return seen
+
+
+def test_broker_restart_mid_stream(
+    consume_runner, kafka_bootstrap, kafka_server, topic, new_topic, db_url, small_world
+):
+    """Kafka stopped for ~8 s while consuming and publishing: the consumer keeps running,
+    nothing is lost or written twice, and every stored decision is in the decisions topic."""
+    decisions_topic = new_topic(3, prefix="ps-decisions")
+    consume_runner.env["PAYSCORE_PUBLISH_DECISIONS"] = "true"
+    consume_runner.env["PAYSCORE_DECISIONS_TOPIC"] = decisions_topic
+    payments = payments_from(small_world, 12, 3000)
+    produce(kafka_bootstrap, topic, keyed(payments[:2000]))
+    proc = consume_runner.start("--batch-size", "40", "--max-wait-ms", "50")
+    assert wait_until(lambda: len(db_rows(db_url)["decisions"]) > 100, 90), consume_runner.logs()
+    kafka_server.stop()
+    try:
+        time.sleep(8)
+        assert proc.poll() is None, consume_runner.logs()
+    finally:
+        kafka_server.start()
+    produce(kafka_bootstrap, topic, keyed(payments[2000:]))
+    done = wait_until(lambda: len(db_rows(db_url)["decisions"]) >= len(payments), 180)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, consume_runner.logs()
+    assert done, consume_runner.logs()
+    rows = db_rows(db_url)
+    ids = [tx for tx, *_ in rows["decisions"]]
+    assert len(ids) == len(set(ids)) == len(payments)
+    assert not rows["duplicates"] and not rows["dead_letters"]
+    assert _topic_ids(kafka_bootstrap, decisions_topic, len(ids)) >= set(ids)

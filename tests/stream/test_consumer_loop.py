@@ -1,0 +1,152 @@
+"""The consume loop's bookkeeping without a broker: writer thread order, abandonment, idle exit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+from kafka import TopicPartition
+
+from payscore.config import Settings
+from payscore.errors import ServiceUnavailable
+from payscore.pipeline import PreparedBatch
+from payscore.store.writer import WriteResult
+from payscore.stream.batches import BatchWriterThread, InFlight
+from payscore.stream.consumer import StreamConsumer
+
+
+def _item(n: int) -> InFlight:
+    return InFlight(PreparedBatch(size=n), [0.0] * n)
+
+
+def test_batches_are_written_in_order_and_reported_once():
+    written: list[int] = []
+    writer = BatchWriterThread(
+        lambda b: (written.append(b.size), WriteResult(decided=b.size))[1],
+        lambda b: None,
+        None,
+        "dlq",
+        lambda: False,
+    )
+    try:
+        for n in range(1, 6):
+            assert writer.submit(_item(n))
+        assert writer.drain()
+        assert written == [1, 2, 3, 4, 5]
+        assert [i.batch.size for i in writer.completed()] == [1, 2, 3, 4, 5]
+        assert writer.completed() == []
+    finally:
+        writer.close()
+
+
+def test_stop_during_an_outage_abandons_the_batch_and_every_later_one():
+    """A later batch must never be written after an earlier one was given up: its offsets
+    would skip the lost batch's messages."""
+    stop = threading.Event()
+    attempts: list[int] = []
+    released: list[int] = []
+
+    def write(batch: PreparedBatch) -> WriteResult:
+        attempts.append(batch.size)
+        raise ServiceUnavailable("database unavailable")
+
+    writer = BatchWriterThread(write, lambda b: released.append(b.size), None, "dlq", stop.is_set)
+    try:
+        assert writer.submit(_item(1))
+        second = threading.Thread(target=writer.submit, args=(_item(2),))
+        second.start()
+        time.sleep(0.5)  # the first batch is being retried
+        stop.set()
+        second.join(10)
+        assert not writer.drain()
+        assert writer.abandoned and writer.error is None
+        assert set(attempts) == {1}
+        assert sorted(released) == [1, 2]
+        assert writer.completed() == []
+    finally:
+        writer.close()
+
+
+class _FakeKafka:
+    def __init__(self) -> None:
+        self.assigned: set[TopicPartition] = set()
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict:
+        time.sleep(timeout_ms / 1000)
+        return {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+
+def test_idle_exit_counts_only_while_partitions_are_assigned():
+    settings = Settings(max_wait_ms=20, log_interval_seconds=3600)
+    pipeline = SimpleNamespace(group="g", labels_topic=None)
+    consumer = StreamConsumer(
+        settings, pipeline, None, lambda: None, idle_exit_s=0.3  # type: ignore[arg-type]
+    )
+    fake = _FakeKafka()
+    consumer._consumer = fake
+    consumer._writer = BatchWriterThread(
+        lambda b: WriteResult(), lambda b: None, None, "dlq", lambda: False
+    )
+    loop = threading.Thread(target=consumer._loop, daemon=True)
+    try:
+        loop.start()
+        loop.join(1.5)
+        assert loop.is_alive()  # waiting for an assignment is not idleness
+        fake.assigned = {TopicPartition("t", 0)}
+        loop.join(10)
+        assert not loop.is_alive()  # idle while assigned: exits
+    finally:
+        consumer.request_stop()
+        loop.join(5)
+        consumer._writer.close()
+
+
+class _Future:
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+
+    def succeeded(self) -> bool:
+        return self.ok
+
+
+class _Producer:
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def send(self, topic: str, key: bytes, value: bytes) -> _Future:
+        self.sent.append(value)
+        return _Future(self.ok)
+
+    def flush(self, timeout: float) -> None:
+        return None
+
+    def close(self, timeout: float) -> None:
+        self.closed = True
+
+
+def test_unacknowledged_decisions_are_resent_on_a_new_producer_before_the_write():
+    stuck, fresh = _Producer(ok=False), _Producer(ok=True)
+    order: list[str] = []
+
+    def write(batch: PreparedBatch) -> WriteResult:
+        order.append(f"write after {len(fresh.sent)} resent")
+        return WriteResult(decided=batch.size)
+
+    writer = BatchWriterThread(
+        write, lambda b: None, stuck, "dlq", lambda: False, new_producer=lambda: fresh
+    )
+    try:
+        item = _item(2)
+        item.sent = [(stuck.send("d", b"k", v), "d", b"k", v) for v in (b"a", b"b")]
+        assert writer.submit(item) and writer.drain()
+        assert stuck.closed and writer.producer is fresh
+        assert fresh.sent == [b"a", b"b"]
+        assert order == ["write after 2 resent"]
+    finally:
+        writer.close()
