@@ -28,6 +28,8 @@ MAX_PENDING_LABELS = 2_000_000
 SNAPSHOT_VERSION = 1
 _INF = math.inf
 _NO_HISTORY_SECONDS = 30 * DAY
+# A payment above this multiple of the card's 30-day median counts as unusually high spend.
+HIGH_SPEND_RATIO = 3.0
 # 1970-01-01 was a Thursday (weekday 3).
 _EPOCH_WEEKDAY = 3
 
@@ -72,6 +74,8 @@ def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
         "customer_amount_zscore_30day",
         "customer_amount_ratio_max_30day",
         "customer_seconds_since_last",
+        "customer_max_ratio_7day",
+        "customer_nb_high_14day",
     ]
     for w in TERMINAL_WINDOWS_DAYS:
         names += [f"terminal_nb_tx_{w}day", f"terminal_risk_{w}day"]
@@ -83,6 +87,7 @@ def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
         "terminal_days_since_last_fraud",
         "terminal_nb_fraud_customers_30day",
         "terminal_last_fraud_amount",
+        "terminal_fraud_run_days",
     ]
     return tuple(names)
 
@@ -192,8 +197,18 @@ class FeatureEngine:
             row.append((amount - mean) / (math.sqrt(var) + 1.0) if m >= 2 else 0.0)
             row.append(amount / ordered[-1] if ordered[-1] > 0 else 1.0)
             row.append(t - ctimes[pos - 1] if pos else _NO_HISTORY_SECONDS)
+            # Has the card spent far above its habit lately? A compromised card keeps being
+            # abused for days, and some of its later frauds have ordinary amounts.
+            lo7 = bisect_right(ctimes, t - 7 * DAY, lo30, pos)
+            if median > 0:
+                row.append(max(camounts[lo7:pos], default=0.0) / median)
+                high = HIGH_SPEND_RATIO * median
+                lo14 = bisect_right(ctimes, t - 14 * DAY, lo30, pos)
+                row.append(float(sum(1 for a in camounts[lo14:pos] if a > high)))
+            else:
+                row += [0.0, 0.0]
         else:
-            row += [1.0, 0.0, 1.0, _NO_HISTORY_SECONDS]
+            row += [1.0, 0.0, 1.0, _NO_HISTORY_SECONDS, 0.0, 0.0]
 
         # --- terminal: delayed windows with known-fraud fractions
         term = self._terminals.get(tid)
@@ -231,8 +246,14 @@ class FeatureEngine:
             # Many defrauded cards point at the terminal; one card's big fraud does not.
             row.append(float(len({term.customers[i] for i in known_fraud})))
             row.append(term.amounts[known_fraud[-1]])
+            # Age of the unbroken run of known frauds ending at the latest payment: a terminal
+            # compromised now, whatever isolated fraud it saw weeks before (-1: no such run).
+            start = hi
+            while start > lo and fraud_at[start - 1] <= t:
+                start -= 1
+            row.append((t - ttimes[start]) / DAY if start < hi else -1.0)
         else:
-            row += [0.0, -1.0, -1.0, 0.0, 0.0]
+            row += [0.0, -1.0, -1.0, 0.0, 0.0, -1.0]
 
         # --- then record this payment at its terminal (with any label already received)
         label = self._pending.pop(txid, None)

@@ -192,3 +192,28 @@ def test_bad_windows_are_refused():
         FeatureEngine(velocity_windows=(60, 60))
     with pytest.raises(ValueError):
         FeatureEngine(velocity_windows=(0,))
+
+
+def test_recent_high_spend_of_the_card():
+    engine = FeatureEngine()
+    amounts = ["10.00", "12.00", "10.00", "60.00", "11.00"]
+    payments = [pay(str(i), T0 + timedelta(days=i), a) for i, a in enumerate(amounts)]
+    payments.append(pay("late", T0 + timedelta(days=10, hours=1), "11.00"))  # 60.00: 7 d old
+    X = engine.transform(payments)
+    # Largest earlier amount of the last 7 days over the median of the earlier 30 days.
+    assert col(engine, X, "customer_max_ratio_7day").tolist() == pytest.approx(
+        [0.0, 1.0, 12 / 11, 1.2, 60 / 11, 1.0]
+    )
+    # 60.00 is above 3x the median; it still counts after 7 days (14-day window).
+    assert col(engine, X, "customer_nb_high_14day").tolist() == [0, 0, 0, 0, 1, 1]
+
+
+def test_fraud_run_age_ignores_an_older_isolated_fraud():
+    engine = FeatureEngine(label_delay_days=1)
+    days = [0, 2, 4, 5]  # an isolated fraud on day 0, a genuine payment, then a run of frauds
+    payments = [pay(f"t{d}", T0 + timedelta(days=d), cust=f"c{d}") for d in days]
+    engine.transform(payments)
+    engine.add_labels([Label(f"t{d}", d != 2, T0 + timedelta(days=d + 1)) for d in days])
+    X = engine.transform([pay("probe", T0 + timedelta(days=6, hours=12), cust="x")])
+    assert col(engine, X, "terminal_days_since_first_fraud").tolist() == [6.5]
+    assert col(engine, X, "terminal_fraud_run_days").tolist() == [2.5]
