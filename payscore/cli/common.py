@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from payscore.config import LoadedSettings, Settings, load_settings
+
+# Options several commands share, defined once so their flags and help stay identical.
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."),
+]
+BootstrapServers = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        help="Kafka bootstrap servers. Env: PAYSCORE_KAFKA_BOOTSTRAP_SERVERS.",
+    ),
+]
 
 console = Console()
 err_console = Console(stderr=True)

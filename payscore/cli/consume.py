@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from payscore.cli.common import console, settings_from
+from payscore.cli.common import BootstrapServers, DatabaseUrl, console, settings_from
 from payscore.pipeline import build_scorer, register_model
 
 __all__ = ["build_scorer", "consume", "register", "register_model"]
@@ -27,17 +27,9 @@ def consume(
     group: str = typer.Option(
         None, "--group", help="Consumer group id. Env: PAYSCORE_CONSUMER_GROUP."
     ),
-    topic: str = typer.Option(
-        None, "--topic", help="Input topic. Env: PAYSCORE_INPUT_TOPIC."
-    ),
-    bootstrap_servers: str = typer.Option(
-        None,
-        "--bootstrap-servers",
-        help="Kafka bootstrap servers. Env: PAYSCORE_KAFKA_BOOTSTRAP_SERVERS.",
-    ),
-    database_url: str = typer.Option(
-        None, "--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."
-    ),
+    topic: str = typer.Option(None, "--topic", help="Input topic. Env: PAYSCORE_INPUT_TOPIC."),
+    bootstrap_servers: BootstrapServers = None,
+    database_url: DatabaseUrl = None,
     model: str = typer.Option(
         None, "--model", help="Model artifact path. Env: PAYSCORE_MODEL_PATH."
     ),

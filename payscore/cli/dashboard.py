@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from payscore.cli.common import console, settings_from
+from payscore.cli.common import DatabaseUrl, console, settings_from
 from payscore.config import ENV_PREFIX, SECRET_FIELDS, Settings
 from payscore.errors import InputError, PayscoreError
 
@@ -78,9 +78,7 @@ def dashboard(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on."),
-    database_url: str = typer.Option(
-        None, "--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."
-    ),
+    database_url: DatabaseUrl = None,
     refresh: int = typer.Option(
         0,
         "--refresh",

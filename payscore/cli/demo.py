@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from payscore.cli.common import console, settings_from
+from payscore.cli.common import DatabaseUrl, console, settings_from
 from payscore.cli.consume import build_scorer, register_model
 from payscore.core import simulator, training
 from payscore.core.model import ModelArtifact, load_artifact, save_artifact
@@ -37,9 +37,7 @@ def demo_cmd(
     batch_size: int = typer.Option(
         None, "--batch-size", help="Payments per batch. Env: PAYSCORE_BATCH_SIZE."
     ),
-    database_url: str = typer.Option(
-        None, "--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."
-    ),
+    database_url: DatabaseUrl = None,
     model: str = typer.Option(
         None, "--model", help="Model artifact (trained here if missing). Env: PAYSCORE_MODEL_PATH."
     ),
@@ -118,8 +116,9 @@ def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size:
                     p.transaction_id, True, p.event_time.timestamp() + delay
                 )
         messages = [
-            RawMessage(DEMO_TOPIC, 0, first_offset + lo + i, p.customer_id.encode(),
-                       payment_to_json(p))
+            RawMessage(
+                DEMO_TOPIC, 0, first_offset + lo + i, p.customer_id.encode(), payment_to_json(p)
+            )
             for i, p in enumerate(chunk)
         ]
         batch, result = pipeline.process(messages)
@@ -138,9 +137,11 @@ def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size:
     recall = flagged_fraud / total_fraud if total_fraud else 0.0
     precision = flagged_fraud / flagged if flagged else 0.0
     statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(by_status.items()))
-    console.print(f"decided {decided:,} payments in {elapsed:.1f} s "
-                  f"({len(payments) / max(elapsed, 1e-9):,.0f} payments/s): {statuses}",
-                  highlight=False)
+    console.print(
+        f"decided {decided:,} payments in {elapsed:.1f} s "
+        f"({len(payments) / max(elapsed, 1e-9):,.0f} payments/s): {statuses}",
+        highlight=False,
+    )
     if skipped:
         console.print(f"{skipped:,} were already in the database from an earlier run: skipped")
     console.print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from payscore.cli.common import console, settings_from
+from payscore.cli.common import DatabaseUrl, console, settings_from
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 
@@ -15,9 +15,7 @@ def register(app: typer.Typer) -> None:
 
 def initdb(
     ctx: typer.Context,
-    database_url: str = typer.Option(
-        None, "--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."
-    ),
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Create the decisions schema (tables and indexes); running it again is harmless."""
     settings = settings_from(ctx, database_url=database_url)

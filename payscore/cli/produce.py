@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from payscore.cli.common import console, err_console, settings_from
+from payscore.cli.common import BootstrapServers, console, err_console, settings_from
 from payscore.errors import InputError
 from payscore.stream.kafka import quiet_client_logs
 from payscore.stream.producer import (
@@ -82,9 +82,7 @@ def produce_cmd(
         "--labels",
         help="Publish fraud labels to the labels topic, 7 days late in event time.",
     ),
-    bootstrap: str = typer.Option(
-        None, "--bootstrap-servers", help="Kafka servers. Env: PAYSCORE_KAFKA_BOOTSTRAP_SERVERS."
-    ),
+    bootstrap: BootstrapServers = None,
 ) -> None:
     """Stream payments (simulated by default) into the input topic."""
     begin = _parse_start(start)
