@@ -120,3 +120,17 @@ def test_features_only_batch_500(benchmark, stream) -> None:
         return engine.transform(stream[start : start + BATCH]).shape[0]
 
     assert benchmark.pedantic(one_batch, rounds=30, iterations=1) == BATCH
+
+
+def test_parse_numeric_amount_throughput(benchmark, stream) -> None:
+    """Valid messages off the fast path (amount as a JSON number): the full validator's cost."""
+    messages = []
+    for p in stream[:1000]:
+        body = payment_to_json(p).replace(b'"amount":"', b'"amount":', 1)
+        messages.append(body.replace(b'","currency"', b',"currency"', 1))
+
+    def parse_all() -> int:
+        return sum(isinstance(parse_payment(m), Payment) for m in messages)
+
+    assert benchmark(parse_all) == 1000
+    benchmark.extra_info["messages_per_call"] = 1000
