@@ -37,7 +37,8 @@ from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema, describe_db_error
 from payscore.store.schema import scored_transactions
 from payscore.stream.kafka import check_broker, ensure_topics, make_admin, make_producer
-from payscore.stream.producer import DEFAULT_START, Pacer, ProduceOptions, SourceItem, produce
+from payscore.stream.producer import Pacer, ProduceOptions, produce
+from payscore.stream.sources import DEFAULT_START, SourceItem
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ def run_bench(
 ) -> BenchReport:
     """Run the measurements in order and return the figures."""
     from payscore.core.model import load_artifact
-    from payscore.stream.producer import simulated_source
+    from payscore.stream.sources import simulated_source
 
     load_artifact(settings.model_path)  # fail before any work if there is no usable model
     check_broker(settings)

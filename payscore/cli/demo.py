@@ -11,7 +11,7 @@ import typer
 
 from payscore.cli.common import DatabaseUrl, console, settings_from
 from payscore.cli.consume import build_scorer, register_model
-from payscore.core import simulator, training
+from payscore.core import protocol, simulator, training
 from payscore.core.model import ModelArtifact, load_artifact, save_artifact
 from payscore.core.schema import payment_to_json
 from payscore.errors import InputError
@@ -50,7 +50,7 @@ def demo_cmd(
     console.print("loading the simulated world (generated once, then cached)...")
     world = simulator.load_world()
     days = world["TX_TIME_DAYS"].to_numpy()
-    start_day = training.TEST_END_DAY  # after everything the default model learned from
+    start_day = protocol.TEST_END_DAY  # after everything the default model learned from
     start = int(np.searchsorted(days, start_day))
     stop = min(start + count, len(world))
     if stop <= start:

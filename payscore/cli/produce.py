@@ -13,12 +13,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from payscore.cli.common import BootstrapServers, console, err_console, settings_from
 from payscore.errors import InputError
 from payscore.stream.kafka import quiet_client_logs
-from payscore.stream.producer import (
+from payscore.stream.producer import ProduceOptions, ProduceStats, produce
+from payscore.stream.sources import (
     DEFAULT_START,
-    ProduceOptions,
-    ProduceStats,
     SourceItem,
-    produce,
     read_payments_file,
     simulated_source,
 )

@@ -2,7 +2,8 @@
 
 Features come from running the serving ``FeatureEngine`` over the history in event order,
 feeding each label at its ``known_at`` (event time + the 7-day delay), so training sees
-exactly what the consumer would have seen. See docs/model.md for the protocol and figures.
+exactly what the consumer would have seen. The handbook's split is in ``protocol.py``; see
+docs/model.md for the protocol and figures.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from payscore.core import simulator
 from payscore.core.features import DAY, FeatureEngine
 from payscore.core.metrics import evaluate
 from payscore.core.model import ModelArtifact
+from payscore.core.protocol import (
+    DELAY_START_DAY,
+    HANDBOOK_FEATURES,
+    LABEL_DELAY_DAYS,
+    TEST_END_DAY,
+    TEST_START_DAY,
+    TRAIN_START_DAY,
+    handbook_test_mask,
+)
 from payscore.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -33,31 +43,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 """Called with a short stage description and the overall fraction done (0..1)."""
 
-LABEL_DELAY_DAYS = 7
-HANDBOOK_FEATURES = (
-    "amount",
-    "is_weekend",
-    "is_night",
-    "customer_nb_tx_1day",
-    "customer_avg_amount_1day",
-    "customer_nb_tx_7day",
-    "customer_avg_amount_7day",
-    "customer_nb_tx_30day",
-    "customer_avg_amount_30day",
-    "terminal_nb_tx_1day",
-    "terminal_risk_1day",
-    "terminal_nb_tx_7day",
-    "terminal_risk_7day",
-    "terminal_nb_tx_30day",
-    "terminal_risk_30day",
-)
-# Handbook protocol, as day indexes from 2018-04-01: train 07-25..07-31, delay 08-01..08-07,
-# test 08-08..08-14.
-TRAIN_START_DAY = 115
-PERIOD_DAYS = 7
-DELAY_START_DAY = TRAIN_START_DAY + PERIOD_DAYS
-TEST_START_DAY = DELAY_START_DAY + LABEL_DELAY_DAYS
-TEST_END_DAY = TEST_START_DAY + PERIOD_DAYS  # exclusive
 # The default model learns from six weeks, 2018-06-20 .. 07-31 (ending where the protocol's
 # training week ends). Chosen, with the estimator's settings, on the protocol shifted one
 # week earlier (validation test week 08-01 .. 08-07), never on the test week: see docs/model.md.
@@ -128,29 +113,6 @@ def compute_features(
         )
         progress("computing features", stop / max(n, 1))
     return engine, out
-
-
-def handbook_test_mask(
-    days: np.ndarray,
-    customers: np.ndarray,
-    labels: np.ndarray,
-    train_start_day: int = TRAIN_START_DAY,
-) -> np.ndarray:
-    """Test-week rows minus cards already known compromised (handbook ch. 3 filtering).
-
-    The test week starts 14 days after ``train_start_day`` (7 training days, 7 delay days).
-    """
-    delay_start = train_start_day + PERIOD_DAYS
-    test_start = delay_start + LABEL_DELAY_DAYS
-    train = (days >= train_start_day) & (days < delay_start)
-    known = set(customers[train & (labels == 1)].tolist())
-    mask = np.zeros(len(days), dtype=bool)
-    for k in range(PERIOD_DAYS):
-        # Frauds of the day before the delay period's k-th day become known before test day k.
-        known |= set(customers[(days == delay_start + k - 1) & (labels == 1)].tolist())
-        today = days == test_start + k
-        mask |= today & ~np.isin(customers, list(known))
-    return mask
 
 
 def handbook_baseline_estimator() -> Any:

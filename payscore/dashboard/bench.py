@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from payscore.config import load_settings
+from payscore.dashboard import lookups, rollups
 from payscore.dashboard import queries as q
-from payscore.dashboard import rollups
 from payscore.dashboard.figures import TimeRange, utc_now
 from payscore.dashboard.seed import seed_database
 from payscore.errors import PayscoreError
@@ -53,7 +53,7 @@ def page_queries(tr: TimeRange, customer: str) -> list[tuple[str, Callable[[Conn
     flt = q.DecisionFilter()
     return [
         ("headline (5 statements)", lambda c: q.headline(c, tr)),
-        ("review backlog (capped)", q.review_backlog),
+        ("review backlog (capped)", lookups.review_backlog),
         ("activity per bucket", lambda c: q.activity(c, tr)),
         ("score histogram", lambda c: q.score_histogram(c, tr)),
         ("latest decisions (200)", lambda c: q.latest_decisions(c, tr, flt)),
@@ -61,10 +61,10 @@ def page_queries(tr: TimeRange, customer: str) -> list[tuple[str, Callable[[Conn
         ("velocity alerts", lambda c: q.velocity_alerts(c, tr)),
         ("riskiest customers", lambda c: q.riskiest(c, "customer_id", tr)),
         ("riskiest terminals", lambda c: q.riskiest(c, "terminal_id", tr)),
-        ("review queue (100)", lambda c: q.review_queue(c, 100)),
-        ("customer profile", lambda c: q.customer_profile(c, customer)),
-        ("customer history", lambda c: q.customer_history(c, customer)),
-        ("model info", q.latest_model),
+        ("review queue (100)", lambda c: lookups.review_queue(c, 100)),
+        ("customer profile", lambda c: lookups.customer_profile(c, customer)),
+        ("customer history", lambda c: lookups.customer_history(c, customer)),
+        ("model info", lookups.latest_model),
     ]
 
 
@@ -74,12 +74,12 @@ def explained(tr: TimeRange, dialect: str, customer: str) -> list[tuple[str, Any
         ("status counts", q.stmt_status_counts(tr)),
         ("fraud labelled", q.stmt_fraud_labelled(tr)),
         ("latency cutoff", q.stmt_latency_cutoff(tr)),
-        ("review backlog", q.stmt_review_backlog()),
+        ("review backlog", lookups.stmt_review_backlog()),
         ("activity", q.stmt_activity(dialect, tr, q.choose_bucket(tr.start, tr.end))),
         ("latest decisions", q.stmt_latest(tr, q.DecisionFilter())),
         ("riskiest customers", q.stmt_riskiest("customer_id", tr)),
-        ("review queue", q.stmt_review_queue()),
-        ("customer history", q.stmt_customer_history(customer)),
+        ("review queue", lookups.stmt_review_queue()),
+        ("customer history", lookups.stmt_customer_history(customer)),
     ]
 
 

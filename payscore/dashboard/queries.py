@@ -5,15 +5,14 @@ fetch functions beside them. Aggregation happens in SQL; only bounded row sets c
 Time ranges filter on ``scored_at`` (wall-clock decision time), so replayed 2018 data decided
 today still shows up under "last hour". Counts, activity and score bins of long ranges come from
 ``decision_rollup`` with exact edges from the table (see ``rollups.py``); same results.
+Lookups by key (review queue, one customer, the model) are in ``lookups.py``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -34,7 +33,6 @@ from sqlalchemy import (
 from payscore.dashboard import rollups as ru
 from payscore.dashboard.figures import (
     STATUSES,
-    CustomerProfile,
     Headline,
     TimeRange,
     choose_bucket,
@@ -45,7 +43,6 @@ from payscore.store.schema import (
     dead_letters,
     fraud_labels,
     metadata,
-    model_versions,
     scored_transactions,
 )
 
@@ -56,7 +53,6 @@ LATENCY_SAMPLE = 10_000  # most recent decisions used for latency percentiles
 SCORE_BINS = ROLLUP_SCORE_BINS  # the rollup keeps the page's histogram bins
 MAX_ROWS = 1_000  # hard cap on any table the page shows
 MAX_FILTER_CHARS = 64
-BACKLOG_CAP = 1_000  # the backlog figure reads '1,000+' beyond this
 DECISION_COLUMNS = (
     "scored_at", "transaction_id", "customer_id", "terminal_id", "amount", "currency",
     "score", "status", "reason_codes", "model_version", "event_time",
@@ -229,48 +225,6 @@ def stmt_riskiest(column: str, tr: TimeRange, limit: int = 20) -> Select:
     )
 
 
-def stmt_review_queue(limit: int = 100) -> Select:
-    return (
-        select(*(st.c[name] for name in DECISION_COLUMNS))
-        .select_from(st.outerjoin(fl, fl.c.transaction_id == st.c.transaction_id))
-        .where(st.c.status == "REVIEW", fl.c.transaction_id.is_(None))
-        .order_by(st.c.event_time, st.c.id)
-        .limit(min(limit, MAX_ROWS))
-    )
-
-
-def stmt_review_backlog(cap: int = BACKLOG_CAP) -> Select:
-    """Count unlabelled REVIEW decisions, stopping at ``cap`` so a huge backlog stays cheap."""
-    waiting = (
-        select(st.c.id)
-        .select_from(st.outerjoin(fl, fl.c.transaction_id == st.c.transaction_id))
-        .where(st.c.status == "REVIEW", fl.c.transaction_id.is_(None))
-        .limit(cap)
-        .subquery()
-    )
-    return select(func.count()).select_from(waiting)
-
-
-def stmt_customer_stats(customer_id: str) -> Select:
-    amount = st.c.amount
-    return select(
-        func.count(),
-        func.avg(amount),
-        func.avg(amount * amount),
-        func.min(st.c.event_time),
-        func.max(st.c.event_time),
-    ).where(st.c.customer_id == customer_id)
-
-
-def stmt_customer_history(customer_id: str, limit: int = 500) -> Select:
-    return (
-        select(*(st.c[name] for name in DECISION_COLUMNS))
-        .where(st.c.customer_id == customer_id)
-        .order_by(st.c.event_time.desc(), st.c.id.desc())
-        .limit(min(limit, MAX_ROWS))
-    )
-
-
 def _status_sums() -> list[ColumnElement[Any]]:
     return [
         func.sum(case((st.c.status == status, 1), else_=0)).label(status.lower())
@@ -395,67 +349,6 @@ def riskiest(conn: Connection, column: str, tr: TimeRange, limit: int = 20) -> p
     names = (column, "risky_payments", "declined", "review", "max_score", "mean_score")
     frame = _frame(conn.execute(stmt_riskiest(column, tr, limit)).all(), names)
     return frame.astype({"risky_payments": "int64", "declined": "int64", "review": "int64"})
-
-
-def review_queue(conn: Connection, limit: int = 100) -> pd.DataFrame:
-    """Unlabelled REVIEW decisions, oldest (event time) first."""
-    return _frame(conn.execute(stmt_review_queue(limit)).all(), DECISION_COLUMNS)
-
-
-def review_backlog(conn: Connection, cap: int = BACKLOG_CAP) -> int:
-    """How many REVIEW decisions wait for a label, counted up to ``cap``."""
-    return int(conn.execute(stmt_review_backlog(cap)).scalar_one())
-
-
-def customer_profile(conn: Connection, customer_id: str) -> CustomerProfile | None:
-    customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
-    n, mean, mean_sq, first, last = conn.execute(stmt_customer_stats(customer_id)).one()
-    if not n:
-        return None
-    mean, mean_sq = float(mean), float(mean_sq)
-    # Window counts relative to the customer's own latest payment (event time), like features.
-    recent = select(func.count()).where(st.c.customer_id == customer_id)
-    last_hour = conn.execute(recent.where(st.c.event_time > last - timedelta(hours=1))).scalar_one()
-    last_day = conn.execute(recent.where(st.c.event_time > last - timedelta(days=1))).scalar_one()
-    by_status = select(st.c.status, func.count()).where(st.c.customer_id == customer_id)
-    statuses = {k: v for k, v in conn.execute(by_status.group_by(st.c.status))}
-    days = max((last - first).total_seconds() / 86400, 1.0)
-    return CustomerProfile(
-        customer_id=customer_id,
-        payments=int(n),
-        mean_amount=mean,
-        std_amount=math.sqrt(max(mean_sq - mean * mean, 0.0)),
-        first_event=first,
-        last_event=last,
-        usual_per_day=int(n) / days,
-        last_hour=int(last_hour),
-        last_day=int(last_day),
-        statuses={str(k): int(v) for k, v in statuses.items()},
-    )
-
-
-def customer_history(conn: Connection, customer_id: str, limit: int = 500) -> pd.DataFrame:
-    customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
-    return _frame(conn.execute(stmt_customer_history(customer_id, limit)).all(), DECISION_COLUMNS)
-
-
-def latest_model(conn: Connection) -> dict[str, Any] | None:
-    """The most recently activated model version with its metadata, or None."""
-    row = conn.execute(
-        select(model_versions).order_by(model_versions.c.activated_at.desc()).limit(1)
-    ).first()
-    if row is None:
-        return None
-    try:
-        meta = json.loads(row.metadata_json)
-    except ValueError:
-        meta = {}
-    return {
-        "version": row.version,
-        "trained_at": row.trained_at,
-        "activated_at": row.activated_at,
-        "metadata": meta if isinstance(meta, dict) else {},
-    }
 
 
 def _frame(rows: Sequence[Any], columns: tuple[str, ...]) -> pd.DataFrame:

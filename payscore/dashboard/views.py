@@ -1,7 +1,7 @@
 """The page's sections: each takes an open read-only connection and renders one part.
 
-No SQL here (that is queries.py) and no thresholds or business rules (those live in the core);
-this module only formats what the queries return.
+No SQL here (that is queries.py and lookups.py) and no thresholds or business rules (those
+live in the core); this module only formats what the queries return.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Connection
 
+from payscore.dashboard import lookups
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import Headline, TimeRange
 
@@ -54,13 +55,13 @@ def table(frame: pd.DataFrame, name: str, *, colour_status: bool = True) -> None
 
 
 def fmt_backlog(n: int) -> str:
-    return f"{n:,}+" if n >= q.BACKLOG_CAP else f"{n:,}"
+    return f"{n:,}+" if n >= lookups.BACKLOG_CAP else f"{n:,}"
 
 
 def headline(conn: Connection, tr: TimeRange) -> tuple[Headline, int]:
     """The figures at the top; returns them and the review backlog (shown again in its tab)."""
     h = q.headline(conn, tr)
-    backlog = q.review_backlog(conn)
+    backlog = lookups.review_backlog(conn)
     row1 = st.columns(5)
     row1[0].metric("Payments decided", fmt_count(h.decided))
     for col, status in zip(row1[1:4], q.STATUSES, strict=True):
@@ -129,7 +130,7 @@ def customer(conn: Connection) -> None:
     if not wanted:
         st.caption("Enter a customer id to see their history and usual behaviour.")
         return
-    profile = q.customer_profile(conn, wanted)
+    profile = lookups.customer_profile(conn, wanted)
     if profile is None:
         st.info(f"No decisions for customer {wanted!r}.")
         return
@@ -151,7 +152,7 @@ def customer(conn: Connection) -> None:
         f"{profile.last_event:%Y-%m-%d %H:%M} (event time, UTC). Statuses: "
         + ", ".join(f"{k} {v}" for k, v in sorted(profile.statuses.items()))
     )
-    history = q.customer_history(conn, wanted)
+    history = lookups.customer_history(conn, wanted)
     st.scatter_chart(history, x="event_time", y="amount", color="status")
     table(history, "customer history")
 
@@ -164,7 +165,7 @@ def review_queue(
 ) -> None:
     """The unlabelled REVIEW decisions, oldest first, with the analyst's verdict buttons."""
     st.subheader("Review queue")
-    frame = q.review_queue(conn, limit)
+    frame = lookups.review_queue(conn, limit)
     st.caption(f"{fmt_backlog(backlog)} payment(s) waiting; oldest first (up to {limit} shown).")
     message = st.session_state.pop("review_message", None)
     if message:
@@ -203,7 +204,7 @@ def review_queue(
 
 def model_info(conn: Connection) -> None:
     st.subheader("Model in service")
-    model = q.latest_model(conn)
+    model = lookups.latest_model(conn)
     if model is None:
         st.info("No model version recorded yet (the consumer records one when it starts).")
         return

@@ -5,6 +5,7 @@ and on every partition assignment the consumer seeks to the offsets stored in th
 (not Kafka's), so a crash at any moment neither loses nor repeats a decision. Batches are
 written in order by one writer thread (``stream/batches.py``) while the next one is scored;
 Kafka commits follow the database commits and are only a courtesy for monitoring tools.
+Feature state is rebuilt from the database on assignment (``stream/rebuild.py``).
 See docs/pipeline.md.
 """
 
@@ -15,7 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
@@ -26,9 +27,7 @@ from sqlalchemy import Engine
 from payscore.config import Settings
 from payscore.core.features import FeatureEngine
 from payscore.core.model import ModelArtifact
-from payscore.errors import ServiceUnavailable
 from payscore.pipeline import Pipeline, build_scorer, register_model
-from payscore.store import state
 from payscore.store.writer import utcnow
 from payscore.stream.batches import (  # noqa: F401 - decision_message re-exported
     BatchWriterThread,
@@ -38,10 +37,10 @@ from payscore.stream.batches import (  # noqa: F401 - decision_message re-export
     send_decisions,
 )
 from payscore.stream.kafka import check_broker, make_consumer, make_producer
+from payscore.stream.rebuild import FeatureState
 from payscore.stream.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
-DAY_S = 86_400.0
 SESSION_TIMEOUT_MS = 10_000
 
 
@@ -157,9 +156,7 @@ class StreamConsumer:
         self._producer: Any = None
         self._writer: BatchWriterThread | None = None
         self._submitted = 0  # payments decided in batches handed to the writer
-        self._state_day: float | None = None  # event-time day of the last state refresh
-        self._others_cursor = 0  # scored_transactions.id read for other consumers' payments
-        self._labels_known_at: datetime | None = None
+        self._state = FeatureState(db, self.topic, new_engine, self._owned_partitions)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -284,7 +281,7 @@ class StreamConsumer:
     def _process(self, buffered: Sequence[tuple[Any, float, datetime]]) -> bool:
         assert self._writer is not None
         records = [r for r, _, _ in buffered]
-        self._maybe_refresh(records)
+        self._state.maybe_refresh(self.pipeline.scorer.engine, records)
         batch = retry(
             lambda: self.pipeline.prepare(records, buffered[0][2]),
             "read the database",
@@ -362,7 +359,7 @@ class StreamConsumer:
                     self._consumer.seek(tp, stored[tp.partition])
                 else:  # never written by this group: from the beginning of the partition
                     self._consumer.seek_to_beginning(tp)
-        self._rebuild_state()
+        self.pipeline.scorer.engine = self._state.rebuild()
         self._pending -= pending
         self._consumer.resume(*pending)
         log.info("positioned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(pending)))
@@ -370,83 +367,6 @@ class StreamConsumer:
 
     def _owned_partitions(self) -> set[int]:
         return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
-
-    def _rebuild_state(self) -> None:
-        """Fresh engine from the database: every stored payment of the last 37 days of event
-        time (all partitions, for terminal state), then forget customers we do not own."""
-        started = time.monotonic()
-        engine = self.new_engine()
-        latest = state.latest_event_time(self.db, self.topic)
-        replayed = 0
-        if latest is not None:
-            since = state.history_start(latest, engine.label_delay_days)
-            labels = state.load_labels(self.db, known_after=since)
-            engine.add_labels(labels)
-            self._labels_known_at = max((lb.known_at for lb in labels), default=None)
-            history = state.load_history(self.db, self.topic, since)
-            for part in state.iter_chunks(history):
-                engine.transform_columns(
-                    history.transaction_ids[part],
-                    history.customer_ids[part],
-                    history.terminal_ids[part],
-                    history.amounts[part],
-                    history.times[part],
-                )
-            owned = self._owned_partitions()
-            pairs = zip(history.customer_ids, history.partitions, strict=True)
-            mine = {c for c, p in pairs if p in owned}
-            engine.forget_customers(lambda c: c in mine)
-            self._others_cursor = history.last_id
-            self._state_day = latest.replace(tzinfo=timezone.utc).timestamp() // DAY_S
-            replayed = len(history)
-        self.pipeline.scorer.engine = engine
-        log.info(
-            "rebuilt feature state from %d stored payments in %.1f s",
-            replayed,
-            time.monotonic() - started,
-        )
-
-    def _maybe_refresh(self, records: Sequence[Any]) -> None:
-        """Once per event-time day: new labels and other consumers' payments (terminals)."""
-        newest = max((r.timestamp for r in records if r.topic == self.topic), default=None)
-        if newest is None:
-            return
-        day = (newest / 1000) // DAY_S
-        if self._state_day is None:
-            self._state_day = day
-            return
-        if day <= self._state_day:
-            return
-        self._state_day = day
-        try:
-            engine = self.pipeline.scorer.engine
-            labels = state.load_labels(self.db, known_after=self._labels_known_at)
-            engine.add_labels(labels)
-            if labels:
-                self._labels_known_at = max(lb.known_at for lb in labels)
-            owned = self._owned_partitions()
-            since = datetime.fromtimestamp(newest / 1000, timezone.utc).replace(tzinfo=None)
-            since -= timedelta(days=state.HISTORY_DAYS + engine.label_delay_days)
-            others = state.load_history(
-                self.db,
-                self.topic,
-                since,
-                exclude_partitions=owned,
-                after_id=self._others_cursor,
-            )
-            if len(others):
-                engine.transform_columns(
-                    others.transaction_ids,
-                    others.customer_ids,
-                    others.terminal_ids,
-                    others.amounts,
-                    others.times,
-                )
-                theirs = set(others.customer_ids)
-                engine.forget_customers(lambda c: c not in theirs)
-                self._others_cursor = max(self._others_cursor, others.last_id)
-        except ServiceUnavailable as e:
-            log.warning("state refresh skipped: %s", e)
 
     def _lag(self) -> int | None:
         try:

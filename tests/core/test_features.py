@@ -9,7 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from payscore.core import simulator, training
+from payscore.core import protocol, simulator, training
 from payscore.core.features import FeatureEngine, Label
 from payscore.core.schema import Payment
 
@@ -35,7 +35,7 @@ def test_feature_names_cover_the_contract():
     engine = FeatureEngine(velocity_windows=(60, 3600))
     names = set(engine.feature_names)
     assert len(names) == len(engine.feature_names)
-    for required in training.HANDBOOK_FEATURES:
+    for required in protocol.HANDBOOK_FEATURES:
         assert required in names
     assert {"customer_nb_tx_60s", "customer_nb_tx_3600s"} <= names
 
@@ -130,7 +130,7 @@ def test_one_code_path_payments_vs_columns_on_simulated_data(world_payments):
 
     online_engine = FeatureEngine()
     payments = simulator.to_payments(df)
-    delay = timedelta(days=training.LABEL_DELAY_DAYS)
+    delay = timedelta(days=protocol.LABEL_DELAY_DAYS)
     rows = []
     for start in range(0, len(payments), 500):
         batch = payments[start : start + 500]

@@ -8,7 +8,7 @@ import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from payscore.core import model as model_mod
-from payscore.core import training
+from payscore.core import protocol, training
 from payscore.core.model import ModelArtifact, load_artifact, save_artifact
 from payscore.errors import ModelError
 
@@ -133,7 +133,7 @@ def test_handbook_random_forest_reproduces_published_figures(prepared):
     assert metrics["auc_roc"] == pytest.approx(0.867, abs=0.01)
     assert metrics["average_precision"] == pytest.approx(0.658, abs=0.01)
     assert metrics["card_precision_at_100"] == pytest.approx(0.287, abs=0.01)
-    assert artifact.feature_names == training.HANDBOOK_FEATURES
+    assert artifact.feature_names == protocol.HANDBOOK_FEATURES
     period = artifact.metadata["training_period"]
     assert (period["train_payments"], period["train_frauds"]) == (67_240, 598)
     assert (period["test_payments"], period["test_frauds"]) == (58_264, 385)
@@ -172,7 +172,7 @@ def test_card_precision_ceiling_of_the_test_week(prepared):
     known_terminal_fraud = prepared.X[:, names.index("terminal_nb_fraud_30day")] > 0
     signal = (y == 1) & ((scenario != 2) | known_terminal_fraud)
     customers = np.asarray(prepared.history.customer_ids)
-    test = training.handbook_test_mask(prepared.days, customers, y)
+    test = protocol.handbook_test_mask(prepared.days, customers, y)
     ceiling = card_precision_at_k(
         prepared.days[test], customers[test], y[test], signal[test].astype(float)
     )

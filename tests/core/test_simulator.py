@@ -9,7 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from payscore.core import simulator, training
+from payscore.core import protocol, simulator
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,9 @@ def test_protocol_week_counts(world):
     days = world["TX_TIME_DAYS"].to_numpy()
     labels = world["TX_FRAUD"].to_numpy()
     customers = world["CUSTOMER_ID"].to_numpy()
-    train = (days >= training.TRAIN_START_DAY) & (days < training.DELAY_START_DAY)
+    train = (days >= protocol.TRAIN_START_DAY) & (days < protocol.DELAY_START_DAY)
     assert (int(train.sum()), int(labels[train].sum())) == (67_240, 598)
-    test = training.handbook_test_mask(days, customers, labels)
+    test = protocol.handbook_test_mask(days, customers, labels)
     assert (int(test.sum()), int(labels[test].sum())) == (58_264, 385)
 
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from payscore.config import Settings
+from payscore.dashboard import lookups
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import TimeRange, choose_bucket, percentile
 from payscore.dashboard.rollups import Plan, plan
@@ -73,7 +74,7 @@ def check_all(engine: Engine, s: Seeded) -> None:
         check_rollup_matches_table(conn)
         check_review_queue(conn, s)
         check_profile(conn, s)
-        model = q.latest_model(conn)
+        model = lookups.latest_model(conn)
         assert model is not None and model["version"] == s.model["version"]
         assert model["metadata"]["thresholds"] == {"review": 0.5, "decline": 0.8}
 
@@ -213,15 +214,15 @@ def check_review_queue(conn: Any, s: Seeded) -> None:
     waiting = [r for r in s.rows if r["status"] == "REVIEW" and r["transaction_id"] not in s.labels]
     order = {r["transaction_id"]: i for i, r in enumerate(s.rows)}  # insertion order = id
     waiting.sort(key=lambda r: (r["event_time"], order[r["transaction_id"]]))
-    frame = q.review_queue(conn, 20)
-    assert q.review_backlog(conn) == len(waiting) > 20
-    assert q.review_backlog(conn, cap=10) == 10
+    frame = lookups.review_queue(conn, 20)
+    assert lookups.review_backlog(conn) == len(waiting) > 20
+    assert lookups.review_backlog(conn, cap=10) == 10
     assert list(frame["transaction_id"]) == [r["transaction_id"] for r in waiting[:20]]
 
 
 def check_profile(conn: Any, s: Seeded) -> None:
-    assert q.customer_profile(conn, "nobody") is None
-    p = q.customer_profile(conn, PROFILE_CUSTOMER)
+    assert lookups.customer_profile(conn, "nobody") is None
+    p = lookups.customer_profile(conn, PROFILE_CUSTOMER)
     assert p is not None
     amounts = [r["amount"] for r in s.rows if r["customer_id"] == PROFILE_CUSTOMER]
     assert p.payments == len(amounts) == 13
@@ -230,7 +231,7 @@ def check_profile(conn: Any, s: Seeded) -> None:
     assert p.usual_per_day == pytest.approx(13 / 12)
     assert (p.last_hour, p.last_day) == (3, 4)  # windows are (last - w, last]
     assert p.statuses == {"APPROVED": 10, "REVIEW": 3}
-    history = q.customer_history(conn, PROFILE_CUSTOMER)
+    history = lookups.customer_history(conn, PROFILE_CUSTOMER)
     assert list(history["transaction_id"]) == [f"sp-prof-{i:02d}" for i in range(12, -1, -1)]
 
 
@@ -264,8 +265,8 @@ def test_empty_database_gives_zeros(tmp_path: Any) -> None:
         h = q.headline(conn, TimeRange(None, None))
         assert (h.decided, h.fraud_rate, h.latency_p99_ms) == (0, None, None)
         assert q.activity(conn, TimeRange(None, None)).empty
-        assert q.review_backlog(conn) == 0 and q.review_queue(conn).empty
-        assert q.latest_model(conn) is None
+        assert lookups.review_backlog(conn) == 0 and lookups.review_queue(conn).empty
+        assert lookups.latest_model(conn) is None
 
 
 def test_missing_schema_is_reported(tmp_path: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 from payscore.core.schema import InvalidMessage, Payment, parse_payment, payment_to_json
 from payscore.errors import InputError
 from payscore.stream import producer as prod
+from payscore.stream import sources
 
 T0 = datetime(2018, 8, 1, 10, 0, tzinfo=timezone.utc)
 
@@ -147,7 +148,7 @@ def test_csv_source(tmp_path):
         "a2,c2,t1,3.5,USD,2018-08-01T12:00:00+02:00,,0\n",
         encoding="utf-8",
     )
-    items = list(prod.read_payments_file(path))
+    items = list(sources.read_payments_file(path))
     assert [i.payment.transaction_id for i in items] == ["a1", "a2"]
     assert [i.is_fraud for i in items] == [True, False]
     assert items[0].payment.country == "FR" and items[1].payment.country is None
@@ -158,7 +159,7 @@ def test_jsonl_source_round_trips_canonical_messages(tmp_path):
     payments = [_payment(i, at=T0 + timedelta(minutes=i)) for i in range(3)]
     path = tmp_path / "p.jsonl"
     path.write_bytes(b"\n".join(payment_to_json(p) for p in payments) + b"\n\n")
-    items = list(prod.read_payments_file(path))
+    items = list(sources.read_payments_file(path))
     assert [i.payment for i in items] == payments
     assert all(i.is_fraud is None for i in items)
 
@@ -166,7 +167,7 @@ def test_jsonl_source_round_trips_canonical_messages(tmp_path):
 def test_jsonl_detected_without_suffix(tmp_path):
     path = tmp_path / "payments.txt"
     path.write_bytes(payment_to_json(_payment()) + b"\n")
-    assert len(list(prod.read_payments_file(path))) == 1
+    assert len(list(sources.read_payments_file(path))) == 1
 
 
 @pytest.mark.parametrize(
@@ -183,12 +184,12 @@ def test_bad_files_are_input_errors(tmp_path, name, content, match):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(InputError, match=match):
-        list(prod.read_payments_file(path))
+        list(sources.read_payments_file(path))
 
 
 def test_missing_file_is_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot read"):
-        list(prod.read_payments_file(tmp_path / "nope.csv"))
+        list(sources.read_payments_file(tmp_path / "nope.csv"))
 
 
 # -- simulated source and labels -----------------------------------------------------------
@@ -203,7 +204,7 @@ def small_world():
 
 def test_simulated_source_starts_at_start_and_loops(small_world):
     start = datetime(2018, 4, 15, tzinfo=timezone.utc)
-    source = prod.simulated_source(start, loop=True, world=small_world)
+    source = sources.simulated_source(start, loop=True, world=small_world)
     n = int((small_world["TX_DATETIME"] >= "2018-04-15").sum())
     first_lap = [next(source) for _ in range(n)]
     second = next(source)
@@ -217,7 +218,7 @@ def test_simulated_source_starts_at_start_and_loops(small_world):
 
 def test_simulated_source_after_the_world_is_input_error(small_world):
     with pytest.raises(InputError, match="no payments"):
-        next(prod.simulated_source(datetime(2030, 1, 1, tzinfo=timezone.utc), world=small_world))
+        next(sources.simulated_source(datetime(2030, 1, 1, tzinfo=timezone.utc), world=small_world))
 
 
 def test_label_message_format():
@@ -247,7 +248,7 @@ def test_produce_counts_keys_and_delays_labels(monkeypatch):
     from payscore.config import Settings
 
     items = [
-        prod.SourceItem(_payment(i, customer=f"c{i % 3}", at=T0 + timedelta(days=i)), i == 1)
+        sources.SourceItem(_payment(i, customer=f"c{i % 3}", at=T0 + timedelta(days=i)), i == 1)
         for i in range(12)
     ]
     recorder = _Recorder()
@@ -270,7 +271,7 @@ def test_produce_count_bad_and_duplicates(monkeypatch):
     monkeypatch.setattr(prod, "ensure_topics", lambda *a, **k: [])
     from payscore.config import Settings
 
-    items = (prod.SourceItem(_payment(i, at=T0 + timedelta(seconds=i))) for i in range(10_000))
+    items = (sources.SourceItem(_payment(i, at=T0 + timedelta(seconds=i))) for i in range(10_000))
     recorder = _Recorder()
     options = prod.ProduceOptions(
         topic="in", rate=0, count=1000, bad_rate=0.1, duplicate_rate=0.05, seed=3

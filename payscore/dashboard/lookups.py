@@ -1,0 +1,131 @@
+"""The dashboard's lookups: the review queue, one customer's profile and history, the model.
+
+Point queries by key (not time-range figures), split from ``queries.py``; the same rules hold:
+SQLAlchemy Core, bound parameters, bounded row sets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Select, func, select
+
+from payscore.dashboard.figures import CustomerProfile
+from payscore.dashboard.queries import (
+    DECISION_COLUMNS,
+    MAX_FILTER_CHARS,
+    MAX_ROWS,
+    _frame,
+    fl,
+    st,
+)
+from payscore.store.schema import model_versions
+
+BACKLOG_CAP = 1_000  # the backlog figure reads '1,000+' beyond this
+
+
+def stmt_review_queue(limit: int = 100) -> Select:
+    return (
+        select(*(st.c[name] for name in DECISION_COLUMNS))
+        .select_from(st.outerjoin(fl, fl.c.transaction_id == st.c.transaction_id))
+        .where(st.c.status == "REVIEW", fl.c.transaction_id.is_(None))
+        .order_by(st.c.event_time, st.c.id)
+        .limit(min(limit, MAX_ROWS))
+    )
+
+
+def stmt_review_backlog(cap: int = BACKLOG_CAP) -> Select:
+    """Count unlabelled REVIEW decisions, stopping at ``cap`` so a huge backlog stays cheap."""
+    waiting = (
+        select(st.c.id)
+        .select_from(st.outerjoin(fl, fl.c.transaction_id == st.c.transaction_id))
+        .where(st.c.status == "REVIEW", fl.c.transaction_id.is_(None))
+        .limit(cap)
+        .subquery()
+    )
+    return select(func.count()).select_from(waiting)
+
+
+def stmt_customer_stats(customer_id: str) -> Select:
+    amount = st.c.amount
+    return select(
+        func.count(),
+        func.avg(amount),
+        func.avg(amount * amount),
+        func.min(st.c.event_time),
+        func.max(st.c.event_time),
+    ).where(st.c.customer_id == customer_id)
+
+
+def stmt_customer_history(customer_id: str, limit: int = 500) -> Select:
+    return (
+        select(*(st.c[name] for name in DECISION_COLUMNS))
+        .where(st.c.customer_id == customer_id)
+        .order_by(st.c.event_time.desc(), st.c.id.desc())
+        .limit(min(limit, MAX_ROWS))
+    )
+
+
+def review_queue(conn: Connection, limit: int = 100) -> pd.DataFrame:
+    """Unlabelled REVIEW decisions, oldest (event time) first."""
+    return _frame(conn.execute(stmt_review_queue(limit)).all(), DECISION_COLUMNS)
+
+
+def review_backlog(conn: Connection, cap: int = BACKLOG_CAP) -> int:
+    """How many REVIEW decisions wait for a label, counted up to ``cap``."""
+    return int(conn.execute(stmt_review_backlog(cap)).scalar_one())
+
+
+def customer_profile(conn: Connection, customer_id: str) -> CustomerProfile | None:
+    customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
+    n, mean, mean_sq, first, last = conn.execute(stmt_customer_stats(customer_id)).one()
+    if not n:
+        return None
+    mean, mean_sq = float(mean), float(mean_sq)
+    # Window counts relative to the customer's own latest payment (event time), like features.
+    recent = select(func.count()).where(st.c.customer_id == customer_id)
+    last_hour = conn.execute(recent.where(st.c.event_time > last - timedelta(hours=1))).scalar_one()
+    last_day = conn.execute(recent.where(st.c.event_time > last - timedelta(days=1))).scalar_one()
+    by_status = select(st.c.status, func.count()).where(st.c.customer_id == customer_id)
+    statuses = {k: v for k, v in conn.execute(by_status.group_by(st.c.status))}
+    days = max((last - first).total_seconds() / 86400, 1.0)
+    return CustomerProfile(
+        customer_id=customer_id,
+        payments=int(n),
+        mean_amount=mean,
+        std_amount=math.sqrt(max(mean_sq - mean * mean, 0.0)),
+        first_event=first,
+        last_event=last,
+        usual_per_day=int(n) / days,
+        last_hour=int(last_hour),
+        last_day=int(last_day),
+        statuses={str(k): int(v) for k, v in statuses.items()},
+    )
+
+
+def customer_history(conn: Connection, customer_id: str, limit: int = 500) -> pd.DataFrame:
+    customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
+    return _frame(conn.execute(stmt_customer_history(customer_id, limit)).all(), DECISION_COLUMNS)
+
+
+def latest_model(conn: Connection) -> dict[str, Any] | None:
+    """The most recently activated model version with its metadata, or None."""
+    row = conn.execute(
+        select(model_versions).order_by(model_versions.c.activated_at.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    try:
+        meta = json.loads(row.metadata_json)
+    except ValueError:
+        meta = {}
+    return {
+        "version": row.version,
+        "trained_at": row.trained_at,
+        "activated_at": row.activated_at,
+        "metadata": meta if isinstance(meta, dict) else {},
+    }

@@ -1,0 +1,117 @@
+"""The consumer's feature state: rebuilt from the database on assignment, refreshed daily.
+
+Split from ``consumer.py`` so the poll loop and the state catch-up read separately; the
+database, not Kafka, is the source of the history a fresh ``FeatureEngine`` replays.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Engine
+
+from payscore.core.features import FeatureEngine
+from payscore.errors import ServiceUnavailable
+from payscore.store import state
+
+log = logging.getLogger(__name__)
+DAY_S = 86_400.0
+
+
+class FeatureState:
+    """Where a consumer's feature state stands: the event-time day, labels and others' rows read."""
+
+    def __init__(
+        self,
+        db: Engine,
+        topic: str,
+        new_engine: Callable[[], FeatureEngine],
+        owned_partitions: Callable[[], set[int]],
+    ) -> None:
+        self.db = db
+        self.topic = topic
+        self.new_engine = new_engine
+        self._owned_partitions = owned_partitions
+        self._state_day: float | None = None  # event-time day of the last state refresh
+        self._others_cursor = 0  # scored_transactions.id read for other consumers' payments
+        self._labels_known_at: datetime | None = None
+
+    def rebuild(self) -> FeatureEngine:
+        """Fresh engine from the database: every stored payment of the last 37 days of event
+        time (all partitions, for terminal state), then forget customers we do not own."""
+        started = time.monotonic()
+        engine = self.new_engine()
+        latest = state.latest_event_time(self.db, self.topic)
+        replayed = 0
+        if latest is not None:
+            since = state.history_start(latest, engine.label_delay_days)
+            labels = state.load_labels(self.db, known_after=since)
+            engine.add_labels(labels)
+            self._labels_known_at = max((lb.known_at for lb in labels), default=None)
+            history = state.load_history(self.db, self.topic, since)
+            for part in state.iter_chunks(history):
+                engine.transform_columns(
+                    history.transaction_ids[part],
+                    history.customer_ids[part],
+                    history.terminal_ids[part],
+                    history.amounts[part],
+                    history.times[part],
+                )
+            owned = self._owned_partitions()
+            pairs = zip(history.customer_ids, history.partitions, strict=True)
+            mine = {c for c, p in pairs if p in owned}
+            engine.forget_customers(lambda c: c in mine)
+            self._others_cursor = history.last_id
+            self._state_day = latest.replace(tzinfo=timezone.utc).timestamp() // DAY_S
+            replayed = len(history)
+        log.info(
+            "rebuilt feature state from %d stored payments in %.1f s",
+            replayed,
+            time.monotonic() - started,
+        )
+        return engine
+
+    def maybe_refresh(self, engine: FeatureEngine, records: Sequence[Any]) -> None:
+        """Once per event-time day: new labels and other consumers' payments (terminals)."""
+        newest = max((r.timestamp for r in records if r.topic == self.topic), default=None)
+        if newest is None:
+            return
+        day = (newest / 1000) // DAY_S
+        if self._state_day is None:
+            self._state_day = day
+            return
+        if day <= self._state_day:
+            return
+        self._state_day = day
+        try:
+            labels = state.load_labels(self.db, known_after=self._labels_known_at)
+            engine.add_labels(labels)
+            if labels:
+                self._labels_known_at = max(lb.known_at for lb in labels)
+            owned = self._owned_partitions()
+            since = datetime.fromtimestamp(newest / 1000, timezone.utc).replace(tzinfo=None)
+            since -= timedelta(days=state.HISTORY_DAYS + engine.label_delay_days)
+            others = state.load_history(
+                self.db,
+                self.topic,
+                since,
+                exclude_partitions=owned,
+                after_id=self._others_cursor,
+            )
+            if len(others):
+                engine.transform_columns(
+                    others.transaction_ids,
+                    others.customer_ids,
+                    others.terminal_ids,
+                    others.amounts,
+                    others.times,
+                )
+                theirs = set(others.customer_ids)
+                engine.forget_customers(lambda c: c not in theirs)
+                self._others_cursor = max(self._others_cursor, others.last_id)
+        except ServiceUnavailable as e:
+            log.warning("state refresh skipped: %s", e)
