@@ -31,8 +31,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings
+from payscore.core.decision import APPROVED, Decision
 from payscore.core.schema import Payment, payment_to_json
 from payscore.errors import ServiceUnavailable
+from payscore.pipeline import RawMessage, decision_row
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema, describe_db_error
 from payscore.store.schema import scored_transactions
@@ -134,31 +136,20 @@ def _init(settings: Settings) -> None:
 # -- the four measurements --------------------------------------------------------------
 
 
-def _decision_row(p: Payment, i: int, now: datetime) -> dict[str, Any]:
-    return {
-        "transaction_id": p.transaction_id,
-        "customer_id": p.customer_id,
-        "terminal_id": p.terminal_id,
-        "amount": p.amount,
-        "currency": p.currency,
-        "event_time": p.event_time.replace(tzinfo=None),
-        "received_at": now,
-        "scored_at": now,
-        "score": 0.01,
-        "prediction": 0,
-        "status": "APPROVED",
-        "reason_codes": "",
-        "model_version": "bench",
-        "kafka_topic": "bench",
-        "kafka_partition": i % 6,
-        "kafka_offset": i,
-    }
+def _ceiling_rows(payments: Sequence[Payment], now: datetime) -> list[dict[str, Any]]:
+    """The very rows the consumer would store, built by the pipeline's own row function."""
+    rows = []
+    for i, p in enumerate(payments):
+        decision = Decision(p.transaction_id, 0.01, APPROVED, (), "bench")
+        message = RawMessage("bench", i % 6, i, None, None)
+        rows.append(decision_row(p, decision, message, now, now))
+    return rows
 
 
 def measure_db_ceiling(settings: Settings, payments: Sequence[Payment], batch_size: int) -> float:
     """Rows/s of batched multi-row INSERTs with a commit per batch, into a scratch database."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    rows = [_decision_row(p, i, now) for i, p in enumerate(payments)]
+    rows = _ceiling_rows(payments, now)
     with scratch_database(settings, "ceiling") as scratch:
         engine = make_engine(scratch)
         try:
