@@ -49,7 +49,7 @@ def score_cmd(
     in event-time order; the output is in that order.
     """
     from payscore.core.model import load_artifact
-    from payscore.core.scoring import Scorer
+    from payscore.pipeline import build_scorer
 
     settings = settings_from(ctx, model_path=model)
     backtest.check_file(input, backtest.MAX_INPUT_BYTES)
@@ -67,16 +67,7 @@ def score_cmd(
         err_console.print(f"warning: {data.bad_labels} unreadable is_fraud values ignored")
     truth = label_file if label_file is not None else data.labels
 
-    scorer = Scorer.from_settings_values(
-        artifact,
-        None,  # a fresh engine tracking the windows the model and rules need
-        review_threshold=settings.review_threshold,
-        decline_threshold=settings.decline_threshold,
-        velocity_max_payments=settings.velocity_max_payments,
-        velocity_window_seconds=settings.velocity_window_seconds,
-        amount_review_limit=settings.amount_review_limit,
-        amount_decline_limit=settings.amount_decline_limit,
-    )
+    scorer = build_scorer(settings, artifact)
     payments = backtest.event_order(data.payments)
     if truth:
         backtest.feed_labels(scorer, payments, truth)
