@@ -180,8 +180,9 @@ class DecisionWriter:
             len(dead) - len(dead_rows)
         )
 
-        # Duplicates the caller did not catch: already stored, or twice in this batch.
-        known = _existing(conn, [r["transaction_id"] for r in rows]) if rows else set()
+        # The pipeline already dropped ids it knew were stored; repeats within the batch are
+        # caught here, and ids stored meanwhile by another writer by the insert's fallback.
+        known: set[str] = set()
         unique: list[dict[str, Any]] = []
         late_dups: list[dict[str, Any]] = []
         for r in rows:
