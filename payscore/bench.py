@@ -225,7 +225,7 @@ def build_consumer(settings: Settings, max_messages: int, idle_exit_s: float) ->
     from payscore.stream.consumer import build_consumer_app
 
     app = build_consumer_app(settings, max_messages=max_messages, idle_exit_s=idle_exit_s)
-    return app.consumer, app.pipeline, app.db
+    return app.consumer, app.pipeline, app
 
 
 def _bench_settings(settings: Settings, scratch: Settings, topic: str, group: str) -> Settings:
@@ -244,12 +244,12 @@ def measure_consumer(settings: Settings, topic: str, count: int) -> tuple[_Probe
     """Run the real consumer over a pre-filled topic until it decided ``count`` payments."""
     with scratch_database(settings, "consume") as scratch:
         run = _bench_settings(settings, scratch, topic, f"payscore-bench-{uuid.uuid4().hex[:8]}")
-        consumer, pipeline, db = build_consumer(run, max_messages=count, idle_exit_s=120)
+        consumer, pipeline, app = build_consumer(run, max_messages=count, idle_exit_s=120)
         probe = _Probe(pipeline)
         try:
             consumer.run()
         finally:
-            db.dispose()
+            app.close()
         return probe, consumer.stats.latency_percentiles()
 
 
@@ -284,7 +284,7 @@ def measure_paced(
         with scratch_database(settings, "paced") as scratch:
             group = f"payscore-bench-{uuid.uuid4().hex[:8]}"
             run = _bench_settings(settings, scratch, topic, group)
-            consumer, pipeline, db = build_consumer(run, max_messages=len(items), idle_exit_s=30)
+            consumer, pipeline, app = build_consumer(run, max_messages=len(items), idle_exit_s=30)
             worker = threading.Thread(target=consumer.run, name="bench-consumer", daemon=True)
             spawn = multiprocessing.get_context("spawn")
             try:
@@ -300,7 +300,7 @@ def measure_paced(
             finally:
                 consumer.request_stop()
                 worker.join(timeout=30)
-                db.dispose()
+                app.close()
             return probe, sent_rate
     finally:
         _delete_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"])

@@ -8,6 +8,7 @@ which commute: concurrent writers never overwrite each other's counts.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -79,8 +80,13 @@ def add_decisions(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
     return len(increments)
 
 
+@functools.cache
 def _upsert(dialect: str) -> Any:
-    """INSERT of new buckets that adds to existing ones: col = col + the new value."""
+    """INSERT of new buckets that adds to existing ones: col = col + the new value.
+
+    Built once per dialect: building it (and its cache key) per batch cost more than the
+    statement itself.
+    """
     table = decision_rollup
     if dialect == "sqlite":
         stmt = sqlite_dialect.insert(table)

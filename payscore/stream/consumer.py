@@ -11,6 +11,7 @@ See docs/pipeline.md.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -63,6 +64,7 @@ class ConsumerApp:
     artifact: ModelArtifact
 
     def close(self) -> None:
+        self.pipeline.writer.lookup.dispose()
         self.db.dispose()
 
 
@@ -85,9 +87,12 @@ def build_consumer_app(
     artifact = load_artifact(settings.model_path)
     scorer = build_scorer(settings, artifact)
     policy = scorer.policy
-    db = make_engine(settings)
+    # No pre-ping on the hot path: every use is retried, and a ping costs a round trip (and a
+    # wait for the GIL) per batch.
+    db = make_engine(settings, pre_ping=False)
+    lookup = make_engine(settings, pre_ping=False, autocommit=True)
     try:
-        writer = DecisionWriter(db)
+        writer = DecisionWriter(db, lookup)
         writer.ping()
         register_model(writer, artifact)
         check_broker(settings)
@@ -107,6 +112,7 @@ def build_consumer_app(
             idle_exit_s=idle_exit_s,
         )
     except BaseException:
+        lookup.dispose()
         db.dispose()
         raise
     return ConsumerApp(consumer, pipeline, db, artifact)
@@ -360,6 +366,7 @@ class StreamConsumer:
                 else:  # never written by this group: from the beginning of the partition
                     self._consumer.seek_to_beginning(tp)
         self.pipeline.scorer.engine = self._state.rebuild()
+        _settle_heap()
         self._pending -= pending
         self._consumer.resume(*pending)
         log.info("positioned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(pending)))
@@ -377,6 +384,18 @@ class StreamConsumer:
             return sum(max(ends[tp] - self._consumer.position(tp), 0) for tp in assigned)
         except Exception:  # lag is informational only
             return None
+
+
+def _settle_heap() -> None:
+    """Collect once, then exempt everything alive now from later collections.
+
+    The feature state and the model are long-lived. Without this, every full collection walks
+    all of them: pauses of 150-200 ms were measured at 1,000 payments/s, and every payment in
+    flight waits through them. Unfreezing first lets garbage from an earlier freeze go.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _commit_done(offsets: Any, response: Any) -> None:

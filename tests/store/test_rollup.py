@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 
+from payscore.config import Settings
 from payscore.store import rollup
+from payscore.store.engine import make_engine
 from payscore.store.schema import decision_rollup, metadata, scored_transactions
 from payscore.store.writer import DecisionWriter
 
@@ -29,7 +31,8 @@ def sqlite_engine(tmp_path: Any) -> Iterator[Engine]:
 
 @pytest.fixture
 def mariadb_engine(db_url: str) -> Iterator[Engine]:
-    eng = create_engine(db_url)
+    """The engine ``payscore consume`` writes with (no pre-ping, our datetime literal)."""
+    eng = make_engine(Settings(database_url=db_url), pre_ping=False)
     yield eng
     eng.dispose()
 

@@ -1,0 +1,77 @@
+"""The consumer's MySQL engines: values round-trip exactly, lookups hold no transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from payscore.config import Settings
+from payscore.store.engine import make_engine
+from payscore.store.schema import scored_transactions
+from payscore.store.writer import DecisionWriter
+
+pytestmark = pytest.mark.integration
+
+
+def decision(tx: str, when: datetime) -> dict[str, object]:
+    return {
+        "transaction_id": tx,
+        "customer_id": "c1",
+        "terminal_id": "t1",
+        "amount": Decimal("10.05"),
+        "currency": "EUR",
+        "event_time": when,
+        "received_at": when,
+        "scored_at": when,
+        "score": 0.25,
+        "prediction": 0,
+        "status": "APPROVED",
+        "reason_codes": "",
+        "model_version": "m1",
+    }
+
+
+def test_datetimes_round_trip_through_the_fast_literal(db_url: str) -> None:
+    """Naive datetimes with and without microseconds, and an aware one (mysqlclient's path)."""
+    engine = make_engine(Settings(database_url=db_url), pre_ping=False)
+    whens = [
+        datetime(2030, 1, 2, 3, 4, 5),
+        datetime(2030, 1, 2, 3, 4, 5, 6),
+        datetime(1999, 12, 31, 23, 59, 59, 999999),
+    ]
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(scored_transactions),
+                [decision(f"tx{i}", w) for i, w in enumerate(whens)],
+            )
+            aware = datetime(2030, 1, 2, 3, 4, 5, 600, tzinfo=timezone(timedelta(hours=2)))
+            echoed = conn.execute(select(text(":w")), {"w": aware}).scalar_one()
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(scored_transactions.c.event_time).order_by(scored_transactions.c.id)
+            ).scalars().all()
+        assert rows == whens
+        assert str(echoed).startswith("2030-01-02 03:04:05.000600")
+    finally:
+        engine.dispose()
+
+
+def test_autocommit_lookup_sees_rows_committed_after_its_first_read(db_url: str) -> None:
+    """A pooled lookup connection must not keep a snapshot between batches."""
+    settings = Settings(database_url=db_url)
+    engine = make_engine(settings, pre_ping=False)
+    lookup = make_engine(settings, pre_ping=False, autocommit=True)
+    writer = DecisionWriter(engine, lookup)
+    try:
+        assert writer.existing_ids(["a", "b"]) == set()
+        writer.write_batch([decision("a", datetime(2030, 1, 1))])
+        assert writer.existing_ids(["a", "b"]) == {"a"}
+        writer.write_batch([decision("b", datetime(2030, 1, 1))])
+        assert writer.existing_ids(["a", "b"]) == {"a", "b"}
+    finally:
+        lookup.dispose()
+        engine.dispose()
