@@ -73,6 +73,11 @@ class Settings(BaseModel):
     max_wait_ms: int = Field(
         200, ge=1, le=60_000, description="Longest wait in one poll when no message is available."
     )
+    writer_process: bool = Field(
+        True,
+        description="The consumer writes batches from a child process, so that formatting "
+        "SQL does not share the scoring thread's GIL; false: from a thread of its own.",
+    )
     review_threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="Score at which a payment goes to REVIEW (model default)."
     )

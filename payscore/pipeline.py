@@ -213,18 +213,18 @@ class Pipeline:
         if not valid:
             return []
         engine = self.scorer.engine
-        rows: list[np.ndarray] = []
+        rows: list[list[float]] = []
         kept: list[int] = []
         out: list[Decision | None] = [None] * len(valid)
         for i, (m, p, _) in enumerate(valid):
             try:
-                rows.append(engine.transform((p,)))
+                rows.append(engine.transform_one(p))
                 kept.append(i)
             except Exception as e:  # a feature bug must cost one message, not the stream
                 self._scoring_failed(m, e, batch)
         if not kept:
             return out
-        X = np.concatenate(rows)
+        X = np.array(rows, dtype=np.float64)
         ids = [valid[i][1].transaction_id for i in kept]
         try:
             for i, d in zip(kept, self._decide(ids, X), strict=True):

@@ -113,15 +113,15 @@ def test_poison_fallback_adds_each_payment_to_the_state_once(
 def test_feature_failure_costs_only_its_payment(pipeline, artifact_and_payments, monkeypatch):
     _, payments = artifact_and_payments
     engine = pipeline.scorer.engine
-    real = engine.transform
+    real = engine.transform_one
     poison = payments[4].transaction_id
 
-    def flaky(batch):
-        if any(p.transaction_id == poison for p in batch):
+    def flaky(payment):
+        if payment.transaction_id == poison:
             raise ValueError("bad feature")
-        return real(batch)
+        return real(payment)
 
-    monkeypatch.setattr(engine, "transform", flaky)
+    monkeypatch.setattr(engine, "transform_one", flaky)
     batch, result = pipeline.process(messages(payments[:10]))
     assert result.decided == 9
     assert [r.record.source_offset for r in batch.rejected] == [4]

@@ -128,6 +128,18 @@ class FeatureEngine:
             [p.event_time.timestamp() for p in payments],
         )
 
+    def transform_one(self, payment: Payment) -> list[float]:
+        """``transform`` of one payment, as a plain list (no array per call); same state update.
+
+        The consumer computes features payment by payment, so that one bad payment costs only
+        itself; building a numpy row per payment cost ~10% of that loop.
+        """
+        p = payment
+        return self._row(
+            p.transaction_id, p.customer_id, p.terminal_id, float(p.amount),
+            p.event_time.timestamp(),
+        )
+
     def transform_columns(
         self,
         transaction_ids: Sequence[str],

@@ -108,15 +108,16 @@ class ModelArtifact:
 
 
 _SINGLE_THREAD_ROWS = 4096
-_FLAT_ROWS = 8
+_FLAT_ROWS = 96  # measured crossover with scikit-learn's own walk: ~128 rows
 
 
 class _FlatTrees:
     """All trees of a binary HistGradientBoostingClassifier as flat arrays.
 
-    scikit-learn walks its trees one Python call per tree (~7 us each, 2 ms for 300 trees);
-    for a handful of rows, stepping every tree at once with numpy is ~20x faster. Same
-    comparisons and the same summation order, so the scores equal predict_proba's.
+    scikit-learn walks its trees one Python call per tree (~7 us each, 2.5 ms for 300 trees);
+    stepping every (row, tree) walk at once with numpy is 15x faster for one row and still
+    faster up to ~128 rows (the small batches of a quiet stream). Same comparisons and the
+    same summation order, so the scores equal predict_proba's.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], baseline: float, depth: int) -> None:
@@ -142,24 +143,30 @@ class _FlatTrees:
             "right": (allnodes["right"] + shift).astype(np.intp),
             "leaf": allnodes["is_leaf"].astype(bool),
         }
-        # Leaves point to themselves so every walk can take the same number of steps.
-        here = np.arange(len(allnodes))
-        arrays["left"][arrays["leaf"]] = here[arrays["leaf"]]
-        arrays["right"][arrays["leaf"]] = here[arrays["leaf"]]
         baseline = float(np.asarray(est._baseline_prediction).ravel()[0])
         return cls(arrays, baseline, int(allnodes["depth"].max()))
 
     def predict_proba1(self, X: np.ndarray) -> np.ndarray:
         a = self.a
-        idx = np.broadcast_to(a["root"], (X.shape[0], len(a["root"]))).copy()
-        rows = np.arange(X.shape[0])[:, None]
-        for _ in range(self.depth):
-            x = X[rows, a["feature"][idx]]
-            left = (x <= a["threshold"][idx]) | (np.isnan(x) & a["missing_left"][idx])
-            idx = np.where(left, a["left"][idx], a["right"][idx])
-        values = np.empty((X.shape[0], idx.shape[1] + 1))
+        n, trees = X.shape[0], len(a["root"])
+        # One walk per (row, tree), all stepped together; a walk leaves the active set when
+        # it reaches a leaf, so the work follows the paths' real lengths, not the deepest.
+        idx = np.tile(a["root"], n)
+        base = np.repeat(np.arange(n, dtype=np.intp) * X.shape[1], trees)
+        flat_x = np.ascontiguousarray(X).ravel()
+        feature, threshold, missing_left = a["feature"], a["threshold"], a["missing_left"]
+        left, right, leaf = a["left"], a["right"], a["leaf"]
+        active = np.flatnonzero(~leaf[idx])
+        while active.size:
+            node = idx[active]
+            x = flat_x[base[active] + feature[node]]
+            go_left = (x <= threshold[node]) | (np.isnan(x) & missing_left[node])
+            nxt = np.where(go_left, left[node], right[node])
+            idx[active] = nxt
+            active = active[~leaf[nxt]]
+        values = np.empty((n, trees + 1))
         values[:, 0] = self.baseline
-        values[:, 1:] = a["value"][idx]
+        values[:, 1:] = a["value"][idx].reshape(n, trees)
         raw = np.cumsum(values, axis=1)[:, -1]  # tree by tree, like scikit-learn
         return np.asarray(expit(raw), dtype=np.float64)
 

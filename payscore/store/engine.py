@@ -19,12 +19,15 @@ def make_engine(
     *,
     pre_ping: bool = True,
     autocommit: bool = False,
+    reset_on_return: bool = True,
 ) -> Engine:
     """An engine for the configured database. Nothing connects until first use.
 
     The consumer's hot path turns ``pre_ping`` off (a round trip per checkout; its callers
     retry a dead connection anyway) and reads through an ``autocommit`` engine, whose
-    connections need no rollback when they go back to the pool.
+    connections need no rollback when they go back to the pool. Its writer, which only ever
+    uses ``engine.begin()`` (committed or rolled back on the way out), skips the pool's
+    ``reset_on_return`` rollback as well.
     """
     url = make_url(settings.sqlalchemy_url())
     backend = url.get_backend_name()
@@ -51,6 +54,8 @@ def make_engine(
     options: dict[str, Any] = {}
     if autocommit:
         options = {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True}
+    if not reset_on_return:
+        options["pool_reset_on_return"] = None
     engine = create_engine(
         url, pool_pre_ping=pre_ping, pool_recycle=1800, connect_args=connect_args, **options
     )

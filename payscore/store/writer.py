@@ -91,6 +91,9 @@ class DecisionWriter:
         self.lookup = lookup or engine
         self._dialect = engine.dialect.name
 
+    def close(self) -> None:
+        """Release what the writer owns: nothing here (the engines are the caller's)."""
+
     # -- reads -----------------------------------------------------------------------------
 
     def read_offsets(self, group: str, topic: str) -> dict[int, int]:

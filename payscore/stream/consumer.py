@@ -64,6 +64,7 @@ class ConsumerApp:
     artifact: ModelArtifact
 
     def close(self) -> None:
+        self.pipeline.writer.close()
         self.pipeline.writer.lookup.dispose()
         self.db.dispose()
 
@@ -81,6 +82,7 @@ def build_consumer_app(
     from payscore.core.model import load_artifact
     from payscore.core.scoring import engine_for
     from payscore.store.engine import make_engine
+    from payscore.store.process import ProcessWriter
     from payscore.store.writer import DecisionWriter
     from payscore.stream.dlq import next_attempt
 
@@ -91,9 +93,12 @@ def build_consumer_app(
     # wait for the GIL) per batch.
     db = make_engine(settings, pre_ping=False)
     lookup = make_engine(settings, pre_ping=False, autocommit=True)
+    writer: DecisionWriter | None = None
     try:
         writer = DecisionWriter(db, lookup)
-        writer.ping()
+        writer.ping()  # a clear error for a bad URL before a child process is started
+        if settings.writer_process:
+            writer = ProcessWriter(settings, db, lookup)
         register_model(writer, artifact)
         check_broker(settings)
         pipeline = Pipeline(
@@ -112,6 +117,8 @@ def build_consumer_app(
             idle_exit_s=idle_exit_s,
         )
     except BaseException:
+        if writer is not None:
+            writer.close()
         lookup.dispose()
         db.dispose()
         raise

@@ -152,6 +152,11 @@ def test_batch_equals_one_by_one(world_payments):
     single_engine = FeatureEngine()
     single = np.vstack([single_engine.transform([p]) for p in payments])
     np.testing.assert_array_equal(batched, single)
+    # The consumer's per-payment call: same rows, same state afterwards.
+    one_engine = FeatureEngine()
+    one = np.array([one_engine.transform_one(p) for p in payments])
+    np.testing.assert_array_equal(batched, one)
+    assert one_engine.snapshot() == single_engine.snapshot()
 
 
 def test_snapshot_restore_continues_identically(world_payments):
@@ -217,3 +222,4 @@ def test_fraud_run_age_ignores_an_older_isolated_fraud():
     X = engine.transform([pay("probe", T0 + timedelta(days=6, hours=12), cust="x")])
     assert col(engine, X, "terminal_days_since_first_fraud").tolist() == [6.5]
     assert col(engine, X, "terminal_fraud_run_days").tolist() == [2.5]
+

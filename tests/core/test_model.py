@@ -46,6 +46,9 @@ def test_small_batch_path_equals_predict_proba():
     expected = est.predict_proba(X[:400])[:, 1]
     one_by_one = np.concatenate([art.predict_scores(NAMES, X[i : i + 1]) for i in range(400)])
     np.testing.assert_array_equal(one_by_one, expected)
+    for n in (2, 17, 50, 96, 97):  # the numpy walk up to _FLAT_ROWS, scikit-learn above
+        np.testing.assert_array_equal(art.predict_scores(NAMES, X[100 : 100 + n]),
+                                      expected[100 : 100 + n])
     np.testing.assert_array_equal(art.predict_scores(NAMES, X[:400]), expected)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -12,26 +11,13 @@ from payscore.config import Settings
 from payscore.store.engine import make_engine
 from payscore.store.schema import scored_transactions
 from payscore.store.writer import DecisionWriter
+from tests.store.rows import row
 
 pytestmark = pytest.mark.integration
 
 
 def decision(tx: str, when: datetime) -> dict[str, object]:
-    return {
-        "transaction_id": tx,
-        "customer_id": "c1",
-        "terminal_id": "t1",
-        "amount": Decimal("10.05"),
-        "currency": "EUR",
-        "event_time": when,
-        "received_at": when,
-        "scored_at": when,
-        "score": 0.25,
-        "prediction": 0,
-        "status": "APPROVED",
-        "reason_codes": "",
-        "model_version": "m1",
-    }
+    return row(tx, None, topic=None, when=when)
 
 
 def test_datetimes_round_trip_through_the_fast_literal(db_url: str) -> None:

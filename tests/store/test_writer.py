@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
-
 import pytest
 from sqlalchemy import create_engine, event, func, select
 
@@ -18,8 +14,7 @@ from payscore.store.schema import (
     scored_transactions,
 )
 from payscore.store.writer import DeadLetterRecord, DecisionWriter, DuplicateRecord
-
-T0 = datetime(2018, 8, 1, 12, 0, 0)
+from tests.store.rows import T0, row
 
 
 @pytest.fixture
@@ -28,30 +23,6 @@ def engine(tmp_path):
     metadata.create_all(eng)
     yield eng
     eng.dispose()
-
-
-def row(tx: str, offset: int, partition: int = 0, topic: str = "payments") -> dict[str, Any]:
-    return {
-        "transaction_id": tx,
-        "customer_id": "c1",
-        "terminal_id": "t1",
-        "amount": Decimal("12.34"),
-        "currency": "EUR",
-        "event_time": T0,
-        "received_at": T0,
-        "scored_at": T0,
-        "score": 0.1,
-        "prediction": 0,
-        "status": "APPROVED",
-        "reason_codes": "",
-        "model_version": "m1",
-        "channel": None,
-        "merchant_category": None,
-        "country": None,
-        "kafka_topic": topic,
-        "kafka_partition": partition,
-        "kafka_offset": offset,
-    }
 
 
 def count(engine, table) -> int:
