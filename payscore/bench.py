@@ -2,10 +2,11 @@
 
 Four measurements on the same simulated payments: (1) producer throughput to a fresh topic,
 (2) the database ceiling - plain batched INSERTs of decision rows, one commit per batch,
-(3) the real consumer path (``StreamConsumer``) over the pre-filled topic: sustained payments/s
-and poll-to-commit latency, (4) optionally an offered load paced at ``rate``/s with end-to-end
-latency from producer send to database commit. Everything goes to scratch topics and scratch
-databases (``payscore_bench_<id>`` on MySQL, temp files on SQLite), removed afterwards.
+measured before and again after (3), and averaged, (3) the real consumer path
+(``StreamConsumer``) over the pre-filled topic: sustained payments/s and poll-to-commit
+latency, (4) optionally an offered load paced at ``rate``/s with end-to-end latency from
+producer send to database commit. Everything goes to scratch topics and scratch databases
+(``payscore_bench_<id>`` on MySQL, temp files on SQLite), removed afterwards.
 """
 
 from __future__ import annotations
@@ -282,15 +283,26 @@ def paced_producer(
         producer.close(timeout=5)
 
 
+def paced_topic() -> str:
+    return f"payscore-bench-{uuid.uuid4().hex[:10]}-paced"
+
+
 def measure_paced(
-    settings: Settings, items: Sequence[SourceItem], rate: float, partitions: int
+    settings: Settings,
+    items: Sequence[SourceItem],
+    rate: float,
+    partitions: int,
+    topic: str | None = None,
 ) -> tuple[_Probe, float]:
     """Offered load at ``rate``/s into a live consumer; end-to-end send-to-commit latency.
 
     The paced producer runs in a separate process so that it does not compete with the
-    consumer for this interpreter's GIL (a real producer is another program).
+    consumer for this interpreter's GIL (a real producer is another program). ``topic`` is
+    best created well before (``run_bench`` does): a consumer that joins a topic created a
+    moment ago can see its metadata change and rebalance at once, and kafka-python 3.0 was
+    seen to hang in such a rebalance.
     """
-    topic = f"payscore-bench-{uuid.uuid4().hex[:10]}-paced"
+    topic = topic or paced_topic()
     ensure_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"], partitions)
     # Serialised here, before anything is measured; the paced list reaches the producer
     # process a second before its first send, so moving it costs the consumer nothing.
@@ -369,20 +381,29 @@ def run_bench(
     main, rest = items[: options.count], items[options.count :]
 
     topic = f"payscore-bench-{uuid.uuid4().hex[:10]}"
+    paced = paced_topic() if options.rate and rest else None
     partitions = settings.topic_partitions
     try:
         step(f"1/4 producing {len(main)} payments to {topic}")
         ensure_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"], partitions)
+        if paced:
+            ensure_topics(settings, [paced, f"{paced}.dlq", f"{paced}.decisions"], partitions)
         stats = produce(settings, main, ProduceOptions(topic=topic, rate=0, partitions=partitions))
         report.produce_rate = stats.rate
 
+        # The ceiling is measured on both sides of the consumer run and averaged: on a shared
+        # machine it moved by up to 40 % between runs a minute apart.
         step(f"2/4 database ceiling: batched INSERTs of {options.batch_size}")
-        report.db_ceiling = measure_db_ceiling(
-            settings, [i.payment for i in main], options.batch_size
-        )
+        payments = [i.payment for i in main]
+        before = measure_db_ceiling(settings, payments, options.batch_size)
 
-        step("3/4 consumer over the pre-filled topic")
+        step("3/4 consumer over the pre-filled topic, then the ceiling again")
         probe, latency = measure_consumer(settings, topic, len(main))
+        after = measure_db_ceiling(settings, payments, options.batch_size)
+        report.db_ceiling = (before + after) / 2
+        report.notes.append(
+            f"database ceiling {before:,.0f} rows/s before the consumer run, {after:,.0f} after"
+        )
         report.consumer_rate, report.consumer_decided = probe.rate, probe.decided
         report.consumer_latency_ms = latency
         if probe.first is not None and probe.last is not None:
@@ -394,12 +415,16 @@ def run_bench(
             )
         if probe.decided < len(main):
             report.notes.append(f"consumer decided only {probe.decided} of {len(main)}")
+    except BaseException:
+        if paced:
+            _delete_topics(settings, [paced, f"{paced}.dlq", f"{paced}.decisions"])
+        raise
     finally:
         _delete_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"])
 
     if options.rate and rest:
         step(f"4/4 paced load: {len(rest) - WARMUP} payments at {options.rate:g}/s")
-        paced_probe, sent_rate = measure_paced(settings, rest, options.rate, partitions)
+        paced_probe, sent_rate = measure_paced(settings, rest, options.rate, partitions, paced)
         report.paced_sent_rate = sent_rate
         report.paced_decided = len(paced_probe.latencies)
         if report.paced_decided < len(rest) - WARMUP:

@@ -208,7 +208,11 @@ class StreamConsumer:
         topics = [self.topic]
         labels_topic = self.pipeline.labels_topic
         try:
-            if labels_topic and labels_topic in self._consumer.topics():
+            # One metadata fetch before joining: the first assignment then covers every
+            # partition of a topic created a moment ago. (Without it that assignment can be
+            # empty, and kafka-python 3.0 was seen to hang in the rebalance that follows.)
+            known = self._consumer.topics()
+            if labels_topic and labels_topic in known:
                 topics.append(labels_topic)
             else:
                 self.pipeline.labels_topic = None
