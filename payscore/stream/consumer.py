@@ -43,6 +43,8 @@ from payscore.stream.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000
+# Nothing polled for this long while messages wait in owned partitions: re-join the group.
+STALL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,9 @@ class StreamConsumer:
         self._pending: set[TopicPartition] = set()  # assigned, not yet positioned/rebuilt
         self._consumer: Any = None
         self._producer: Any = None
+        self._topics: list[str] = []
+        self.stall_s = STALL_S
+        self._stall_checked = 0.0
         self._writer: BatchWriterThread | None = None
         self._submitted = 0  # payments decided in batches handed to the writer
         self._state = FeatureState(db, self.topic, new_engine, self._owned_partitions)
@@ -216,6 +221,7 @@ class StreamConsumer:
                 topics.append(labels_topic)
             else:
                 self.pipeline.labels_topic = None
+            self._topics = topics
             self._consumer.subscribe(topics=topics, listener=_Listener(self))
             self._loop()
             self._writer.close()  # the batches in hand are written (or given up if stopped)
@@ -256,11 +262,12 @@ class StreamConsumer:
             if not polled:
                 # Idle time counts only while we own partitions and have nothing in hand:
                 # waiting for an assignment is not idleness.
+                now = time.monotonic()
                 if not self._consumer.assignment() or self._writer.busy():
+                    idle_since = now
+                elif self._stalled(now - idle_since, now):
                     idle_since = time.monotonic()
-                elif self.idle_exit_s is not None and (
-                    time.monotonic() - idle_since >= self.idle_exit_s
-                ):
+                elif self.idle_exit_s is not None and now - idle_since >= self.idle_exit_s:
                     log.info("no messages for %.0f s; exiting", self.idle_exit_s)
                     return
                 continue
@@ -381,6 +388,32 @@ class StreamConsumer:
         self._pending -= pending
         self._consumer.resume(*pending)
         log.info("positioned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(pending)))
+        return True
+
+    def _stalled(self, quiet_s: float, now: float) -> bool:
+        """Re-join the group if nothing arrived for ``stall_s`` although messages wait.
+
+        A last resort: kafka-python 3.0 was seen to stay in a rebalance that never completed,
+        owning partitions it no longer fetched. Lag is asked of the broker at most once per
+        ``stall_s``, so an idle stream costs nothing. Returns True if it re-joined.
+        """
+        if quiet_s < self.stall_s or now - self._stall_checked < self.stall_s:
+            return False
+        self._stall_checked = now
+        lag = self._lag()
+        if not lag:
+            return False
+        assert self._writer is not None
+        log.warning(
+            "no message for %.0f s although %d are waiting; leaving and re-joining the group",
+            quiet_s,
+            lag,
+        )
+        self._writer.drain()
+        self._collect()
+        self._pending.clear()  # the next assignment seeks to the database offsets again
+        self._consumer.unsubscribe()
+        self._consumer.subscribe(topics=self._topics, listener=_Listener(self))
         return True
 
     def _owned_partitions(self) -> set[int]:

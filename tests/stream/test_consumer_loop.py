@@ -69,8 +69,11 @@ def test_stop_during_an_outage_abandons_the_batch_and_every_later_one():
 
 
 class _FakeKafka:
-    def __init__(self) -> None:
+    def __init__(self, waiting: int | None = None) -> None:
         self.assigned: set[TopicPartition] = set()
+        self.waiting = waiting  # messages past each assigned partition's position
+        self.subscribed: list[list[str]] = []
+        self.unsubscribed = 0
 
     def poll(self, timeout_ms: int, max_records: int) -> dict:
         time.sleep(timeout_ms / 1000)
@@ -79,18 +82,60 @@ class _FakeKafka:
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
 
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.waiting is None:
+            raise RuntimeError("no broker")
+        return {tp: self.waiting for tp in partitions}
 
-def test_idle_exit_counts_only_while_partitions_are_assigned():
+    def position(self, tp: TopicPartition) -> int:
+        return 0
+
+    def unsubscribe(self) -> None:
+        self.unsubscribed += 1
+
+    def subscribe(self, topics: list[str], listener: object) -> None:
+        self.subscribed.append(list(topics))
+
+
+def _loop_consumer(fake: _FakeKafka, **kwargs: float) -> StreamConsumer:
     settings = Settings(max_wait_ms=20, log_interval_seconds=3600)
     pipeline = SimpleNamespace(group="g", labels_topic=None)
-    consumer = StreamConsumer(
-        settings, pipeline, None, lambda: None, idle_exit_s=0.3  # type: ignore[arg-type]
-    )
-    fake = _FakeKafka()
+    consumer = StreamConsumer(settings, pipeline, None, lambda: None, **kwargs)  # type: ignore[arg-type]
     consumer._consumer = fake
     consumer._writer = BatchWriterThread(
         lambda b: WriteResult(), lambda b: None, None, "dlq", lambda: False
     )
+    return consumer
+
+
+def test_a_stalled_assignment_rejoins_the_group_once_per_interval():
+    """Owned partitions, messages waiting, nothing polled: leave and re-join (kafka-python 3.0
+    was seen stuck like that after a rebalance). An idle stream (no lag) never re-joins."""
+    fake = _FakeKafka(waiting=7)
+    fake.assigned = {TopicPartition("payments", 0)}
+    consumer = _loop_consumer(fake)
+    consumer.stall_s = 0.3
+    consumer._topics = ["payments"]
+    loop = threading.Thread(target=consumer._loop, daemon=True)
+    try:
+        loop.start()
+        time.sleep(1.0)
+        assert fake.unsubscribed >= 1 and fake.subscribed[0] == ["payments"]
+        assert fake.unsubscribed <= 3  # at most once per stall_s
+        fake.waiting = 0
+        seen = fake.unsubscribed
+        time.sleep(1.0)
+        assert fake.unsubscribed == seen
+    finally:
+        consumer.request_stop()
+        loop.join(5)
+        assert consumer._writer is not None
+        consumer._writer.close()
+
+
+def test_idle_exit_counts_only_while_partitions_are_assigned():
+    fake = _FakeKafka()
+    consumer = _loop_consumer(fake, idle_exit_s=0.3)
     loop = threading.Thread(target=consumer._loop, daemon=True)
     try:
         loop.start()
