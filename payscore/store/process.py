@@ -99,15 +99,19 @@ class ProcessWriter(DecisionWriter):
         proc.start()
         child.close()
         # The child answers once it has an engine: a broken setup fails here, not mid-batch.
-        if not parent.poll(_START_TIMEOUT_S):
-            proc.kill()
-            raise ServiceUnavailable("the database writer process did not start")
         try:
+            if not parent.poll(_START_TIMEOUT_S):
+                raise ServiceUnavailable("the database writer process did not start")
             ok, detail = parent.recv()
-        except (EOFError, OSError) as e:
+            if not ok:
+                raise ServiceUnavailable(f"the database writer process did not start: {detail}")
+        except (EOFError, OSError, ServiceUnavailable) as e:
+            parent.close()
+            proc.kill()
+            proc.join(5)
+            if isinstance(e, ServiceUnavailable):
+                raise
             raise ServiceUnavailable(f"the database writer process did not start ({e!r})") from e
-        if not ok:
-            raise ServiceUnavailable(f"the database writer process did not start: {detail}")
         self._conn, self._proc = parent, proc
 
     def _discard(self, wait: bool = False) -> None:

@@ -80,3 +80,14 @@ def test_child_ignores_ctrl_c_and_stops_when_closed(writer: ProcessWriter) -> No
     child.join(10)
     assert not child.is_alive() and child.exitcode == 0
     writer.close()  # idempotent
+
+
+def test_a_child_that_cannot_start_is_a_clear_outage(tmp_path: Any) -> None:
+    """The child reports a broken setup at once; the caller gets ServiceUnavailable."""
+    engine = make_engine(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"))
+    broken = Settings.model_construct(database_url="nosuchdialect://u@localhost/db")
+    try:
+        with pytest.raises(ServiceUnavailable, match="did not start"):
+            ProcessWriter(broken, engine)
+    finally:
+        engine.dispose()
