@@ -120,10 +120,9 @@ class _FlatTrees:
     same summation order, so the scores equal predict_proba's.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], baseline: float, depth: int) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], baseline: float) -> None:
         self.a = arrays
         self.baseline = baseline
-        self.depth = depth
 
     @classmethod
     def build(cls, est: Any) -> _FlatTrees | None:
@@ -144,7 +143,7 @@ class _FlatTrees:
             "leaf": allnodes["is_leaf"].astype(bool),
         }
         baseline = float(np.asarray(est._baseline_prediction).ravel()[0])
-        return cls(arrays, baseline, int(allnodes["depth"].max()))
+        return cls(arrays, baseline)
 
     def predict_proba1(self, X: np.ndarray) -> np.ndarray:
         a = self.a
