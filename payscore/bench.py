@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import re
 import tempfile
@@ -49,6 +50,10 @@ WARMUP = 200  # payments decided before the paced run starts (group join, state,
 PACED_SECONDS = 20  # default length of the paced run
 PACED_LINGER_MS = 5
 PACED_HANDOVER_S = 1.0  # the paced messages reach the producer process before it starts
+# The paced run's first seconds are sent at the offered rate but not counted: they take the
+# consumer from idle to steady load (its first fetches after an idle wait), which is not the
+# sustained latency the run measures.
+PACED_RAMP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,8 @@ class _Probe:
 
     Latency uses each record's Kafka timestamp (CreateTime, set by the producer at send) and
     the wall clock right after the batch's database commit; only records sent at or after
-    ``since_ms`` count (so warm-up messages are left out).
+    ``since_ms`` count (so warm-up messages are left out). ``sent_ms`` holds each counted
+    record's send time, in the order of ``latencies``.
     """
 
     def __init__(self, pipeline: Any, since_ms: float | None = None) -> None:
@@ -181,6 +187,7 @@ class _Probe:
         self.last: float | None = None
         self.decided = 0
         self.latencies: list[float] = []
+        self.sent_ms: list[float] = []
         self.since_ms = since_ms
         self.prepare_s = 0.0  # parse, duplicate check, features, model, rules
         self.write_s = 0.0  # the database transaction
@@ -212,9 +219,15 @@ class _Probe:
                     sent = self._sent_ms.pop(key, None)
                     if sent is not None and sent >= self.since_ms:
                         self.latencies.append((wall_ms - sent) / 1000)
+                        self.sent_ms.append(sent)
             return result
 
         pipeline.prepare, pipeline.write = timed_prepare, timed_write
+
+    def latencies_after(self, skip: int) -> list[float]:
+        """The latencies of all but the ``skip`` earliest-sent records."""
+        order = sorted(range(len(self.latencies)), key=self.sent_ms.__getitem__)
+        return [self.latencies[i] for i in order[skip:]]
 
     @property
     def rate(self) -> float:
@@ -271,6 +284,9 @@ def paced_producer(
     """
     producer = make_producer(settings, linger_ms=PACED_LINGER_MS)
     try:
+        # Fetch the topic's metadata now: the first send() would otherwise wait for it while
+        # the pacer's clock runs, and the first quarter second of payments would leave late.
+        producer.partitions_for(topic)
         time.sleep(max(start_at - time.time(), 0.0))
         pacer = Pacer(rate)
         started = time.perf_counter()
@@ -300,7 +316,8 @@ def measure_paced(
     consumer for this interpreter's GIL (a real producer is another program). ``topic`` is
     best created well before (``run_bench`` does): a consumer that joins a topic created a
     moment ago can see its metadata change and rebalance at once, and kafka-python 3.0 was
-    seen to hang in such a rebalance.
+    seen to hang in such a rebalance. The caller decides how many of the earliest-sent
+    latencies to leave out (``run_bench`` drops its ``PACED_RAMP_S`` ramp).
     """
     topic = topic or paced_topic()
     ensure_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"], partitions)
@@ -322,7 +339,9 @@ def measure_paced(
                     pool.submit(paced_producer, settings, topic, warm, 0).result(timeout=120)
                     _wait(lambda: probe.decided >= len(warm) or not worker.is_alive(), 120)
                     start_at = time.time() + PACED_HANDOVER_S
-                    probe.since_ms = start_at * 1000
+                    # Kafka timestamps are whole milliseconds: a first send in the very
+                    # millisecond of start_at must still count.
+                    probe.since_ms = math.floor(start_at * 1000)
                     job = pool.submit(paced_producer, settings, topic, paced, rate, start_at)
                     sent_rate = job.result(timeout=120 + 2 * len(paced) / rate)
                 worker.join(timeout=60 + len(paced) / rate)
@@ -369,13 +388,15 @@ def run_bench(
     report = BenchReport(count=options.count, batch_size=options.batch_size)
     report.backend = make_url(settings.database_url).get_backend_name()
     settings = settings.model_copy(update={"batch_size": options.batch_size})
-    paced_n = 0
+    paced_n = ramp_n = 0
     if options.rate:
         paced_n = options.paced_count or int(min(options.count, options.rate * PACED_SECONDS))
+        ramp_n = int(options.rate * PACED_RAMP_S)
         report.paced_offered = options.rate
     step("loading the simulated payments")
     source = simulated_source(options.start, loop=False)
-    items = [item for _, item in zip(range(options.count + WARMUP + paced_n), source, strict=False)]
+    wanted = options.count + WARMUP + ramp_n + paced_n
+    items = [item for _, item in zip(range(wanted), source, strict=False)]
     if len(items) < options.count:
         raise ServiceUnavailable("not enough simulated payments after the start date")
     main, rest = items[: options.count], items[options.count :]
@@ -423,13 +444,16 @@ def run_bench(
         _delete_topics(settings, [topic, f"{topic}.dlq", f"{topic}.decisions"])
 
     if options.rate and rest:
-        step(f"4/4 paced load: {len(rest) - WARMUP} payments at {options.rate:g}/s")
+        measured = len(rest) - WARMUP - ramp_n
+        step(
+            f"4/4 paced load: {measured} payments at {options.rate:g}/s "
+            f"(after {ramp_n} sent at that rate to reach steady load)"
+        )
         paced_probe, sent_rate = measure_paced(settings, rest, options.rate, partitions, paced)
+        latencies = paced_probe.latencies_after(ramp_n)
         report.paced_sent_rate = sent_rate
-        report.paced_decided = len(paced_probe.latencies)
-        if report.paced_decided < len(rest) - WARMUP:
-            report.notes.append(
-                f"paced run: {report.paced_decided} of {len(rest) - WARMUP} decided in time"
-            )
-        report.paced_latency_ms = percentiles_ms(paced_probe.latencies)
+        report.paced_decided = len(latencies)
+        if report.paced_decided < measured:
+            report.notes.append(f"paced run: {report.paced_decided} of {measured} decided in time")
+        report.paced_latency_ms = percentiles_ms(latencies)
     return report

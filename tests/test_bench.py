@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from payscore.bench import _ceiling_rows, measure_db_ceiling
+from payscore.bench import _ceiling_rows, _Probe, measure_db_ceiling
 from payscore.config import Settings
 from payscore.core.schema import Payment
 from payscore.store.schema import scored_transactions
@@ -44,3 +45,28 @@ def test_ceiling_writes_only_to_a_scratch_database(tmp_path: Path) -> None:
     assert (
         not real.exists() or not sa.inspect(sa.create_engine(f"sqlite:///{real}")).get_table_names()
     )
+
+
+def _record(partition: int, offset: int, sent_ms: float) -> SimpleNamespace:
+    return SimpleNamespace(topic="t", partition=partition, offset=offset, timestamp=sent_ms)
+
+
+def test_probe_leaves_out_the_earliest_sent_not_the_first_decided() -> None:
+    pipeline = SimpleNamespace(prepare=lambda messages: messages, write=lambda batch: None)
+    probe = _Probe(pipeline, since_ms=1_000.0)
+    # sent at 900 (before the run: never counted), 1000, 1001, 1002 and 1003 ms; the batch
+    # holding the two latest is committed first.
+    early = [_record(0, 0, 900.0), _record(0, 1, 1_000.0), _record(0, 2, 1_001.0)]
+    late = [_record(1, 0, 1_002.0), _record(1, 1, 1_003.0)]
+    for records in (late, early):
+        pipeline.prepare(records)
+        rows = [
+            {"kafka_topic": r.topic, "kafka_partition": r.partition, "kafka_offset": r.offset}
+            for r in records
+        ]
+        pipeline.write(SimpleNamespace(decided=records, rows=rows))
+    assert len(probe.latencies) == 4 and sorted(probe.sent_ms) == [1000, 1001, 1002, 1003]
+    after_two = probe.latencies_after(2)
+    by_sent = dict(zip(probe.sent_ms, probe.latencies, strict=True))
+    assert after_two == [by_sent[1002.0], by_sent[1003.0]]
+    assert probe.latencies_after(0) == [by_sent[t] for t in sorted(by_sent)]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from types import SimpleNamespace
 
 from kafka import TopicPartition
@@ -13,7 +15,11 @@ from payscore.errors import ServiceUnavailable
 from payscore.pipeline import PreparedBatch
 from payscore.store.writer import WriteResult
 from payscore.stream.batches import BatchWriterThread, InFlight
-from payscore.stream.consumer import StreamConsumer
+from payscore.stream.consumer import (
+    StreamConsumer,
+    _freeze_after_full_collection,
+    _settle_heap,
+)
 
 
 def _item(n: int) -> InFlight:
@@ -195,3 +201,39 @@ def test_unacknowledged_decisions_are_resent_on_a_new_producer_before_the_write(
         assert order == ["write after 2 resent"]
     finally:
         writer.close()
+
+
+def test_survivors_of_a_full_collection_are_frozen_and_young_collections_freeze_nothing():
+    gc.callbacks.append(_freeze_after_full_collection)
+    try:
+        gc.collect()
+        kept = [[i] for i in range(2_000)]  # new long-lived state, like new customers
+        frozen = gc.get_freeze_count()
+        gc.collect(1)
+        assert gc.get_freeze_count() == frozen  # not after a young collection
+        gc.collect()
+        assert gc.get_freeze_count() >= frozen + len(kept)
+        assert not any(o is kept for o in gc.get_objects(generation=2))
+    finally:
+        gc.callbacks.remove(_freeze_after_full_collection)
+        gc.unfreeze()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the collector can free it
+
+
+def test_settle_heap_frees_cycles_that_became_garbage_while_frozen():
+    node = _Node()
+    ref = weakref.ref(node)
+    gc.freeze()
+    del node
+    try:
+        gc.collect()
+        assert ref() is not None  # frozen: the collector does not look at it
+        _settle_heap()
+        assert ref() is None
+        assert gc.get_freeze_count() > 0  # what is alive is frozen again
+    finally:
+        gc.unfreeze()
