@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -50,21 +51,25 @@ def summarise(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     Sorted so every writer touches rollup rows in the same order (no lock-order deadlocks).
     """
+    # Count distinct (time, status, score bin) first: a consumer's batch shares one scored_at,
+    # so the per-row work is one tuple and one dict update, and buckets are cut once per time.
+    counts = Counter((row["scored_at"], row["status"], score_bin(row["score"])) for row in rows)
     sums: dict[tuple[int, datetime], dict[str, Any]] = {}
-    for row in rows:
-        scored_at = row["scored_at"]
-        status = STATUS_COLUMNS.get(row["status"])
-        score = SCORE_COLUMNS[score_bin(row["score"])]
-        for grain in ROLLUP_GRAINS:
-            key = (grain, truncate(scored_at, grain))
+    buckets: dict[datetime, list[tuple[int, datetime]]] = {}
+    for (scored_at, status_name, score), n in counts.items():
+        keys = buckets.get(scored_at)
+        if keys is None:
+            keys = buckets[scored_at] = [(g, truncate(scored_at, g)) for g in ROLLUP_GRAINS]
+        status = STATUS_COLUMNS.get(status_name)
+        for key in keys:
             acc = sums.get(key)
             if acc is None:
                 acc = sums[key] = dict.fromkeys(COUNT_COLUMNS, 0)
                 acc["grain"], acc["bucket"] = key
-            acc["decisions"] += 1
+            acc["decisions"] += n
             if status is not None:
-                acc[status] += 1
-            acc[score] += 1
+                acc[status] += n
+            acc[SCORE_COLUMNS[score]] += n
     return [sums[k] for k in sorted(sums)]
 
 

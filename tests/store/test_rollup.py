@@ -197,3 +197,29 @@ def test_summarise_is_one_row_per_grain_and_bucket() -> None:
     assert [r["decisions"] for r in out] == [2, 1, 1, 3, 1]
     assert out[3]["approved"] == out[3]["review"] == out[3]["declined"] == 1
     assert out[3]["score_06"] == 3
+
+
+def test_summarise_equals_a_row_by_row_count() -> None:
+    rng = random.Random(7)
+    statuses = ("APPROVED", "REVIEW", "DECLINED", "UNKNOWN")
+    times = [T0 + timedelta(seconds=rng.randrange(0, 7200)) for _ in range(5)]
+    rows = [
+        {"scored_at": rng.choice(times), "status": rng.choice(statuses), "score": rng.random()}
+        for _ in range(600)
+    ]
+    expected: dict[tuple[int, datetime], dict[str, int]] = {}
+    for row in rows:
+        for grain in (60, 3600):
+            acc = expected.setdefault((grain, rollup.truncate(row["scored_at"], grain)), {})
+            for column in (
+                "decisions",
+                rollup.STATUS_COLUMNS.get(row["status"]),
+                rollup.SCORE_COLUMNS[rollup.score_bin(row["score"])],
+            ):
+                if column is not None:
+                    acc[column] = acc.get(column, 0) + 1
+    out = rollup.summarise(rows)
+    assert [(r["grain"], r["bucket"]) for r in out] == sorted(expected)
+    for r in out:
+        counted = {c: r[c] for c in rollup.COUNT_COLUMNS if r[c]}
+        assert counted == expected[(r["grain"], r["bucket"])]
