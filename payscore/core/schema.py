@@ -72,10 +72,12 @@ Text = Annotated[
     Field(strict=True, min_length=1, max_length=MAX_ID_CHARS),
     AfterValidator(_check_text),
 ]
+# Constraints first: after a validator pydantic can only check them in Python (4 us a
+# payment); here the decimal schema checks them natively, after the input check.
 Amount = Annotated[
     Decimal,
-    BeforeValidator(_check_amount_input),
     Field(gt=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False),
+    BeforeValidator(_check_amount_input),
 ]
 Currency = Annotated[str, Field(strict=True), AfterValidator(_check_currency)]
 EventTime = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_to_utc)]
