@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from payscore.bench import _ceiling_rows, _Probe, measure_db_ceiling
+from payscore.bench.probe import Probe
+from payscore.bench.scratch import ceiling_rows, measure_db_ceiling
 from payscore.config import Settings
 from payscore.core.schema import Payment
 from payscore.store.schema import scored_transactions
@@ -31,7 +32,7 @@ def _payments(n: int) -> list[Payment]:
 
 
 def test_ceiling_rows_fit_the_decisions_table() -> None:
-    rows = _ceiling_rows(_payments(3), datetime(2026, 1, 1))
+    rows = ceiling_rows(_payments(3), datetime(2026, 1, 1))
     assert set(rows[0]) <= set(scored_transactions.c.keys())
     assert [r["kafka_offset"] for r in rows] == [0, 1, 2]
     assert rows[0]["event_time"] == datetime(2018, 8, 1)
@@ -53,7 +54,7 @@ def _record(partition: int, offset: int, sent_ms: float) -> SimpleNamespace:
 
 def test_probe_leaves_out_the_earliest_sent_not_the_first_decided() -> None:
     pipeline = SimpleNamespace(prepare=lambda messages: messages, write=lambda batch: None)
-    probe = _Probe(pipeline, since_ms=1_000.0)
+    probe = Probe(pipeline, since_ms=1_000.0)
     # sent at 900 (before the run: never counted), 1000, 1001, 1002 and 1003 ms; the batch
     # holding the two latest is committed first.
     early = [_record(0, 0, 900.0), _record(0, 1, 1_000.0), _record(0, 2, 1_001.0)]

@@ -1,0 +1,146 @@
+"""Scratch databases and topics for ``payscore bench``, and the database ceiling.
+
+Everything the benchmark writes goes to a database and topics made for the run
+(``payscore_bench_<id>`` on MySQL, temp files on SQLite) and removed afterwards. The ceiling is
+plain batched INSERTs of the very rows the consumer would store, one commit per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from payscore.config import Settings
+from payscore.core.decision import APPROVED, Decision
+from payscore.core.schema import Payment
+from payscore.errors import ServiceUnavailable
+from payscore.pipeline import RawMessage, decision_row
+from payscore.store.engine import make_engine
+from payscore.store.initdb import create_schema, describe_db_error
+from payscore.store.schema import scored_transactions
+from payscore.stream.kafka import make_admin
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def scratch_database(settings: Settings, label: str) -> Iterator[Settings]:
+    """Settings pointing at a new, schema-initialised database, dropped on exit."""
+    url = make_url(settings.sqlalchemy_url())
+    if url.get_backend_name() == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="payscore-bench-") as tmp:
+            path = Path(tmp) / f"{label}.db"
+            scratch = settings.model_copy(update={"database_url": f"sqlite:///{path}"})
+            _init(scratch)
+            yield scratch
+        return
+    name = f"payscore_bench_{uuid.uuid4().hex[:12]}_{label}"
+    if not re.fullmatch(r"payscore_bench_[0-9a-f]{12}_[a-z]{1,8}", name):
+        raise ValueError("bad scratch database label")  # the name goes into DDL
+    server = make_engine(settings)
+    try:
+        with server.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except SQLAlchemyError as e:
+        server.dispose()
+        raise ServiceUnavailable(
+            f"cannot create scratch database {name}: {describe_db_error(e)}"
+        ) from e
+    scratch_url = url.set(database=name).render_as_string(hide_password=False)
+    scratch = settings.model_copy(update={"database_url": scratch_url, "database_password": None})
+    try:
+        _init(scratch)
+        yield scratch
+    finally:
+        try:
+            with server.begin() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        except SQLAlchemyError as e:
+            log.warning("could not drop scratch database %s: %s", name, describe_db_error(e))
+        server.dispose()
+
+
+def _init(settings: Settings) -> None:
+    engine = make_engine(settings)
+    try:
+        create_schema(engine)
+    finally:
+        engine.dispose()
+
+
+# -- the four measurements --------------------------------------------------------------
+
+
+def ceiling_rows(payments: Sequence[Payment], now: datetime) -> list[dict[str, Any]]:
+    """The very rows the consumer would store, built by the pipeline's own row function."""
+    rows = []
+    for i, p in enumerate(payments):
+        decision = Decision(p.transaction_id, 0.01, APPROVED, (), "bench")
+        message = RawMessage("bench", i % 6, i, None, None)
+        rows.append(decision_row(p, decision, message, now, now))
+    return rows
+
+
+def measure_db_ceiling(settings: Settings, payments: Sequence[Payment], batch_size: int) -> float:
+    """Rows/s of batched multi-row INSERTs with a commit per batch, into a scratch database."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = ceiling_rows(payments, now)
+    with scratch_database(settings, "ceiling") as scratch:
+        engine = make_engine(scratch)
+        try:
+            started = time.perf_counter()
+            for lo in range(0, len(rows), batch_size):
+                with engine.begin() as conn:
+                    conn.execute(insert(scored_transactions), rows[lo : lo + batch_size])
+            elapsed = time.perf_counter() - started
+        except SQLAlchemyError as e:
+            raise ServiceUnavailable(f"database error: {describe_db_error(e)}") from e
+        finally:
+            engine.dispose()
+    return len(rows) / elapsed if elapsed > 0 else 0.0
+
+
+def build_consumer(settings: Settings, max_messages: int, idle_exit_s: float) -> Any:
+    """The same objects ``payscore consume`` builds (``build_consumer_app``)."""
+    from payscore.stream.consumer import build_consumer_app
+
+    app = build_consumer_app(settings, max_messages=max_messages, idle_exit_s=idle_exit_s)
+    return app.consumer, app.pipeline, app
+
+
+def bench_settings(settings: Settings, scratch: Settings, topic: str, group: str) -> Settings:
+    return scratch.model_copy(
+        update={
+            "input_topic": topic,
+            "dlq_topic": f"{topic}.dlq",
+            "decisions_topic": f"{topic}.decisions",
+            "consumer_group": group,
+            "labels_topic": "",
+        }
+    )
+
+
+def delete_topics(settings: Settings, topics: list[str]) -> None:
+    try:
+        admin = make_admin(settings)
+        try:
+            existing = set(admin.list_topics())
+            doomed = [t for t in topics if t in existing]
+            if doomed:
+                admin.delete_topics(doomed)
+        finally:
+            admin.close()
+    except Exception as e:  # a leftover scratch topic is untidy, not a failure
+        log.warning("could not delete benchmark topics %s: %s", topics, e)
