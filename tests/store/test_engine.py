@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, text
 
 from payscore.config import Settings
 from payscore.store.engine import make_engine
-from payscore.store.schema import scored_transactions
+from payscore.store.initdb import create_schema
+from payscore.store.schema import fraud_labels, scored_transactions
 from payscore.store.writer import DecisionWriter
 from tests.store.rows import row
 
@@ -60,4 +62,29 @@ def test_autocommit_lookup_sees_rows_committed_after_its_first_read(db_url: str)
         assert writer.existing_ids(["a", "b"]) == {"a", "b"}
     finally:
         lookup.dispose()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_a_later_label_for_the_same_payment_replaces_the_first(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'labels.db'}"
+        engine = make_engine(Settings(database_url=url))
+        create_schema(engine)
+    else:
+        engine = make_engine(Settings(database_url=request.getfixturevalue("db_url")))
+    writer = DecisionWriter(engine)
+    first, later = datetime(2030, 1, 1), datetime(2030, 1, 9)
+    try:
+        for fraud, known in ((True, first), (False, later)):
+            label = {"transaction_id": "tx1", "is_fraud": fraud, "known_at": known}
+            writer.write_batch([], labels=[{**label, "source": "stream"}])
+        with engine.connect() as conn:
+            stored = conn.execute(
+                select(fraud_labels.c.is_fraud, fraud_labels.c.known_at)
+            ).all()
+        assert [tuple(r) for r in stored] == [(False, later)]
+    finally:
         engine.dispose()
