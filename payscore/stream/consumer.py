@@ -277,8 +277,7 @@ class StreamConsumer:
             if self.stats.due(self.settings.log_interval_seconds):
                 log.info("%s", self.stats.summary(self._lag()))
             if time.monotonic() - self._settled_at >= SETTLE_S:
-                _settle_heap()
-                self._settled_at = time.monotonic()
+                self._settle_heap()
             if not polled:
                 # Idle time counts only while we own partitions and have nothing in hand:
                 # waiting for an assignment is not idleness.
@@ -404,12 +403,15 @@ class StreamConsumer:
                 else:  # never written by this group: from the beginning of the partition
                     self._consumer.seek_to_beginning(tp)
         self.pipeline.scorer.engine = self._state.rebuild()
-        _settle_heap()
-        self._settled_at = time.monotonic()
+        self._settle_heap()
         self._pending -= pending
         self._consumer.resume(*pending)
         log.info("positioned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(pending)))
         return True
+
+    def _settle_heap(self) -> None:
+        _settle_heap()
+        self._settled_at = time.monotonic()
 
     def _stalled(self, quiet_s: float, now: float) -> bool:
         """Re-join the group if nothing arrived for ``stall_s`` although messages wait.
