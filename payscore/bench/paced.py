@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
+from payscore.bench.loadgen import KAFKA_PYTHON, open_sender
 from payscore.bench.probe import Probe
 from payscore.bench.scratch import bench_settings, build_consumer, delete_topics, scratch_database
 from payscore.config import Settings
 from payscore.core.schema import payment_to_json
 from payscore.errors import ServiceUnavailable
-from payscore.stream.kafka import ensure_topics, make_producer
+from payscore.stream.kafka import ensure_topics
 from payscore.stream.producer import Pacer
 from payscore.stream.sources import SourceItem
 
@@ -39,28 +40,27 @@ def paced_producer(
     messages: list[tuple[bytes, bytes]],
     rate: float,
     start_at: float = 0.0,
+    generator: str = KAFKA_PYTHON,
 ) -> float:
     """Send ``(key, value)`` messages at ``rate``/s (run in its own process) from wall time
     ``start_at`` on; returns the achieved rate.
 
     Like a gateway would: the producer lingers up to 5 ms to batch sends (the Java client's
     default since Kafka 4.0). The latency counted starts at ``send()``, so the linger is in it.
+    ``generator`` is a resolved name from ``bench/loadgen.py``.
     """
-    producer = make_producer(settings, linger_ms=PACED_LINGER_MS)
+    sender = open_sender(settings, generator, topic, PACED_LINGER_MS)
     try:
-        # Fetch the topic's metadata now: the first send() would otherwise wait for it while
-        # the pacer's clock runs, and the first quarter second of payments would leave late.
-        producer.partitions_for(topic)
         time.sleep(max(start_at - time.time(), 0.0))
         pacer = Pacer(rate)
         started = time.perf_counter()
         for key, value in messages:
             pacer.wait()
-            producer.send(topic, key=key, value=value)
-        producer.flush(timeout=30)
+            sender.send(topic, key, value)
+        sender.flush(30)
         return len(messages) / max(time.perf_counter() - started, 1e-9)
     finally:
-        producer.close(timeout=5)
+        sender.close()
 
 
 def paced_topic() -> str:
@@ -73,6 +73,7 @@ def measure_paced(
     rate: float,
     partitions: int,
     topic: str | None = None,
+    generator: str = KAFKA_PYTHON,
 ) -> tuple[Probe, float]:
     """Offered load at ``rate``/s into a live consumer; end-to-end send-to-commit latency.
 
@@ -100,13 +101,16 @@ def measure_paced(
                 with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                     probe = Probe(pipeline, since_ms=float("inf"))
                     worker.start()
-                    pool.submit(paced_producer, settings, topic, warm, 0).result(timeout=120)
+                    warmup = pool.submit(paced_producer, settings, topic, warm, 0, 0.0, generator)
+                    warmup.result(timeout=120)
                     _wait(lambda: probe.decided >= len(warm) or not worker.is_alive(), 120)
                     start_at = time.time() + PACED_HANDOVER_S
                     # Kafka timestamps are whole milliseconds: a first send in the very
                     # millisecond of start_at must still count.
                     probe.since_ms = math.floor(start_at * 1000)
-                    job = pool.submit(paced_producer, settings, topic, paced, rate, start_at)
+                    job = pool.submit(
+                        paced_producer, settings, topic, paced, rate, start_at, generator
+                    )
                     sent_rate = job.result(timeout=120 + 2 * len(paced) / rate)
                 worker.join(timeout=60 + len(paced) / rate)
             finally:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from payscore.bench.loadgen import AUTO, describe, resolve
 from payscore.bench.paced import PACED_RAMP_S, PACED_SECONDS, WARMUP, measure_paced, paced_topic
 from payscore.bench.probe import Probe, percentiles_ms
 from payscore.bench.scratch import (
@@ -42,6 +43,7 @@ class BenchOptions:
     rate: float | None = None  # offered load of the paced run; None = skip it
     paced_count: int | None = None  # default: rate * PACED_SECONDS, at most count
     start: datetime = DEFAULT_START
+    load_generator: str = AUTO  # the paced run's producer (see bench/loadgen.py)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class BenchReport:
     paced_sent_rate: float = 0.0
     paced_decided: int = 0
     paced_latency_ms: tuple[float, float, float] | None = None
+    load_generator: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -85,6 +88,7 @@ def run_bench(
     from payscore.core.model import load_artifact
     from payscore.stream.sources import simulated_source
 
+    generator = resolve(options.load_generator) if options.rate else ""
     load_artifact(settings.model_path)  # fail before any work if there is no usable model
     check_broker(settings)
     report = BenchReport(count=options.count, batch_size=options.batch_size)
@@ -151,7 +155,10 @@ def run_bench(
             f"4/4 paced load: {measured} payments at {options.rate:g}/s "
             f"(after {ramp_n} sent at that rate to reach steady load)"
         )
-        paced_probe, sent_rate = measure_paced(settings, rest, options.rate, partitions, paced)
+        report.load_generator = describe(generator)
+        paced_probe, sent_rate = measure_paced(
+            settings, rest, options.rate, partitions, paced, generator
+        )
         latencies = paced_probe.latencies_after(ramp_n)
         report.paced_sent_rate = sent_rate
         report.paced_decided = len(latencies)

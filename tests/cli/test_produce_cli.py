@@ -43,6 +43,7 @@ def env(tmp_path):
         (["bench", "--count", "0"], "--count"),
         (["bench", "--batch-size", "0"], "--batch-size"),
         (["bench", "--rate", "-5"], "--rate"),
+        (["bench", "--load-generator", "rdkafka"], "--load-generator"),
     ],
 )
 def test_bad_flag_values_exit_2_naming_the_flag(env, args, flag):
