@@ -28,6 +28,10 @@ MAX_PENDING_LABELS = 2_000_000
 SNAPSHOT_VERSION = 1
 _INF = math.inf
 _NO_HISTORY_SECONDS = 30 * DAY
+# Window widths in seconds, computed once (the same floats as ``w * DAY`` inline).
+_CUSTOMER_WINDOWS_S = tuple(w * DAY for w in CUSTOMER_WINDOWS_DAYS)
+_TERMINAL_WINDOWS_S = tuple(w * DAY for w in TERMINAL_WINDOWS_DAYS)
+_DAYS_7, _DAYS_14, _DAYS_30 = 7 * DAY, 14 * DAY, 30 * DAY
 # A payment above this multiple of the card's 30-day median counts as unusually high spend.
 HIGH_SPEND_RATIO = 3.0
 # 1970-01-01 was a Thursday (weekday 3).
@@ -166,18 +170,22 @@ class FeatureEngine:
         return np.array(rows, dtype=np.float64)
 
     def _row(self, txid: str, cid: str, tid: str, amount: float, t: float) -> list[float]:
+        # The consumer's hottest Python: locals instead of attribute lookups, window widths
+        # computed once (same floats), list comprehensions instead of generator sums.
         day_index = t // DAY
         weekday = (int(day_index) + _EPOCH_WEEKDAY) % 7
         hour = (t - day_index * DAY) // 3600
         row = [amount, 1.0 if weekday >= 5 else 0.0, 1.0 if hour <= 6 else 0.0]
+        append = row.append
 
         # --- customer: insert, trim, then windows ending at the current payment
         cust = self._customers.get(cid)
         if cust is None:
             cust = self._customers[cid] = _Customer()
         ctimes, camounts = cust.times, cust.amounts
-        if ctimes and ctimes[0] <= t - self._customer_keep:
-            cut = bisect_right(ctimes, t - self._customer_keep)
+        keep_from = t - self._customer_keep
+        if ctimes and ctimes[0] <= keep_from:
+            cut = bisect_right(ctimes, keep_from)
             del ctimes[:cut], camounts[:cut]
         if not ctimes or ctimes[-1] <= t:
             pos = len(ctimes)
@@ -188,16 +196,16 @@ class FeatureEngine:
             ctimes.insert(pos, t)
             camounts.insert(pos, amount)
         end = pos + 1
-        for w in CUSTOMER_WINDOWS_DAYS:
-            lo = bisect_right(ctimes, t - w * DAY, 0, end)
+        for width in _CUSTOMER_WINDOWS_S:
+            lo = bisect_right(ctimes, t - width, 0, end)
             count = end - lo
-            row.append(float(count))
-            row.append(sum(camounts[lo:end]) / count)
+            append(float(count))
+            append(sum(camounts[lo:end]) / count)
         for w in self.velocity_windows:
-            row.append(float(end - bisect_right(ctimes, t - w, 0, end)))
+            append(float(end - bisect_right(ctimes, t - w, 0, end)))
 
         # --- customer amount relative to its own recent history (current excluded)
-        lo30 = bisect_right(ctimes, t - 30 * DAY, 0, end)
+        lo30 = bisect_right(ctimes, t - _DAYS_30, 0, end)
         prior = camounts[lo30:pos]
         if prior:
             ordered = sorted(prior)
@@ -205,30 +213,31 @@ class FeatureEngine:
             median = ordered[m // 2] if m % 2 else (ordered[m // 2 - 1] + ordered[m // 2]) / 2
             mean = sum(prior) / m
             var = max(sum(map(mul, prior, prior)) / m - mean * mean, 0.0)
-            row.append(amount / median if median > 0 else 1.0)
-            row.append((amount - mean) / (math.sqrt(var) + 1.0) if m >= 2 else 0.0)
-            row.append(amount / ordered[-1] if ordered[-1] > 0 else 1.0)
-            row.append(t - ctimes[pos - 1] if pos else _NO_HISTORY_SECONDS)
+            append(amount / median if median > 0 else 1.0)
+            append((amount - mean) / (math.sqrt(var) + 1.0) if m >= 2 else 0.0)
+            append(amount / ordered[-1] if ordered[-1] > 0 else 1.0)
+            append(t - ctimes[pos - 1] if pos else _NO_HISTORY_SECONDS)
             # Has the card spent far above its habit lately? A compromised card keeps being
             # abused for days, and some of its later frauds have ordinary amounts.
-            lo7 = bisect_right(ctimes, t - 7 * DAY, lo30, pos)
+            lo7 = bisect_right(ctimes, t - _DAYS_7, lo30, pos)
             if median > 0:
-                row.append(max(camounts[lo7:pos], default=0.0) / median)
+                append(max(camounts[lo7:pos], default=0.0) / median)
                 high = HIGH_SPEND_RATIO * median
-                lo14 = bisect_right(ctimes, t - 14 * DAY, lo30, pos)
-                row.append(float(sum(1 for a in camounts[lo14:pos] if a > high)))
+                lo14 = bisect_right(ctimes, t - _DAYS_14, lo30, pos)
+                append(float(len([a for a in camounts[lo14:pos] if a > high])))
             else:
-                row += [0.0, 0.0]
+                row += (0.0, 0.0)
         else:
-            row += [1.0, 0.0, 1.0, _NO_HISTORY_SECONDS, 0.0, 0.0]
+            row += (1.0, 0.0, 1.0, _NO_HISTORY_SECONDS, 0.0, 0.0)
 
         # --- terminal: delayed windows with known-fraud fractions
         term = self._terminals.get(tid)
         if term is None:
             term = self._terminals[tid] = _Terminal()
         ttimes, fraud_at = term.times, term.fraud_at
-        if ttimes and ttimes[0] <= t - self._terminal_keep:
-            cut = bisect_right(ttimes, t - self._terminal_keep)
+        keep_from = t - self._terminal_keep
+        if ttimes and ttimes[0] <= keep_from:
+            cut = bisect_right(ttimes, keep_from)
             tx_terminal = self._tx_terminal
             for old in term.txids[:cut]:
                 tx_terminal.pop(old, None)
@@ -237,38 +246,37 @@ class FeatureEngine:
         base = t - self._delay
         hi = bisect_right(ttimes, base)
         lo, frauds = hi, 0
-        for w in TERMINAL_WINDOWS_DAYS:  # increasing widths
-            lo = bisect_right(ttimes, base - w * DAY, 0, hi)
+        for width in _TERMINAL_WINDOWS_S:  # increasing widths
+            lo = bisect_right(ttimes, base - width, 0, hi)
             count = hi - lo
             window = fraud_at[lo:hi]
             # Most windows hold no fraud at all: one C-level count settles them.
-            frauds = 0 if window.count(_INF) == count else sum(1 for k in window if k <= t)
-            row.append(float(count))
-            row.append(frauds / count if count else 0.0)
+            frauds = 0 if window.count(_INF) == count else len([k for k in window if k <= t])
+            append(float(count))
+            append(frauds / count if count else 0.0)
         recent_lo = bisect_right(ttimes, t - DAY)
-        recent_hi = bisect_right(ttimes, t, recent_lo)
-        row.append(float(recent_hi - recent_lo + 1))
-        row.append(float(frauds))
+        append(float(bisect_right(ttimes, t, recent_lo) - recent_lo + 1))
+        append(float(frauds))
         # Is the terminal's fraud still going on? Latest known label, age of the fraud run.
         if frauds:
             known_fraud = [i for i in range(lo, hi) if fraud_at[i] <= t]
-            row.append(1.0 if fraud_at[hi - 1] <= t else 0.0)
-            row.append((t - ttimes[known_fraud[0]]) / DAY)
-            row.append((t - ttimes[known_fraud[-1]]) / DAY)
+            append(1.0 if fraud_at[hi - 1] <= t else 0.0)
+            append((t - ttimes[known_fraud[0]]) / DAY)
+            append((t - ttimes[known_fraud[-1]]) / DAY)
             # Many defrauded cards point at the terminal; one card's big fraud does not.
-            row.append(float(len({term.customers[i] for i in known_fraud})))
-            row.append(term.amounts[known_fraud[-1]])
+            append(float(len({term.customers[i] for i in known_fraud})))
+            append(term.amounts[known_fraud[-1]])
             # Age of the unbroken run of known frauds ending at the latest payment: a terminal
             # compromised now, whatever isolated fraud it saw weeks before (-1: no such run).
             start = hi
             while start > lo and fraud_at[start - 1] <= t:
                 start -= 1
-            row.append((t - ttimes[start]) / DAY if start < hi else -1.0)
+            append((t - ttimes[start]) / DAY if start < hi else -1.0)
         else:
-            row += [0.0, -1.0, -1.0, 0.0, 0.0, -1.0]
+            row += (0.0, -1.0, -1.0, 0.0, 0.0, -1.0)
 
         # --- then record this payment at its terminal (with any label already received)
-        label = self._pending.pop(txid, None)
+        label = self._pending.pop(txid, None) if self._pending else None
         known = label[1] if label is not None and label[0] else _INF
         if not ttimes or ttimes[-1] <= t:
             ttimes.append(t)
