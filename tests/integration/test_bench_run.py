@@ -26,7 +26,7 @@ def test_bench_runs_end_to_end_and_cleans_up(
     steps: list[str] = []
     report = run_bench(
         settings,
-        BenchOptions(count=1_200, batch_size=200, rate=300, paced_count=600),
+        BenchOptions(count=1_200, batch_size=200, rate=300, paced_count=600, rounds=2),
         steps.append,
     )
     assert report.backend == "mysql"
@@ -36,8 +36,15 @@ def test_bench_runs_end_to_end_and_cleans_up(
     assert report.consumer_latency_ms is not None and report.paced_latency_ms is not None
     p50, p95, p99 = report.paced_latency_ms
     assert 0 < p50 <= p95 <= p99
-    assert any("before the consumer run" in note for note in report.notes)
-    assert [s.split(" ")[0] for s in steps if s[0].isdigit()] == ["1/4", "2/4", "3/4", "4/4"]
+    # Three ceilings (before the first round and after each) and two consumer runs, as medians.
+    assert len(report.db_ceilings) == 3 and len(report.consumer_rates) == 2
+    assert report.db_ceiling == sorted(report.db_ceilings)[1]
+    assert report.consumer_rate == sum(report.consumer_rates) / 2
+    assert any(n.startswith("database ceiling") and "(median" in n for n in report.notes)
+    numbered = [s.split(" ")[0] for s in steps if s[0].isdigit()]
+    assert numbered == ["1/4", "2/4", "3/4", "3/4", "4/4"]
+    rounds = [s[-len("(round 1 of 2)") :] for s in steps if s.startswith("3/4")]
+    assert rounds == ["(round 1 of 2)", "(round 2 of 2)"]
 
     with _db_admin_engine.connect() as conn:
         left = conn.execute(text("SHOW DATABASES LIKE 'payscore\\_bench\\_%'")).scalars().all()
