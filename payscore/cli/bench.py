@@ -92,7 +92,7 @@ def bench_cmd(
     ok = report.ratio >= RATIO_TARGET
     table.add_row(
         "consumer / database ceiling",
-        f"{report.ratio:.2f}",
+        f"{report.ratio:.3f}",
         f"{'[green]' if ok else '[red]'}>= {RATIO_TARGET:.2f}[/]",
     )
     if report.consumer_latency_ms:
