@@ -29,7 +29,8 @@ MALFORMED = [
 
 
 def test_accounting_and_same_decisions_as_in_process(
-    consume_runner, kafka_bootstrap, new_topic, db_url, small_world, small_model
+    consume_runner, kafka_bootstrap, new_topic, db_url, small_world, small_model, group_id,
+    kafka_admin,
 ):
     """decisions + duplicates + dead letters == messages produced; statuses as the Scorer."""
     topic = new_topic(1)
@@ -60,6 +61,12 @@ def test_accounting_and_same_decisions_as_in_process(
         assert status == expected[tx].status, tx
         assert math.isclose(score, expected[tx].score, rel_tol=1e-5, abs_tol=1e-6), tx
     assert {kind for _, _, kind in rows["dead_letters"]} <= {"json", "schema", "too_large"}
+    # Kafka's committed offset (informational, sent at most once a second and on the way out)
+    # ends where the database's does, for offset-based lag tools.
+    committed = kafka_admin.list_group_offsets(group_id)[group_id]
+    assert {tp.partition: o.offset for tp, o in committed.items() if tp.topic == topic} == {
+        0: len(messages)
+    }
 
 
 def test_two_consumers_one_killed_totals_add_up(
