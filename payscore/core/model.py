@@ -63,6 +63,7 @@ class ModelArtifact:
         )
         self._columns: dict[tuple[str, ...], np.ndarray] = {}
         self._flat: _FlatTrees | None = None
+        self._flat_built = False  # None after building: no flat form (categorical splits)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -92,32 +93,39 @@ class ModelArtifact:
             return np.empty(0, dtype=np.float64)
         cols = self.columns_for(engine_feature_names)
         Xm = X[:, cols]
-        if X.shape[0] <= _FLAT_ROWS and _is_hist_gb_binary(self.estimator):
-            if self._flat is None:
-                self._flat = _FlatTrees.build(self.estimator)
-            if self._flat is not None:
-                return np.clip(self._flat.predict_proba1(Xm), 0.0, 1.0)
+        flat = self._flat_trees()
+        if flat is not None:
+            return np.clip(flat.predict_proba1(Xm), 0.0, 1.0)
         if X.shape[0] <= _SINGLE_THREAD_ROWS and _is_hist_gb_binary(self.estimator):
-            # Online batches: OpenMP start-up and spinning cost more than the trees (20 ms
-            # for one row on a busy 2-core machine); one thread scores 500 rows in ~3 ms.
+            # OpenMP start-up and spinning cost more than the trees on a busy machine.
             raw = self.estimator._raw_predict(Xm, n_threads=1)
             proba = self.estimator._loss.predict_proba(raw)
         else:
             proba = self.estimator.predict_proba(Xm)
         return np.clip(proba[:, 1].astype(np.float64), 0.0, 1.0)
 
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) the tree walk now, not on the first batch."""
+        flat = self._flat_trees()
+        if flat is not None:
+            flat.predict_proba1(np.zeros((1, len(self.feature_names))))
+
+    def _flat_trees(self) -> _FlatTrees | None:
+        if not self._flat_built:
+            if _is_hist_gb_binary(self.estimator):
+                self._flat = _FlatTrees.build(self.estimator)
+            self._flat_built = True
+        return self._flat
+
 
 _SINGLE_THREAD_ROWS = 4096
-_FLAT_ROWS = 96  # measured crossover with scikit-learn's own walk: ~128 rows
 
 
 class _FlatTrees:
-    """All trees of a binary HistGradientBoostingClassifier as flat arrays.
+    """All trees of a binary HistGradientBoostingClassifier as flat arrays, walked compiled.
 
-    scikit-learn walks its trees one Python call per tree (~7 us each, 2.5 ms for 300 trees);
-    stepping every (row, tree) walk at once with numpy is 15x faster for one row and still
-    faster up to ~128 rows (the small batches of a quiet stream). Same comparisons and the
-    same summation order, so the scores equal predict_proba's.
+    See ``core/treewalk.py``: the same comparisons and the same summation order as
+    scikit-learn, so the scores equal ``predict_proba``'s, at any batch size.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], baseline: float) -> None:
@@ -137,36 +145,23 @@ class _FlatTrees:
             "value": allnodes["value"].astype(np.float64),
             "feature": allnodes["feature_idx"].astype(np.intp),
             "threshold": allnodes["num_threshold"].astype(np.float64),
-            "missing_left": allnodes["missing_go_to_left"].astype(bool),
+            "missing_left": allnodes["missing_go_to_left"].astype(np.bool_),
             "left": (allnodes["left"] + shift).astype(np.intp),
             "right": (allnodes["right"] + shift).astype(np.intp),
-            "leaf": allnodes["is_leaf"].astype(bool),
+            "leaf": allnodes["is_leaf"].astype(np.bool_),
         }
         baseline = float(np.asarray(est._baseline_prediction).ravel()[0])
         return cls(arrays, baseline)
 
     def predict_proba1(self, X: np.ndarray) -> np.ndarray:
+        from payscore.core.treewalk import raw_scores  # numba: imported on first use
+
         a = self.a
-        n, trees = X.shape[0], len(a["root"])
-        # One walk per (row, tree), all stepped together; a walk leaves the active set when
-        # it reaches a leaf, so the work follows the paths' real lengths, not the deepest.
-        idx = np.tile(a["root"], n)
-        base = np.repeat(np.arange(n, dtype=np.intp) * X.shape[1], trees)
-        flat_x = np.ascontiguousarray(X).ravel()
-        feature, threshold, missing_left = a["feature"], a["threshold"], a["missing_left"]
-        left, right, leaf = a["left"], a["right"], a["leaf"]
-        active = np.flatnonzero(~leaf[idx])
-        while active.size:
-            node = idx[active]
-            x = flat_x[base[active] + feature[node]]
-            go_left = (x <= threshold[node]) | (np.isnan(x) & missing_left[node])
-            nxt = np.where(go_left, left[node], right[node])
-            idx[active] = nxt
-            active = active[~leaf[nxt]]
-        values = np.empty((n, trees + 1))
-        values[:, 0] = self.baseline
-        values[:, 1:] = a["value"][idx].reshape(n, trees)
-        raw = np.cumsum(values, axis=1)[:, -1]  # tree by tree, like scikit-learn
+        raw = raw_scores(
+            np.ascontiguousarray(X, dtype=np.float64),
+            a["root"], a["value"], a["feature"], a["threshold"], a["missing_left"],
+            a["left"], a["right"], a["leaf"], self.baseline,
+        )
         return np.asarray(expit(raw), dtype=np.float64)
 
 

@@ -76,6 +76,7 @@ class Scorer:
         self.artifact = artifact
         self.engine = engine
         self.policy = policy
+        artifact.warm_up()  # compile the tree walk before the first payment waits for it
 
     @classmethod
     def from_settings_values(
