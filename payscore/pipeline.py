@@ -87,6 +87,7 @@ class PreparedBatch:
     offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
     labels: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0
+    staged: Any = None  # the writer's handle for this batch (``DecisionWriter.stage_batch``)
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -170,24 +171,38 @@ class Pipeline:
             batch.decided.append((p, decision))
             batch.rows.append(decision_row(p, decision, m, at, scored_at))
         self._hold([p.transaction_id for p, _ in batch.decided])
+        # Staged now, on the thread that prepared it: a writer in another process receives
+        # the batch while it is still writing the previous one (see store/process.py).
+        self._stage(batch)
         return batch
 
     def write(self, batch: PreparedBatch) -> WriteResult:
-        """One transaction for the whole batch (decisions, duplicates, dead letters, offsets)."""
-        result = self.writer.write_batch(
+        """One transaction for the whole batch (decisions, duplicates, dead letters, offsets).
+
+        Safe to repeat, even after a success: the stored offsets fence what was written.
+        """
+        if batch.staged is None:
+            self._stage(batch)
+        result = self.writer.write_staged(batch.staged)
+        self.release(batch)
+        return result
+
+    def _stage(self, batch: PreparedBatch) -> None:
+        batch.staged = self.writer.stage_batch(
             batch.rows,
             batch.duplicates,
             [r.record for r in batch.rejected],
             batch.offsets,
             labels=batch.labels,
         )
-        self.release(batch)
-        return result
 
     def release(self, batch: PreparedBatch) -> None:
         """Forget a batch's ids as "being written" (after its write, or when abandoning it)."""
         with self._unwritten_lock:
             self._unwritten.difference_update(p.transaction_id for p, _ in batch.decided)
+        if batch.staged is not None:
+            self.writer.drop_staged(batch.staged)
+            batch.staged = None
 
     def _hold(self, ids: Iterable[str]) -> None:
         with self._unwritten_lock:

@@ -6,7 +6,10 @@ however many threads. :class:`ProcessWriter` keeps ``DecisionWriter`` exactly as
 its ``write_batch`` in a spawned child with a database engine of its own; every other method
 (the lookups, model registration) still runs in the caller's process.
 
-The child is a plain request/response loop over a pipe. It ignores SIGINT and SIGTERM (the
+Batches are *staged* first: pickled by the thread that prepared them and sent to the child
+at once, where a reader thread unpickles them while the child is still writing the previous
+batch. The write itself is then one small request and its reply, in the order the caller asks,
+so staging ahead never reorders writes. The child ignores SIGINT and SIGTERM (the
 consumer decides when writing stops, and a Ctrl-C reaches the whole process group) and exits
 when the pipe closes, so it never outlives the consumer by more than the write in hand. A write
 that the child finishes after the consumer died is harmless: its offsets are stored with it,
@@ -15,12 +18,15 @@ and a successor's write of the same messages is fenced by them (see ``store/writ
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
+import queue
 import signal
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from sqlalchemy import Engine
@@ -35,21 +41,26 @@ _START_TIMEOUT_S = 60.0
 
 
 class ProcessWriter(DecisionWriter):
-    """A ``DecisionWriter`` whose ``write_batch`` runs in a child process.
+    """A ``DecisionWriter`` whose writes run in a child process.
 
     The lookups (``read_offsets``, ``existing_ids``) and ``register_model`` stay in this
-    process, on ``engine``/``lookup``. Writes are serialised (one batch in flight, as the
-    consumer's writer thread does anyway). If the child dies, the write raises
-    ``ServiceUnavailable`` and the next one starts a new child, so the caller's retry loop
-    covers it like a database outage.
+    process, on ``engine``/``lookup``. ``stage_batch`` pickles a batch and sends it to the child
+    at once (the consumer stages on its main thread, while the child may still be writing the
+    previous batch); ``write_staged`` then only asks the child to write it and waits. The
+    parent keeps every staged batch until it is written or dropped: if the child dies, the
+    write raises ``ServiceUnavailable`` and the next one starts a new child and sends it the
+    staged batches again, so the caller's retry loop covers it like a database outage.
     """
 
     def __init__(self, settings: Settings, engine: Engine, lookup: Engine | None = None) -> None:
         super().__init__(engine, lookup)
         self.settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one write (request and reply) at a time
+        self._send_lock = threading.Lock()  # sends come from the staging and writing threads
         self._conn: Connection | None = None
         self._proc: Any = None
+        self._staged: dict[int, bytes] = {}  # token -> pickled ("data", token, request)
+        self._tokens = itertools.count(1)
         self._start()
 
     def write_batch(
@@ -60,33 +71,86 @@ class ProcessWriter(DecisionWriter):
         offsets: Any = None,
         labels: Sequence[dict[str, Any]] = (),
     ) -> WriteResult:
-        request = (
-            list(decisions),
-            list(duplicate_records),
-            list(dead_letter_records),
-            dict(offsets or {}),
-            list(labels),
+        token = self.stage_batch(
+            decisions, duplicate_records, dead_letter_records, offsets, labels
         )
+        try:
+            return self.write_staged(token)
+        finally:
+            self.drop_staged(token)
+
+    def stage_batch(
+        self,
+        decisions: Sequence[dict[str, Any]],
+        duplicate_records: Sequence[DuplicateRecord] = (),
+        dead_letter_records: Sequence[DeadLetterRecord] = (),
+        offsets: Any = None,
+        labels: Sequence[dict[str, Any]] = (),
+    ) -> int:
+        """Pickle the batch here and send it to the child now; never raises for a dead child."""
+        request = super().stage_batch(
+            decisions, duplicate_records, dead_letter_records, offsets, labels
+        )
+        token = next(self._tokens)
+        data = bytes(ForkingPickler.dumps(("data", token, request)))
+        with self._send_lock:
+            self._staged[token] = data
+            self._send(data)  # a failure shows at the write, which restarts the child
+        return token
+
+    def write_staged(self, handle: Any) -> WriteResult:
+        token = int(handle)
         with self._lock:
-            if self._conn is None:
-                self._start()
-            assert self._conn is not None
+            with self._send_lock:
+                if token not in self._staged:
+                    raise RuntimeError(f"batch {token} was not staged with this writer")
+                if self._conn is None:
+                    self._start_and_resend()
+                sent = self._send(_pickled(("write", token)))
+            conn = self._conn
             try:
-                self._conn.send(request)
-                ok, value = self._conn.recv()
+                if not sent or conn is None:
+                    raise OSError("the pipe to the writer process is broken")
+                ok, value = conn.recv()
             except (EOFError, OSError) as e:
-                self._discard()
+                with self._send_lock:
+                    self._discard()
                 raise ServiceUnavailable(f"the database writer process stopped ({e!r})") from e
         if ok:
+            with self._send_lock:
+                self._staged.pop(token, None)  # the child forgot it too
             return value
         if isinstance(value, ServiceUnavailable):
             raise value
         raise RuntimeError(f"the database writer process failed: {value}")
 
+    def drop_staged(self, handle: Any) -> None:
+        """Forget a staged batch here and in the child (written, or given up)."""
+        with self._send_lock:
+            if self._staged.pop(int(handle), None) is not None:
+                self._send(_pickled(("drop", int(handle))))
+
     def close(self) -> None:
         """Stop the child after the write in hand (closing the pipe is its signal); idempotent."""
-        with self._lock:
+        with self._lock, self._send_lock:
             self._discard(wait=True)
+            self._staged.clear()
+
+    def _send(self, data: bytes) -> bool:
+        """Send to the child (caller holds ``_send_lock``); False if there is no live pipe."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.send_bytes(data)
+            return True
+        except OSError:
+            return False
+
+    def _start_and_resend(self) -> None:
+        self._start()
+        for data in self._staged.values():  # in staging order: dicts keep insertion order
+            if not self._send(data):
+                break
 
     # -- the child's lifecycle -----------------------------------------------------------
 
@@ -125,7 +189,12 @@ class ProcessWriter(DecisionWriter):
 
 
 def _serve(settings: Settings, conn: Connection) -> None:
-    """The child: one engine, one DecisionWriter, one batch at a time until the pipe closes."""
+    """The child: one engine, one DecisionWriter; writes staged batches when asked, in order.
+
+    A reader thread takes every message off the pipe as it arrives, so a batch sent while the
+    previous one is being written is unpickled during that write's waits on the database.
+    A batch stays here until it is written or dropped: a failed write can be asked for again.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from payscore.store.engine import make_engine
@@ -137,21 +206,53 @@ def _serve(settings: Settings, conn: Connection) -> None:
         conn.send((False, f"{type(e).__name__}: {e}"))
         return
     conn.send((True, None))
+    staged: dict[int, tuple[Any, ...]] = {}
+    writes: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    threading.Thread(
+        target=_read, args=(conn, staged, writes), name="payscore-db-reader", daemon=True
+    ).start()
     try:
         while True:
-            try:
-                request = conn.recv()
-            except (EOFError, OSError):
+            token = writes.get()
+            if token is None:
                 return  # the consumer closed the pipe or died
-            try:
-                reply: tuple[bool, Any] = (True, writer.write_batch(*request))
-            except ServiceUnavailable as e:
-                reply = (False, e)
-            except Exception as e:  # a bug: surfaced by the parent as a failed write
-                reply = (False, f"{type(e).__name__}: {e}")
+            request = staged.get(token)
+            reply: tuple[bool, Any]
+            if request is None:
+                reply = (False, ServiceUnavailable(f"the writer process has no batch {token}"))
+            else:
+                try:
+                    reply = (True, writer.write_batch(*request))
+                    staged.pop(token, None)
+                except ServiceUnavailable as e:
+                    reply = (False, e)
+                except Exception as e:  # a bug: surfaced by the parent as a failed write
+                    reply = (False, f"{type(e).__name__}: {e}")
             try:
                 conn.send(reply)
             except (EOFError, OSError):
                 return
     finally:
         engine.dispose()
+
+
+def _read(
+    conn: Connection, staged: dict[int, tuple[Any, ...]], writes: queue.SimpleQueue[int | None]
+) -> None:
+    """The child's reader thread: stage data, drop batches, queue writes (pipe order)."""
+    while True:
+        try:
+            kind, token, *rest = conn.recv()
+        except (EOFError, OSError):
+            writes.put(None)
+            return
+        if kind == "data":
+            staged[token] = rest[0]
+        elif kind == "drop":
+            staged.pop(token, None)
+        elif kind == "write":
+            writes.put(token)
+
+
+def _pickled(message: tuple[Any, ...]) -> bytes:
+    return bytes(ForkingPickler.dumps(message))

@@ -135,6 +135,34 @@ class DecisionWriter:
 
     # -- the write -------------------------------------------------------------------------
 
+    def stage_batch(
+        self,
+        decisions: Sequence[dict[str, Any]],
+        duplicate_records: Sequence[DuplicateRecord] = (),
+        dead_letter_records: Sequence[DeadLetterRecord] = (),
+        offsets: Offsets | None = None,
+        labels: Sequence[dict[str, Any]] = (),
+    ) -> Any:
+        """Hand a batch over ahead of its write; ``write_staged`` writes it (and may retry).
+
+        Here the handle is the arguments themselves. ``ProcessWriter`` ships the batch to its
+        child at once, so that the child has it in hand when the write is asked for.
+        """
+        return (
+            list(decisions),
+            list(duplicate_records),
+            list(dead_letter_records),
+            dict(offsets or {}),
+            list(labels),
+        )
+
+    def write_staged(self, handle: Any) -> WriteResult:
+        """``write_batch`` of a staged batch; safe to call again after a failure."""
+        return self.write_batch(*handle)
+
+    def drop_staged(self, handle: Any) -> None:
+        """Forget a staged batch that will not be written (nothing to forget here)."""
+
     def write_batch(
         self,
         decisions: Sequence[dict[str, Any]],

@@ -91,3 +91,36 @@ def test_a_child_that_cannot_start_is_a_clear_outage(tmp_path: Any) -> None:
             ProcessWriter(broken, engine)
     finally:
         engine.dispose()
+
+
+def test_staging_writes_nothing_until_the_write_is_asked_for(writer: ProcessWriter) -> None:
+    first = writer.stage_batch([row("a", 0)], offsets={("g", "payments", 0): 1})
+    second = writer.stage_batch([row("b", 1)], offsets={("g", "payments", 0): 2})
+    assert stored(writer) == (0, {})  # the child holds both, unwritten
+    assert writer.write_staged(first).decided == 1
+    assert stored(writer) == (1, {0: 1})
+    assert writer.write_staged(second).decided == 1
+    assert stored(writer) == (2, {0: 2})
+
+
+def test_staged_batches_survive_a_dead_child(writer: ProcessWriter) -> None:
+    """Batches staged before (and while) the child is dead are sent again to its successor."""
+    first = writer.stage_batch([row("a", 0)], offsets={("g", "payments", 0): 1})
+    old = writer._proc
+    os.kill(old.pid, signal.SIGKILL)
+    old.join(10)
+    second = writer.stage_batch([row("b", 1)], offsets={("g", "payments", 0): 2})  # no raise
+    with pytest.raises(ServiceUnavailable, match="writer process stopped"):
+        writer.write_staged(first)
+    assert writer.write_staged(first).decided == 1 and writer._proc is not old
+    assert writer.write_staged(second).decided == 1
+    assert stored(writer) == (2, {0: 2})
+
+
+def test_a_dropped_batch_cannot_be_written(writer: ProcessWriter) -> None:
+    token = writer.stage_batch([row("a", 0)], offsets={("g", "payments", 0): 1})
+    writer.drop_staged(token)
+    with pytest.raises(RuntimeError, match="not staged"):
+        writer.write_staged(token)
+    assert stored(writer) == (0, {})
+    assert writer.write_batch([row("b", 0)]).decided == 1  # the writer still works
