@@ -26,6 +26,7 @@ from payscore.core.schema import InvalidMessage, Payment, parse_payment
 from payscore.core.scoring import Scorer
 from payscore.store.schema import scored_transactions
 from payscore.store.writer import (
+    BatchRequest,
     DeadLetterRecord,
     DecisionWriter,
     DuplicateRecord,
@@ -188,13 +189,14 @@ class Pipeline:
         return result
 
     def _stage(self, batch: PreparedBatch) -> None:
-        batch.staged = self.writer.stage_batch(
+        request = BatchRequest(
             batch.rows,
             batch.duplicates,
             [r.record for r in batch.rejected],
             batch.offsets,
-            labels=batch.labels,
+            batch.labels,
         )
+        batch.staged = self.writer.stage_batch(request)
 
     def release(self, batch: PreparedBatch) -> None:
         """Forget a batch's ids as "being written" (after its write, or when abandoning it)."""

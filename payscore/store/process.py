@@ -24,7 +24,6 @@ import multiprocessing
 import queue
 import signal
 import threading
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -33,7 +32,7 @@ from sqlalchemy import Engine
 
 from payscore.config import Settings
 from payscore.errors import ServiceUnavailable
-from payscore.store.writer import DeadLetterRecord, DecisionWriter, DuplicateRecord, WriteResult
+from payscore.store.writer import BatchRequest, DecisionWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -63,34 +62,8 @@ class ProcessWriter(DecisionWriter):
         self._tokens = itertools.count(1)
         self._start()
 
-    def write_batch(
-        self,
-        decisions: Sequence[dict[str, Any]],
-        duplicate_records: Sequence[DuplicateRecord] = (),
-        dead_letter_records: Sequence[DeadLetterRecord] = (),
-        offsets: Any = None,
-        labels: Sequence[dict[str, Any]] = (),
-    ) -> WriteResult:
-        token = self.stage_batch(
-            decisions, duplicate_records, dead_letter_records, offsets, labels
-        )
-        try:
-            return self.write_staged(token)
-        finally:
-            self.drop_staged(token)
-
-    def stage_batch(
-        self,
-        decisions: Sequence[dict[str, Any]],
-        duplicate_records: Sequence[DuplicateRecord] = (),
-        dead_letter_records: Sequence[DeadLetterRecord] = (),
-        offsets: Any = None,
-        labels: Sequence[dict[str, Any]] = (),
-    ) -> int:
+    def stage_batch(self, request: BatchRequest) -> int:
         """Pickle the batch here and send it to the child now; never raises for a dead child."""
-        request = super().stage_batch(
-            decisions, duplicate_records, dead_letter_records, offsets, labels
-        )
         token = next(self._tokens)
         data = bytes(ForkingPickler.dumps(("data", token, request)))
         with self._send_lock:
@@ -206,7 +179,7 @@ def _serve(settings: Settings, conn: Connection) -> None:
         conn.send((False, f"{type(e).__name__}: {e}"))
         return
     conn.send((True, None))
-    staged: dict[int, tuple[Any, ...]] = {}
+    staged: dict[int, BatchRequest] = {}
     writes: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     threading.Thread(
         target=_read, args=(conn, staged, writes), name="payscore-db-reader", daemon=True
@@ -222,7 +195,7 @@ def _serve(settings: Settings, conn: Connection) -> None:
                 reply = (False, ServiceUnavailable(f"the writer process has no batch {token}"))
             else:
                 try:
-                    reply = (True, writer.write_batch(*request))
+                    reply = (True, writer.write_staged(request))
                     staged.pop(token, None)
                 except ServiceUnavailable as e:
                     reply = (False, e)
@@ -237,7 +210,7 @@ def _serve(settings: Settings, conn: Connection) -> None:
 
 
 def _read(
-    conn: Connection, staged: dict[int, tuple[Any, ...]], writes: queue.SimpleQueue[int | None]
+    conn: Connection, staged: dict[int, BatchRequest], writes: queue.SimpleQueue[int | None]
 ) -> None:
     """The child's reader thread: stage data, drop batches, queue writes (pipe order)."""
     while True:

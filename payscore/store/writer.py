@@ -68,6 +68,17 @@ class DeadLetterRecord:
 
 
 @dataclass(frozen=True)
+class BatchRequest:
+    """One batch's write: what ``write_batch`` takes, as one value (staged, sent, retried)."""
+
+    decisions: list[dict[str, Any]]
+    duplicates: list[DuplicateRecord]
+    dead_letters: list[DeadLetterRecord]
+    offsets: dict[tuple[str, str, int], int]
+    labels: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """What one ``write_batch`` call stored."""
 
@@ -135,34 +146,6 @@ class DecisionWriter:
 
     # -- the write -------------------------------------------------------------------------
 
-    def stage_batch(
-        self,
-        decisions: Sequence[dict[str, Any]],
-        duplicate_records: Sequence[DuplicateRecord] = (),
-        dead_letter_records: Sequence[DeadLetterRecord] = (),
-        offsets: Offsets | None = None,
-        labels: Sequence[dict[str, Any]] = (),
-    ) -> Any:
-        """Hand a batch over ahead of its write; ``write_staged`` writes it (and may retry).
-
-        Here the handle is the arguments themselves. ``ProcessWriter`` ships the batch to its
-        child at once, so that the child has it in hand when the write is asked for.
-        """
-        return (
-            list(decisions),
-            list(duplicate_records),
-            list(dead_letter_records),
-            dict(offsets or {}),
-            list(labels),
-        )
-
-    def write_staged(self, handle: Any) -> WriteResult:
-        """``write_batch`` of a staged batch; safe to call again after a failure."""
-        return self.write_batch(*handle)
-
-    def drop_staged(self, handle: Any) -> None:
-        """Forget a staged batch that will not be written (nothing to forget here)."""
-
     def write_batch(
         self,
         decisions: Sequence[dict[str, Any]],
@@ -178,18 +161,44 @@ class DecisionWriter:
         their partition are skipped as already written. ``labels`` are ``fraud_labels`` rows,
         upserted (a later label for the same payment wins).
         """
-        offsets = dict(offsets or {})
+        request = BatchRequest(
+            list(decisions),
+            list(duplicate_records),
+            list(dead_letter_records),
+            dict(offsets or {}),
+            list(labels),
+        )
+        handle = self.stage_batch(request)
+        try:
+            return self.write_staged(handle)
+        finally:
+            self.drop_staged(handle)
+
+    def stage_batch(self, request: BatchRequest) -> Any:
+        """Hand a batch over ahead of its write; ``write_staged`` writes it (and may retry).
+
+        Here the handle is the request itself. ``ProcessWriter`` ships the batch to its child
+        at once, so that the child has it in hand when the write is asked for.
+        """
+        return request
+
+    def write_staged(self, handle: Any) -> WriteResult:
+        """Write a staged batch (see ``write_batch``); safe to call again after a failure."""
+        r: BatchRequest = handle
         try:
             try:
                 return self._transaction(
-                    decisions, duplicate_records, dead_letter_records, offsets, labels, False
+                    r.decisions, r.duplicates, r.dead_letters, r.offsets, r.labels, False
                 )
             except _Raced:  # rolled back; again, inserting row by row this time
                 return self._transaction(
-                    decisions, duplicate_records, dead_letter_records, offsets, labels, True
+                    r.decisions, r.duplicates, r.dead_letters, r.offsets, r.labels, True
                 )
         except SQLAlchemyError as e:
             raise _unavailable(e) from e
+
+    def drop_staged(self, handle: Any) -> None:
+        """Forget a staged batch that will not be written (nothing to forget here)."""
 
     def _transaction(
         self,

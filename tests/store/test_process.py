@@ -16,6 +16,7 @@ from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.process import ProcessWriter
 from payscore.store.schema import consumer_offsets, scored_transactions
+from payscore.store.writer import BatchRequest
 from tests.store import rows
 
 T0 = datetime(2030, 5, 1, 12, 0, 0, 250)
@@ -34,6 +35,10 @@ def writer(tmp_path: Any) -> Any:
     yield w
     w.close()
     engine.dispose()
+
+
+def request(rows_: list[dict[str, Any]], next_offset: int) -> BatchRequest:
+    return BatchRequest(rows_, [], [], {("g", "payments", 0): next_offset}, [])
 
 
 def stored(writer: ProcessWriter) -> tuple[int, dict[int, int]]:
@@ -94,8 +99,8 @@ def test_a_child_that_cannot_start_is_a_clear_outage(tmp_path: Any) -> None:
 
 
 def test_staging_writes_nothing_until_the_write_is_asked_for(writer: ProcessWriter) -> None:
-    first = writer.stage_batch([row("a", 0)], offsets={("g", "payments", 0): 1})
-    second = writer.stage_batch([row("b", 1)], offsets={("g", "payments", 0): 2})
+    first = writer.stage_batch(request([row("a", 0)], 1))
+    second = writer.stage_batch(request([row("b", 1)], 2))
     assert stored(writer) == (0, {})  # the child holds both, unwritten
     assert writer.write_staged(first).decided == 1
     assert stored(writer) == (1, {0: 1})
@@ -105,11 +110,11 @@ def test_staging_writes_nothing_until_the_write_is_asked_for(writer: ProcessWrit
 
 def test_staged_batches_survive_a_dead_child(writer: ProcessWriter) -> None:
     """Batches staged before (and while) the child is dead are sent again to its successor."""
-    first = writer.stage_batch([row("a", 0)], offsets={("g", "payments", 0): 1})
+    first = writer.stage_batch(request([row("a", 0)], 1))
     old = writer._proc
     os.kill(old.pid, signal.SIGKILL)
     old.join(10)
-    second = writer.stage_batch([row("b", 1)], offsets={("g", "payments", 0): 2})  # no raise
+    second = writer.stage_batch(request([row("b", 1)], 2))  # no raise
     with pytest.raises(ServiceUnavailable, match="writer process stopped"):
         writer.write_staged(first)
     assert writer.write_staged(first).decided == 1 and writer._proc is not old
@@ -118,7 +123,7 @@ def test_staged_batches_survive_a_dead_child(writer: ProcessWriter) -> None:
 
 
 def test_a_dropped_batch_cannot_be_written(writer: ProcessWriter) -> None:
-    token = writer.stage_batch([row("a", 0)], offsets={("g", "payments", 0): 1})
+    token = writer.stage_batch(request([row("a", 0)], 1))
     writer.drop_staged(token)
     with pytest.raises(RuntimeError, match="not staged"):
         writer.write_staged(token)
