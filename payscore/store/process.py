@@ -60,7 +60,7 @@ class ProcessWriter(DecisionWriter):
         self._proc: Any = None
         self._staged: dict[int, bytes] = {}  # token -> pickled ("data", token, request)
         self._tokens = itertools.count(1)
-        self._start()
+        self._conn, self._proc = self._spawn()
 
     def stage_batch(self, request: BatchRequest) -> int:
         """Pickle the batch here and send it to the child now; never raises for a dead child."""
@@ -77,8 +77,15 @@ class ProcessWriter(DecisionWriter):
             with self._send_lock:
                 if token not in self._staged:
                     raise RuntimeError(f"batch {token} was not staged with this writer")
-                if self._conn is None:
-                    self._start_and_resend()
+                replace = self._conn is None
+            if replace:  # started without the send lock: the main loop keeps staging meanwhile
+                new_conn, new_proc = self._spawn()
+                with self._send_lock:
+                    self._conn, self._proc = new_conn, new_proc
+                    for data in self._staged.values():  # in staging order
+                        if not self._send(data):
+                            break
+            with self._send_lock:
                 sent = self._send(_pickled(("write", token)))
             conn = self._conn
             try:
@@ -119,15 +126,10 @@ class ProcessWriter(DecisionWriter):
         except OSError:
             return False
 
-    def _start_and_resend(self) -> None:
-        self._start()
-        for data in self._staged.values():  # in staging order: dicts keep insertion order
-            if not self._send(data):
-                break
-
     # -- the child's lifecycle -----------------------------------------------------------
 
-    def _start(self) -> None:
+    def _spawn(self) -> tuple[Connection, Any]:
+        """A new child and the parent's end of its pipe, once the child has its engine."""
         ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
         parent, child = ctx.Pipe()
         proc = ctx.Process(
@@ -149,7 +151,7 @@ class ProcessWriter(DecisionWriter):
             if isinstance(e, ServiceUnavailable):
                 raise
             raise ServiceUnavailable(f"the database writer process did not start ({e!r})") from e
-        self._conn, self._proc = parent, proc
+        return parent, proc
 
     def _discard(self, wait: bool = False) -> None:
         conn, proc, self._conn, self._proc = self._conn, self._proc, None, None
