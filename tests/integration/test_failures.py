@@ -1,11 +1,14 @@
-"""Crashes and outages: kill -9 at random moments, MariaDB down mid-stream."""
+"""Crashes and outages: kill -9 at random moments (consumer or its writer process),
+MariaDB down mid-stream."""
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +50,61 @@ def test_kill_9_five_times_loses_nothing_and_scores_as_uninterrupted(
         proc.wait(10)
     assert kills >= 3
     assert consume_runner.run(*args, "--idle-exit", "4") == 0, consume_runner.logs()
+
+    rows = db_rows(db_url)
+    ids = [tx for tx, *_ in rows["decisions"]]
+    assert len(ids) == len(set(ids)) == len(payments)
+    assert not rows["duplicates"] and not rows["dead_letters"]
+    expected = expected_decisions(small_model, payments)
+    for tx, status, score, _, _ in rows["decisions"]:
+        assert status == expected[tx].status, tx
+        assert math.isclose(score, expected[tx].score, rel_tol=1e-5, abs_tol=1e-6), tx
+
+
+def _writer_child(consumer_pid: int) -> int | None:
+    """Pid of the consumer's database writer process (a spawned child), if running."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == consumer_pid and b"spawn_main" in cmdline:
+            return int(entry.name)
+    return None
+
+
+def test_writer_process_killed_mid_stream_loses_nothing(
+    consume_runner, kafka_bootstrap, new_topic, db_url, small_world, small_model
+):
+    """SIGKILL the consumer's writer process again and again while batches are staged in it.
+
+    The consumer treats each death as an outage: it starts a new writer process, sends it
+    the batches it had staged and not yet written, and writes them in order. Every payment
+    ends stored once, with the scores of an uninterrupted run.
+    """
+    topic = new_topic(1)
+    consume_runner.env["PAYSCORE_INPUT_TOPIC"] = topic
+    payments = payments_from(small_world, 25, 2500)
+    produce(kafka_bootstrap, topic, keyed(payments))
+    proc = consume_runner.start("--batch-size", "25", "--max-wait-ms", "50", "--idle-exit", "6")
+    rng = random.Random(11)
+    killed: set[int] = set()
+    for _ in range(4):
+        before = len(db_rows(db_url)["decisions"])
+        wait_until(lambda b=before: len(db_rows(db_url)["decisions"]) > b, 60)
+        child = _writer_child(proc.pid)
+        if child is None or proc.poll() is not None:
+            break
+        os.kill(child, signal.SIGKILL)
+        killed.add(child)
+        time.sleep(rng.uniform(0.2, 1.0))
+    assert len(killed) >= 3, consume_runner.logs()
+    assert proc.wait(timeout=180) == 0, consume_runner.logs()
+    assert "writer process stopped" in consume_runner.logs()
 
     rows = db_rows(db_url)
     ids = [tx for tx, *_ in rows["decisions"]]
