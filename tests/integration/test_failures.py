@@ -51,11 +51,16 @@ def test_kill_9_five_times_loses_nothing_and_scores_as_uninterrupted(
     assert kills >= 3
     assert consume_runner.run(*args, "--idle-exit", "4") == 0, consume_runner.logs()
 
+    _assert_stored_once_as_uninterrupted(db_url, small_model, payments)
+
+
+def _assert_stored_once_as_uninterrupted(db_url, model_path, payments) -> None:
+    """Every payment stored exactly once, nothing else, with an uninterrupted run's scores."""
     rows = db_rows(db_url)
     ids = [tx for tx, *_ in rows["decisions"]]
     assert len(ids) == len(set(ids)) == len(payments)
     assert not rows["duplicates"] and not rows["dead_letters"]
-    expected = expected_decisions(small_model, payments)
+    expected = expected_decisions(model_path, payments)
     for tx, status, score, _, _ in rows["decisions"]:
         assert status == expected[tx].status, tx
         assert math.isclose(score, expected[tx].score, rel_tol=1e-5, abs_tol=1e-6), tx
@@ -106,14 +111,7 @@ def test_writer_process_killed_mid_stream_loses_nothing(
     assert proc.wait(timeout=180) == 0, consume_runner.logs()
     assert "writer process stopped" in consume_runner.logs()
 
-    rows = db_rows(db_url)
-    ids = [tx for tx, *_ in rows["decisions"]]
-    assert len(ids) == len(set(ids)) == len(payments)
-    assert not rows["duplicates"] and not rows["dead_letters"]
-    expected = expected_decisions(small_model, payments)
-    for tx, status, score, _, _ in rows["decisions"]:
-        assert status == expected[tx].status, tx
-        assert math.isclose(score, expected[tx].score, rel_tol=1e-5, abs_tol=1e-6), tx
+    _assert_stored_once_as_uninterrupted(db_url, small_model, payments)
 
 
 def test_database_outage_mid_stream(
