@@ -65,7 +65,7 @@ class ProcessWriter(DecisionWriter):
     def stage_batch(self, request: BatchRequest) -> int:
         """Pickle the batch here and send it to the child now; never raises for a dead child."""
         token = next(self._tokens)
-        data = bytes(ForkingPickler.dumps(("data", token, request)))
+        data = _pickled(("data", token, request))
         with self._send_lock:
             self._staged[token] = data
             self._send(data)  # a failure shows at the write, which restarts the child
@@ -100,6 +100,10 @@ class ProcessWriter(DecisionWriter):
             with self._send_lock:
                 self._staged.pop(token, None)  # the child forgot it too
             return value
+        if ok is None:  # the child lacks the batch: a new child gets every staged batch again
+            with self._send_lock:
+                self._discard()
+            raise ServiceUnavailable(str(value))
         if isinstance(value, ServiceUnavailable):
             raise value
         raise RuntimeError(f"the database writer process failed: {value}")
@@ -192,9 +196,9 @@ def _serve(settings: Settings, conn: Connection) -> None:
             if token is None:
                 return  # the consumer closed the pipe or died
             request = staged.get(token)
-            reply: tuple[bool, Any]
-            if request is None:
-                reply = (False, ServiceUnavailable(f"the writer process has no batch {token}"))
+            reply: tuple[bool | None, Any]
+            if request is None:  # should not happen (data precedes its write on the pipe)
+                reply = (None, f"the database writer process has no batch {token}")
             else:
                 try:
                     reply = (True, writer.write_staged(request))

@@ -129,3 +129,17 @@ def test_a_dropped_batch_cannot_be_written(writer: ProcessWriter) -> None:
         writer.write_staged(token)
     assert stored(writer) == (0, {})
     assert writer.write_batch([row("b", 0)]).decided == 1  # the writer still works
+
+
+def test_a_child_missing_a_batch_is_replaced_and_sent_it_again(writer: ProcessWriter) -> None:
+    """Should never happen; if it does, the retry heals it instead of failing forever."""
+    from payscore.store.process import _pickled
+
+    token = writer.stage_batch(request([row("a", 0)], 1))
+    with writer._send_lock:
+        writer._send(_pickled(("drop", token)))  # the child forgets it; this side does not
+    old = writer._proc
+    with pytest.raises(ServiceUnavailable, match="has no batch"):
+        writer.write_staged(token)
+    assert writer.write_staged(token).decided == 1 and writer._proc is not old
+    assert stored(writer) == (1, {0: 1})
