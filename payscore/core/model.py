@@ -63,7 +63,7 @@ class ModelArtifact:
         )
         self._columns: dict[tuple[str, ...], np.ndarray] = {}
         self._flat: _FlatTrees | None = None
-        self._flat_built = False  # None after building: no flat form (categorical splits)
+        self._flat_built = False  # _flat stays None after building: categorical splits
 
     @property
     def thresholds(self) -> dict[str, float]:
