@@ -189,20 +189,16 @@ def train_default_model(
         "validation": _period(DELAY_START_DAY, TEST_START_DAY),
         "test": _period(TEST_START_DAY, TEST_END_DAY),
     }
+    split = Split(train, validation, test, days, periods)
     return _fit_and_evaluate(
-        X,
-        y,
-        days,
-        history.customer_ids,
+        history,
         engine,
-        names,
-        baseline,
-        train,
-        validation,
-        test,
-        periods,
-        "handbook simulated world",
-        progress,
+        X,
+        split,
+        names=names,
+        baseline=baseline,
+        source="handbook simulated world",
+        progress=progress,
     )
 
 
@@ -214,21 +210,30 @@ def _period(first_day: int, end_day: int) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class Split:
+    """Which payments train the model, set its thresholds and test it (boolean masks)."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    days: np.ndarray  # each payment's day, for Card Precision@100's per-day ranking
+    periods: dict[str, list[str]]  # the dates of each part, for the metadata
+
+
 def _fit_and_evaluate(
-    X: np.ndarray,
-    y: np.ndarray,
-    days: np.ndarray,
-    customer_ids: list[str],
+    history: History,
     engine: FeatureEngine,
+    X: np.ndarray,
+    split: Split,
+    *,
     names: tuple[str, ...],
     baseline: bool,
-    train: np.ndarray,
-    validation: np.ndarray,
-    test: np.ndarray,
-    periods: dict[str, list[str]],
     source: str,
     progress: Progress,
 ) -> tuple[ModelArtifact, dict[str, float]]:
+    y, days = history.labels, split.days
+    train, validation, test = split.train, split.validation, split.test
     cols = [engine.feature_names.index(n) for n in names]
     if y[train].min(initial=1) == y[train].max(initial=0):
         raise InputError("the training period needs both fraudulent and genuine payments")
@@ -243,7 +248,7 @@ def _fit_and_evaluate(
     artifact_stub = ModelArtifact(estimator, names, {})
     scores_test = artifact_stub.predict_scores(engine.feature_names, X[test])
     try:
-        metrics = evaluate(y[test], scores_test, days[test], np.asarray(customer_ids)[test])
+        metrics = evaluate(y[test], scores_test, days[test], np.asarray(history.customer_ids)[test])
     except ValueError as e:
         raise InputError(str(e)) from e
     if validation.any():
@@ -253,7 +258,7 @@ def _fit_and_evaluate(
     metadata = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training_period": {
-            **periods,
+            **split.periods,
             "source": source,
             "train_payments": int(train.sum()),
             "train_frauds": int(y[train].sum()),
@@ -361,18 +366,14 @@ def train_from_csv(
         ]
 
     periods = {"train": span(train), "validation": span(validation), "test": span(test)}
+    split = Split(train, validation, test, history.days, periods)
     return _fit_and_evaluate(
-        X,
-        history.labels,
-        history.days,
-        history.customer_ids,
+        history,
         engine,
-        names,
-        baseline,
-        train,
-        validation,
-        test,
-        periods,
-        f"csv {Path(path).name}",
-        progress,
+        X,
+        split,
+        names=names,
+        baseline=baseline,
+        source=f"csv {Path(path).name}",
+        progress=progress,
     )
