@@ -99,6 +99,11 @@ class Settings(BaseModel):
     max_dlq_attempts: int = Field(
         3, ge=1, le=100, description="Replays before a dead letter is parked."
     )
+    cache_dir: str | None = Field(
+        None,
+        description="Where generated worlds and compiled code are cached (default: "
+        "$XDG_CACHE_HOME/payscore or ~/.cache/payscore); never inside the installed package.",
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_interval_seconds: float = Field(
         10.0, gt=0, description="Seconds between consumer summary lines."

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from payscore.config import LoadedSettings, Settings, load_settings
+from payscore.core.cache import ENV as CACHE_ENV
 
 # Options several commands share, defined once so their flags and help stay identical.
 DatabaseUrl = Annotated[
@@ -37,6 +39,9 @@ def loaded_from(ctx: typer.Context, **overrides: Any) -> LoadedSettings:
     config_file = (root.obj or {}).get("config_file")
     loaded = load_settings(config_file, overrides)
     setup_logging(loaded.settings.log_level)
+    if loaded.settings.cache_dir:
+        # Through the environment, so child processes (writer, dashboard) use it too.
+        os.environ[CACHE_ENV] = loaded.settings.cache_dir
     return loaded
 
 

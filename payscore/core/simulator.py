@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from payscore.core.cache import cache_dir
 from payscore.core.schema import Payment
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,6 @@ def generate_world(
     df.insert(0, "TRANSACTION_ID", np.arange(len(df), dtype=np.int64))
     _add_frauds(df, n_customers, n_terminals)
     return df
-
-
-def cache_dir() -> Path:
-    """Where generated worlds are kept: $PAYSCORE_CACHE_DIR or ~/.cache/payscore."""
-    base = os.environ.get("PAYSCORE_CACHE_DIR")
-    return Path(base) if base else Path.home() / ".cache" / "payscore"
 
 
 def load_world(use_cache: bool = True) -> pd.DataFrame:
