@@ -33,12 +33,27 @@ def test_readme_commands_are_real_subcommands() -> None:
     assert not unknown, f"README uses unknown subcommands: {sorted(unknown)}"
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def _readme_command(marker: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
-    match = re.search(r"<!-- test-command -->\s*```(?:bash|sh)?\n(.+?)\n```", readme, re.S)
-    assert match, "README must mark its test command with <!-- test-command -->"
-    assert match.group(1).strip() in ci
+    match = re.search(rf"<!-- {marker} -->\s*```(?:bash|sh)?\n(.+?)\n```", readme, re.S)
+    assert match, f"README must mark a command block with <!-- {marker} -->"
+    return match.group(1).strip()
+
+
+def test_ci_runs_the_readme_quick_start_then_its_test_command() -> None:
+    """CI does what a new user does: the quick start, then the tests, in one environment."""
+    ci = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    quick, tests = _readme_command("quickstart-command"), _readme_command("test-command")
+    assert quick in ci, f".ci/run does not run the README's quick start {quick!r}"
+    assert tests in ci, f".ci/run does not run the README's test command {tests!r}"
+    assert ci.index(quick) < ci.index(tests), "the quick start must run before the tests"
+    # One environment: nothing between the two commands switches interpreters.
+    between = ci[ci.index(quick) + 1 : ci.index(tests)]
+    assert not between, f".ci/run runs something between the two commands: {between}"
 
 
 def test_changelog_has_unreleased_section() -> None:

@@ -126,6 +126,12 @@ class ConsumeRunner:
         proc = self.start(*args)
         return proc.wait(timeout=timeout)
 
+    def wait_until(
+        self, proc: subprocess.Popen[bytes], predicate: Callable[[], bool], timeout: float
+    ) -> bool:
+        """``wait_until`` that fails at once, with the logs, if ``proc`` exits first."""
+        return wait_until(predicate, timeout, alive=proc, logs=self.logs)
+
     def logs(self) -> str:
         return "\n".join(
             p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("*.log"))
@@ -196,10 +202,31 @@ def db_rows(db_url: str) -> dict[str, Any]:
     return {"decisions": decisions, "duplicates": dups, "dead_letters": dead}
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    step: float = 0.2,
+    *,
+    alive: subprocess.Popen[bytes] | None = None,
+    logs: Callable[[], str] | None = None,
+) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` passes (False).
+
+    With ``alive``, a process the wait depends on: if it exits first and the predicate still
+    does not hold, the test fails at once with its exit code and ``logs()``, instead of
+    waiting out the timeout and failing later on a consequence.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
+        if alive is not None and alive.poll() is not None:
+            if predicate():
+                return True
+            log = logs() if logs is not None else ""
+            pytest.fail(
+                f"process {alive.pid} exited with code {alive.returncode} while waited on:\n{log}",
+                pytrace=False,
+            )
         time.sleep(step)
     return False

@@ -14,7 +14,6 @@ from tests.integration.conftest import (
     keyed,
     payments_from,
     produce,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -79,7 +78,9 @@ def test_two_consumers_one_killed_totals_add_up(
     # Longer than the 10 s session timeout, so the group notices the dead member first.
     first = consume_runner.start(*args, "--idle-exit", "20")
     second = consume_runner.start(*args)
-    assert wait_until(lambda: len(db_rows(db_url)["decisions"]) > 300, 90), consume_runner.logs()
+    assert consume_runner.wait_until(
+        first, lambda: len(db_rows(db_url)["decisions"]) > 300, 90
+    ), consume_runner.logs()
     second.send_signal(signal.SIGKILL)
     second.wait(10)
     assert first.wait(timeout=180) == 0, consume_runner.logs()
@@ -94,7 +95,9 @@ def test_sigterm_exits_zero_after_writing(consume_runner, kafka_bootstrap, topic
     payments = payments_from(small_world, 5, 2000)
     produce(kafka_bootstrap, topic, keyed(payments))
     proc = consume_runner.start("--batch-size", "40", "--max-wait-ms", "100")
-    assert wait_until(lambda: len(db_rows(db_url)["decisions"]) > 0, 90), consume_runner.logs()
+    assert consume_runner.wait_until(
+        proc, lambda: len(db_rows(db_url)["decisions"]) > 0, 90
+    ), consume_runner.logs()
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, consume_runner.logs()

@@ -18,7 +18,6 @@ from tests.integration.conftest import (
     keyed,
     payments_from,
     produce,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -42,7 +41,7 @@ def test_kill_9_five_times_loses_nothing_and_scores_as_uninterrupted(
     for _ in range(5):
         before = len(db_rows(db_url)["decisions"])
         proc = consume_runner.start(*args)
-        wait_until(lambda b=before: len(db_rows(db_url)["decisions"]) > b, 60)
+        consume_runner.wait_until(proc, lambda b=before: len(db_rows(db_url)["decisions"]) > b, 60)
         time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -100,7 +99,7 @@ def test_writer_process_killed_mid_stream_loses_nothing(
     killed: set[int] = set()
     for _ in range(4):
         before = len(db_rows(db_url)["decisions"])
-        wait_until(lambda b=before: len(db_rows(db_url)["decisions"]) > b, 60)
+        consume_runner.wait_until(proc, lambda b=before: len(db_rows(db_url)["decisions"]) > b, 60)
         child = _writer_child(proc.pid)
         if child is None or proc.poll() is not None:
             break
@@ -121,7 +120,9 @@ def test_database_outage_mid_stream(
     payments = payments_from(small_world, 15, 3000)
     produce(kafka_bootstrap, topic, keyed(payments))
     proc = consume_runner.start("--batch-size", "30", "--max-wait-ms", "50", "--idle-exit", "6")
-    assert wait_until(lambda: len(db_rows(db_url)["decisions"]) > 100, 90), consume_runner.logs()
+    assert consume_runner.wait_until(
+        proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90
+    ), consume_runner.logs()
     db_server.stop()
     try:
         time.sleep(10)
@@ -167,7 +168,9 @@ def test_broker_restart_mid_stream(
     payments = payments_from(small_world, 12, 3000)
     produce(kafka_bootstrap, topic, keyed(payments[:2000]))
     proc = consume_runner.start("--batch-size", "40", "--max-wait-ms", "50")
-    assert wait_until(lambda: len(db_rows(db_url)["decisions"]) > 100, 90), consume_runner.logs()
+    assert consume_runner.wait_until(
+        proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90
+    ), consume_runner.logs()
     kafka_server.stop()
     try:
         time.sleep(8)
@@ -175,7 +178,9 @@ def test_broker_restart_mid_stream(
     finally:
         kafka_server.start()
     produce(kafka_bootstrap, topic, keyed(payments[2000:]))
-    done = wait_until(lambda: len(db_rows(db_url)["decisions"]) >= len(payments), 180)
+    done = consume_runner.wait_until(
+        proc, lambda: len(db_rows(db_url)["decisions"]) >= len(payments), 180
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, consume_runner.logs()
     assert done, consume_runner.logs()
