@@ -4,10 +4,16 @@ A dead letter's key and value are exactly the key and value of the message that 
 can be replayed byte for byte. Everything payscore knows about the failure travels in
 ``payscore.*`` headers (see docs/dead-letters.md). Replays carry ``payscore.replay.attempt``;
 a consumer that dead-letters a replayed message again sets ``attempt = that + 1``.
+
+The one exception to "bytes untouched": a dead letter must fit where its source message
+fitted, or publishing it fails for ever and its partition stops. A message too large for the
+dead-letter budget keeps a bounded prefix of its value, and headers give the original length,
+its SHA-256 and (as always) its source coordinates, to fetch the original while Kafka keeps it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +35,9 @@ H_SOURCE_PARTITION = "payscore.source.partition"
 H_SOURCE_OFFSET = "payscore.source.offset"
 H_DEAD_LETTERED_AT = "payscore.dead_lettered_at"
 H_ATTEMPT = "payscore.attempt"
+H_TRUNCATED = "payscore.original.truncated"
+H_ORIGINAL_BYTES = "payscore.original.bytes"
+H_ORIGINAL_SHA256 = "payscore.original.sha256"
 #: Set by ``payscore replay-dlq`` on a re-published message: the attempt it came from.
 H_REPLAY_ATTEMPT = "payscore.replay.attempt"
 
@@ -41,6 +50,14 @@ PARKED = "parked"
 #: Longest error message kept (the dead_letters table column holds 1024 characters).
 MAX_ERROR_MESSAGE_CHARS = 1024
 MAX_KIND_CHARS = 32
+
+#: Default ceiling of one dead letter: under Kafka's default ``message.max.bytes``
+#: (1,048,588) and kafka-python's default ``max_request_size`` (1,048,576).
+DEFAULT_MAX_DEAD_LETTER_BYTES = 1_000_000
+#: Allowance for the record and batch framing around key, value and headers.
+_FRAMING_BYTES = 512
+#: A truncated dead letter keeps at most this much of an oversized key.
+_MAX_KEPT_KEY_BYTES = 1024
 
 Headers = list[tuple[str, bytes]]
 
@@ -63,9 +80,17 @@ class DeadLetter:
     dead_lettered_at: datetime  # tz-aware UTC
     attempt: int  # 1 for the first failure, +1 per failed replay
     field: str | None = None
+    #: Set when the value is only a prefix of the original (see the module docstring).
+    original_bytes: int | None = None
+    original_sha256: str | None = None
     dlq_topic: str | None = None
     dlq_partition: int | None = None
     dlq_offset: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """True when the value is a prefix: the original must be fetched from its source."""
+        return self.original_bytes is not None
 
     def is_parked(self, max_attempts: int) -> bool:
         """True once the message has failed ``max_attempts`` times: replay stops here."""
@@ -113,8 +138,10 @@ def dead_letter(
     attempt: int = 1,
     field: str | None = None,
     at: datetime | None = None,
+    max_bytes: int = DEFAULT_MAX_DEAD_LETTER_BYTES,
 ) -> tuple[bytes | None, bytes | None, Headers]:
-    """Build the (key, value, headers) of a dead letter; key and value are kept as given."""
+    """Build the (key, value, headers) of a dead letter; key and value are kept as given,
+    unless together they exceed ``max_bytes``: then see ``_truncated``."""
     if attempt < 1:
         raise ValueError("attempt starts at 1")
     moment = at or datetime.now(timezone.utc)
@@ -129,7 +156,42 @@ def dead_letter(
     ]
     if field is not None:
         headers.append((H_FIELD, _bounded(field, 64).encode()))
+    if _record_bytes(key, value, headers) > max_bytes:
+        return _truncated(key, value, headers, max_bytes)
     return key, value, headers
+
+
+def _record_bytes(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    size = len(key or b"") + len(value or b"") + _FRAMING_BYTES
+    return size + sum(len(name) + len(raw) + 8 for name, raw in headers)
+
+
+def _truncated(
+    key: bytes | None, value: bytes | None, headers: Headers, max_bytes: int
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """A dead letter that fits ``max_bytes``: a prefix of the value (and, if need be, of the
+    key), with the original value's length and SHA-256 and the reason extended to say so."""
+    original = value or b""
+    where = "/".join(
+        _header(headers, name).decode()  # type: ignore[union-attr]
+        for name in (H_SOURCE_TOPIC, H_SOURCE_PARTITION, H_SOURCE_OFFSET)
+    )
+    digest = hashlib.sha256(original).hexdigest()
+    kept_key = key if key is None or len(key) <= _MAX_KEPT_KEY_BYTES else key[:_MAX_KEPT_KEY_BYTES]
+    out = [(n, v) for n, v in headers if n != H_MESSAGE]
+    reason = (_header(headers, H_MESSAGE) or b"").decode()
+    out += [(H_TRUNCATED, b"true"), (H_ORIGINAL_BYTES, str(len(original)).encode()),
+            (H_ORIGINAL_SHA256, digest.encode())]
+    budget = max_bytes - _record_bytes(kept_key, b"", out) - MAX_ERROR_MESSAGE_CHARS * 4
+    if budget < 0:
+        raise ValueError(f"max_bytes {max_bytes} leaves no room for a dead letter's headers")
+    note = (
+        f"; value truncated to its first {min(budget, len(original))} of {len(original)} bytes "
+        f"(sha256 {digest[:16]}...); the original is at {where} while Kafka retains it"
+    )
+    keep_reason = max(0, MAX_ERROR_MESSAGE_CHARS - len(note))
+    out.insert(1, (H_MESSAGE, (_bounded(reason, keep_reason) + note).encode()))
+    return kept_key, original[:budget], out
 
 
 def dead_letter_for_record(
@@ -139,6 +201,7 @@ def dead_letter_for_record(
     message: str,
     field: str | None = None,
     at: datetime | None = None,
+    max_bytes: int = DEFAULT_MAX_DEAD_LETTER_BYTES,
 ) -> tuple[bytes | None, bytes | None, Headers]:
     """Dead letter for a consumed kafka-python record; the attempt comes from its headers."""
     return dead_letter(
@@ -152,6 +215,7 @@ def dead_letter_for_record(
         attempt=next_attempt(getattr(record, "headers", None)),
         field=field,
         at=at,
+        max_bytes=max_bytes,
     )
 
 
@@ -194,6 +258,7 @@ def parse_dead_letter(record: Any) -> DeadLetter:
     if at.tzinfo is None:
         raise MalformedDeadLetter(f"dead letter at {where}: time has no UTC offset")
     field_raw = _header(headers, H_FIELD)
+    truncated = _header(headers, H_TRUNCATED) == b"true"
     return DeadLetter(
         key=record.key,
         value=record.value,
@@ -205,6 +270,8 @@ def parse_dead_letter(record: Any) -> DeadLetter:
         dead_lettered_at=at.astimezone(timezone.utc),
         attempt=_int(headers, H_ATTEMPT, where),
         field=field_raw.decode("utf-8", "replace") if field_raw is not None else None,
+        original_bytes=_int(headers, H_ORIGINAL_BYTES, where) if truncated else None,
+        original_sha256=_text(headers, H_ORIGINAL_SHA256, where) if truncated else None,
         dlq_topic=record.topic,
         dlq_partition=record.partition,
         dlq_offset=record.offset,

@@ -201,3 +201,50 @@ def test_send_dead_letters_failure_is_service_unavailable():
     )
     with pytest.raises(ServiceUnavailable, match="t.dlq"):
         dlq.send_dead_letters(producer, "t.dlq", [item])
+
+
+def _size(key, value, headers) -> int:
+    return len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+
+
+@pytest.mark.parametrize("length", [1_048_400, 10 * 1024 * 1024])
+def test_oversized_message_becomes_a_dead_letter_that_fits(length):
+    """A message at Kafka's 1 MiB limit (or a 10 MB one) keeps a prefix, its size and digest."""
+    import hashlib
+
+    value = bytes(range(256)) * (length // 256) + b"x" * (length % 256)
+    key, out, headers = dlq.dead_letter(
+        b"cust-1", value, kind="too_large", message="message is too large",
+        source_topic="payments", source_partition=3, source_offset=1234,
+    )
+    assert _size(key, out, headers) + 512 <= dlq.DEFAULT_MAX_DEAD_LETTER_BYTES
+    assert key == b"cust-1" and value.startswith(out) and len(out) > 900_000
+    dead = dlq.parse_dead_letter(_record(key, out, headers))
+    assert dead.truncated and dead.original_bytes == length
+    assert dead.original_sha256 == hashlib.sha256(value).hexdigest()
+    assert dead.message.startswith("message is too large; value truncated to its first")
+    assert "payments/3/1234" in dead.message and len(dead.message) <= 1024
+    assert (dead.kind, dead.source_offset) == ("too_large", 1234)
+
+
+def test_message_under_the_budget_is_kept_whole_and_not_marked():
+    value = b"y" * 990_000
+    _, out, headers = dlq.dead_letter(
+        None, value, kind="too_large", message="m", source_topic="t",
+        source_partition=0, source_offset=1,
+    )
+    assert out == value
+    dead = dlq.parse_dead_letter(_record(None, out, headers))
+    assert not dead.truncated and dead.original_bytes is None
+
+
+def test_oversized_key_is_cut_too_and_a_small_budget_is_honoured():
+    key, out, headers = dlq.dead_letter(
+        b"k" * 500_000, b"v" * 600_000, kind="too_large", message="m",
+        source_topic="t", source_partition=0, source_offset=1, max_bytes=200_000,
+    )
+    assert key == b"k" * 1024 and _size(key, out, headers) + 512 <= 200_000
+    assert dlq.parse_dead_letter(_record(key, out, headers)).original_bytes == 600_000
+    with pytest.raises(ValueError, match="no room"):
+        dlq.dead_letter(b"k", b"v" * 5000, kind="too_large", message="m", source_topic="t",
+                        source_partition=0, source_offset=1, max_bytes=3000)
