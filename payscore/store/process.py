@@ -182,9 +182,11 @@ def _serve(settings: Settings, conn: Connection) -> None:
         engine = make_engine(settings, pre_ping=False, reset_on_return=False)
         writer = DecisionWriter(engine)
     except Exception as e:  # reported to the parent, which raises it
-        conn.send((False, f"{type(e).__name__}: {e}"))
+        _send_quietly(conn, (False, f"{type(e).__name__}: {e}"))
         return
-    conn.send((True, None))
+    if not _send_quietly(conn, (True, None)):
+        engine.dispose()
+        return  # the consumer died while this process started: nothing to serve
     staged: dict[int, BatchRequest] = {}
     writes: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     threading.Thread(
@@ -213,6 +215,15 @@ def _serve(settings: Settings, conn: Connection) -> None:
                 return
     finally:
         engine.dispose()
+
+
+def _send_quietly(conn: Connection, message: tuple[Any, ...]) -> bool:
+    """Send to the parent; False, without a traceback, if it has gone (killed at start-up)."""
+    try:
+        conn.send(message)
+    except (EOFError, OSError):
+        return False
+    return True
 
 
 def _read(

@@ -143,3 +143,17 @@ def test_a_child_missing_a_batch_is_replaced_and_sent_it_again(writer: ProcessWr
         writer.write_staged(token)
     assert writer.write_staged(token).decided == 1 and writer._proc is not old
     assert stored(writer) == (1, {0: 1})
+
+
+def test_writer_child_whose_parent_is_gone_exits_quietly(tmp_path, capfd):
+    """A consumer killed during start-up: its writer child returns, no BrokenPipeError trace."""
+    from multiprocessing import Pipe
+
+    from payscore.config import Settings
+    from payscore.store import process
+
+    parent_end, child_end = Pipe()
+    parent_end.close()
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'gone.db'}")
+    process._serve(settings, child_end)  # raised BrokenPipeError before
+    assert "Traceback" not in capfd.readouterr().err
