@@ -86,6 +86,7 @@ class BatchWriterThread:
         self._submitted = 0
         self._finished = 0
         self.abandoned = False  # a batch was given up: nothing after it may be written
+        self.given_up = 0  # messages in batches given up: read again by the next consumer
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="payscore-writer", daemon=True)
         self._thread.start()
@@ -102,7 +103,7 @@ class BatchWriterThread:
                 return True
             except queue.Full:
                 continue
-        self._release(item.batch)
+        self._give_up(item)
         self._mark_finished()  # never reached the thread
         return False
 
@@ -141,7 +142,7 @@ class BatchWriterThread:
                 if not self.abandoned:
                     self._emit(item)
                 if self.abandoned:
-                    self._release(item.batch)
+                    self._give_up(item)
             except BaseException as e:  # noqa: BLE001 - surfaced on the main loop
                 log.exception("the batch writer failed")
                 self.error = e
@@ -208,6 +209,10 @@ class BatchWriterThread:
             old.close(timeout=0)
         except Exception:  # the old client is being discarded either way
             log.debug("error closing a stuck producer", exc_info=True)
+
+    def _give_up(self, item: InFlight) -> None:
+        self.given_up += item.batch.size
+        self._release(item.batch)
 
     def _mark_finished(self) -> None:
         with self._lock:

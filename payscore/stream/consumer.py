@@ -68,6 +68,9 @@ class RunResult:
     dead_letters: int
     by_status: dict[str, int]
     rate: float
+    #: Messages taken from Kafka whose batch was not finished (a stop while the database or
+    #: the broker was unavailable): not committed, so the group reads them again.
+    unfinished: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,7 @@ class StreamConsumer:
         self._stall_checked = 0.0
         self._writer: BatchWriterThread | None = None
         self._submitted = 0  # payments decided in batches handed to the writer
+        self._unprepared = 0  # messages polled but never prepared (stopped meanwhile)
         self._settled_at = time.monotonic()
         self._to_commit: dict[TopicPartition, OffsetAndMetadata] = {}
         self._kafka_committed_at = 0.0
@@ -260,13 +264,20 @@ class StreamConsumer:
                 log.debug("error closing a Kafka client", exc_info=True)
         if self._writer.error is not None:
             raise self._writer.error
+        unfinished = self._writer.given_up + self._unprepared
         log.info("stopped: %s", self.stats.summary(None))
+        if unfinished:
+            log.warning(
+                "stopped before finishing: %d messages were not committed and will be read "
+                "again", unfinished
+            )
         return RunResult(
             self.stats.decided,
             self.stats.duplicates,
             self.stats.dead_letters,
             dict(self.stats.by_status),
             self.stats.overall_rate(),
+            unfinished,
         )
 
     def _loop(self) -> None:
@@ -337,6 +348,7 @@ class StreamConsumer:
             self._stopping,
         )
         if batch is None:
+            self._unprepared += len(records)
             return False
         item = InFlight(batch, [m for _, m, _ in buffered])
         if self.settings.publish_decisions and batch.decided:

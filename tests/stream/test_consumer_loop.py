@@ -69,6 +69,7 @@ def test_stop_during_an_outage_abandons_the_batch_and_every_later_one():
         assert writer.abandoned and writer.error is None
         assert set(attempts) == {1}
         assert sorted(released) == [1, 2]
+        assert writer.given_up == 3  # both batches' messages: read again after the stop
         assert writer.completed() == []
     finally:
         writer.close()
