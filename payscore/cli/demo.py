@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,10 @@ from payscore.pipeline import Pipeline, RawMessage
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.writer import DecisionWriter
+from payscore.stream.producer import label_message
 
 DEMO_TOPIC = "demo"
+DEMO_LABELS_TOPIC = "demo.labels"
 DEMO_GROUP = "payscore-demo"
 DAY_S = 86_400
 
@@ -68,7 +71,7 @@ def demo_cmd(
         create_schema(db)
         writer = DecisionWriter(db)
         register_model(writer, artifact)
-        pipeline = Pipeline(scorer, writer, DEMO_GROUP)
+        pipeline = Pipeline(scorer, writer, DEMO_GROUP, labels_topic=DEMO_LABELS_TOPIC)
         _stream(pipeline, world.iloc[start:stop], start, settings.batch_size)
     finally:
         db.dispose()
@@ -98,10 +101,15 @@ def _model(path: str) -> ModelArtifact:
 
 
 def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size: int) -> None:
-    """Feed the slice through the pipeline in batches, labels 7 days late, then summarise."""
+    """Feed the slice through the pipeline in batches, labels 7 days late, then summarise.
+
+    Each fraud's chargeback goes through the pipeline as a labels-topic message (known a week
+    after the payment), so it reaches the engine and ``fraud_labels`` exactly as
+    ``payscore consume`` would take it from the labels topic.
+    """
     payments = simulator.to_payments(df)
     frauds = df["TX_FRAUD"].to_numpy().astype(bool)
-    delay = pipeline.scorer.engine.label_delay_days * DAY_S
+    delay = timedelta(days=pipeline.scorer.engine.label_delay_days)
     console.print(f"streaming {len(payments):,} payments through validate -> score -> store...")
     started = time.monotonic()
     decided = skipped = 0
@@ -109,18 +117,15 @@ def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size:
     by_status: dict[str, int] = {}
     for lo in range(0, len(payments), batch_size):
         chunk = payments[lo : lo + batch_size]
-        for p, fraud in zip(chunk, frauds[lo : lo + batch_size], strict=True):
-            # The chargeback arrives a week later; the engine uses it only from then on.
-            if fraud:
-                pipeline.scorer.engine.add_label(
-                    p.transaction_id, True, p.event_time.timestamp() + delay
-                )
-        messages = [
-            RawMessage(
-                DEMO_TOPIC, 0, first_offset + lo + i, p.customer_id.encode(), payment_to_json(p)
-            )
-            for i, p in enumerate(chunk)
-        ]
+        messages: list[RawMessage] = []
+        for i, (p, fraud) in enumerate(zip(chunk, frauds[lo : lo + batch_size], strict=True)):
+            offset = first_offset + lo + i
+            value = payment_to_json(p)
+            messages.append(RawMessage(DEMO_TOPIC, 0, offset, p.customer_id.encode(), value))
+            if fraud:  # the payment's offset keeps label offsets unique and the same every run
+                value = label_message(p.transaction_id, True, p.event_time + delay)
+                key = p.transaction_id.encode()
+                messages.append(RawMessage(DEMO_LABELS_TOPIC, 0, offset, key, value))
         batch, result = pipeline.process(messages)
         decided += result.decided
         skipped += result.skipped_replayed

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select
 from typer.testing import CliRunner
 
 from payscore.cli.app import app
-from payscore.store.schema import scored_transactions
+from payscore.core import protocol, simulator
+from payscore.dashboard import queries as q
+from payscore.dashboard.figures import TimeRange
+from payscore.store.schema import fraud_labels, scored_transactions
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +45,7 @@ def test_demo_decides_and_is_idempotent(tmp_path, tiny_model, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "decided 300 payments" in result.output
     assert "fraud caught" in result.output and "payscore dashboard" in result.output
+    _check_labels_stored(url, 300)
 
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
@@ -47,3 +54,29 @@ def test_demo_decides_and_is_idempotent(tmp_path, tiny_model, monkeypatch):
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(scored_transactions)).scalar() == 300
     engine.dispose()
+
+
+def _check_labels_stored(url: str, count: int) -> None:
+    """Every fraud of the streamed slice is in fraud_labels, known a week after its payment,
+    so the dashboard's fraud rate right after the demo is the slice's real one."""
+    world = simulator.load_world()
+    start = int(np.searchsorted(world["TX_TIME_DAYS"].to_numpy(), protocol.TEST_END_DAY))
+    part = world.iloc[start : start + count]
+    frauds = {
+        p.transaction_id: p.event_time
+        for p, f in zip(simulator.to_payments(part), part["TX_FRAUD"].to_numpy(), strict=True)
+        if f
+    }
+    assert frauds, "the slice should hold some fraud"
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        stored = conn.execute(select(fraud_labels)).all()
+        headline = q.headline(conn, TimeRange(None, None))
+    engine.dispose()
+    assert {r.transaction_id for r in stored} == set(frauds)
+    for r in stored:
+        assert (r.is_fraud, r.source) == (True, "stream")
+        known = frauds[r.transaction_id] + timedelta(days=7)
+        assert r.known_at == known.replace(tzinfo=None)
+    assert headline.fraud_labelled == len(frauds)
+    assert headline.fraud_rate == pytest.approx(len(frauds) / count)
