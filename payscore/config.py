@@ -199,14 +199,15 @@ class LoadedSettings:
             if name in SECRET_FIELDS:
                 shown = "********" if value is not None else "(unset)"
             elif name == "database_url":
-                shown = _mask_url(value)
+                shown = mask_url(value)
             else:
                 shown = "(unset)" if value is None else str(value)
             out.append((name, shown, self.sources.get(name, "default")))
         return out
 
 
-def _mask_url(url: str) -> str:
+def mask_url(url: str) -> str:
+    """The URL with its password, if any, replaced by asterisks."""
     parts = urlsplit(url)
     if not parts.password:
         return url
@@ -216,10 +217,11 @@ def _mask_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
+def _read_file(path: Path, named_by: str | None) -> dict[str, Any]:
+    """The settings in the TOML file; ``named_by`` ("flag", "env ...") when the user named it."""
     if not path.exists():
-        if explicit:
-            raise ConfigError("--config", "flag", f"file {str(path)!r} does not exist")
+        if named_by:
+            raise ConfigError("--config", named_by, f"file {str(path)!r} does not exist")
         return {}
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -244,9 +246,12 @@ def load_settings(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
-    explicit = config_file is not None or bool(environ.get(f"{ENV_PREFIX}CONFIG"))
-    path = Path(config_file or environ.get(f"{ENV_PREFIX}CONFIG") or DEFAULT_CONFIG_FILE)
-    for key, value in _read_file(path, explicit).items():
+    from_env = environ.get(f"{ENV_PREFIX}CONFIG")
+    named_by = "flag" if config_file is not None else None
+    if named_by is None and from_env:
+        named_by = f"env {ENV_PREFIX}CONFIG"
+    path = Path(config_file or from_env or DEFAULT_CONFIG_FILE)
+    for key, value in _read_file(path, named_by).items():
         if key not in Settings.model_fields:
             raise ConfigError(key, f"file {path}", "unknown setting")
         values[key], sources[key] = value, f"file {path}"

@@ -21,6 +21,14 @@ class ConfigError(PayscoreError):
         self.problem = problem
 
 
+class MissingExtra(PayscoreError):
+    """An optional part of payscore is needed and not installed (e.g. the MySQL driver)."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        super().__init__(f'{what} is not installed; run: pip install "payscore[{extra}]"')
+        self.extra = extra
+
+
 class ModelError(PayscoreError):
     """A model artifact is missing, tampered with, or incompatible."""
 

@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from rich.markup import escape
 
 from payscore import __version__
-from payscore.cli import commands
+from payscore.cli.commands import LazyGroup
 from payscore.cli.common import err_console
 from payscore.errors import PayscoreError
 
 
-class _Group(TyperGroup):
+class _Group(LazyGroup):
     """Turns payscore's own errors into one line on stderr and an exit code, never a trace."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except PayscoreError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            # Escaped: a message quotes user text, and "[mysql]" or "pay[1].csv" is not markup.
+            message = escape(_message(e, ctx.obj or {}))
+            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+
+
+def _message(error: PayscoreError, obj: dict[str, Any]) -> str:
+    """The error's text; a database failure in the one wording of ``database_error``."""
+    exc = sys.modules.get("sqlalchemy.exc")  # loaded whenever a database error can exist
+    cause = error.__cause__
+    if exc is not None and isinstance(cause, exc.SQLAlchemyError):
+        from payscore.store.engine import database_error
+
+        return str(database_error(cause, obj.get("database_url")))
+    return str(error)
 
 
 app = typer.Typer(
@@ -54,10 +68,10 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    ctx.obj = {"config_file": config}
-
-
-commands.register(app)
+    source = ctx.get_parameter_source("config")
+    # From PAYSCORE_CONFIG, load_settings reads it itself and names that variable in errors.
+    from_env = source is not None and source.name == "ENVIRONMENT"
+    ctx.obj = {"config_file": None if from_env else config}
 
 
 def main() -> None:

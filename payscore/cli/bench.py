@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from payscore.bench.loadgen import AUTO, CONFLUENT, KAFKA_PYTHON
@@ -26,8 +27,10 @@ P99_TARGET_MS = 100.0
 _LOAD_GENERATOR = typer.Option(
     LoadGenerator.auto,
     "--load-generator",
-    help="Producer of the paced run: confluent-kafka (C, installed by payscore[bench]) "
-    "costs the machine far less CPU than kafka-python; auto picks it when installed.",
+    # Help text is rich markup: the escaped "[" keeps "[bench]" from being taken for a style.
+    help="Producer of the paced run. confluent-kafka (C) costs the machine far less CPU than "
+    "kafka-python; it is not a dependency of payscore but an extra: "
+    'pip install "payscore\\[bench]" (the dev extra has it too). auto picks it when installed.',
 )
 
 
@@ -71,13 +74,13 @@ def bench_cmd(
     )
 
     def step(text: str) -> None:
-        err_console.print(f"[dim]bench:[/dim] {text}", highlight=False)
+        err_console.print(f"[dim]bench:[/dim] {escape(text)}", highlight=False)
 
     report = run_bench(settings, options, step)
 
     table = Table(
         title=f"payscore bench: {report.count} payments, batch {report.batch_size}, "
-        f"{report.backend}"
+        f"{escape(report.backend)}"
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -103,7 +106,7 @@ def bench_cmd(
         )
     if report.paced_offered:
         table.add_row(
-            f"paced load offered / sent ({report.load_generator})",
+            f"paced load offered / sent ({escape(report.load_generator)})",
             f"{report.paced_offered:,.0f} / {report.paced_sent_rate:,.0f} payments/s",
             "",
         )
@@ -117,4 +120,4 @@ def bench_cmd(
             )
     console.print(table)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)

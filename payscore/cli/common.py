@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from payscore.config import LoadedSettings, Settings, load_settings
-from payscore.core.cache import ENV as CACHE_ENV
+if TYPE_CHECKING:  # imported when settings are built: pydantic is not needed for --help
+    from payscore.config import LoadedSettings, Settings
 
 # Options several commands share, defined once so their flags and help stay identical.
 DatabaseUrl = Annotated[
@@ -35,9 +35,15 @@ def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
 
 
 def loaded_from(ctx: typer.Context, **overrides: Any) -> LoadedSettings:
+    from payscore.config import load_settings
+    from payscore.core.cache import ENV as CACHE_ENV
+
     root = ctx.find_root()
-    config_file = (root.obj or {}).get("config_file")
-    loaded = load_settings(config_file, overrides)
+    if root.obj is None:
+        root.obj = {}
+    loaded = load_settings(root.obj.get("config_file"), overrides)
+    # For the error handler, which names the database when a database error ends the command.
+    root.obj["database_url"] = loaded.settings.database_url
     setup_logging(loaded.settings.log_level)
     if loaded.settings.cache_dir:
         # Through the environment, so child processes (writer, dashboard) use it too.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from payscore.cli.common import console, loaded_from
@@ -20,5 +21,5 @@ def show_config(ctx: typer.Context) -> None:
     table.add_column("value")
     table.add_column("source")
     for name, value, source in loaded.rows():
-        table.add_row(name, value, source)
+        table.add_row(name, escape(value), escape(source))  # values and paths are the user's
     console.print(table)

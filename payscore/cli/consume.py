@@ -60,6 +60,7 @@ def consume(
             f"consuming {settings.input_topic} as group {settings.consumer_group} "
             f"with model {app.artifact.version}",
             highlight=False,
+            markup=False,
         )
         result = app.consumer.run()
     finally:
@@ -69,4 +70,5 @@ def consume(
         f"decided {result.decided} ({statuses}); duplicates {result.duplicates}; "
         f"dead letters {result.dead_letters}; {result.rate:.0f} payments/s",
         highlight=False,
+        markup=False,
     )

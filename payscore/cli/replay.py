@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from payscore.cli.common import console, settings_from
@@ -47,6 +48,7 @@ def replay_dlq(
     kind: list[str] = typer.Option(  # noqa: B008 - typer's documented pattern for lists
         None,
         "--kind",
+        metavar="<kind>",  # one kind per flag; typer would show <list[str]>
         help=_KIND_HELP,
     ),
     since: str = typer.Option(
@@ -80,12 +82,12 @@ def replay_dlq(
 
 
 def _show_plan(result: ReplayResult) -> None:
-    table = Table(title=f"dry run: dead letters in {result.dlq_topic}")
+    table = Table(title=f"dry run: dead letters in {escape(result.dlq_topic)}")
     for column in ("partition", "offset", "action", "kind", "attempt", "to topic", "note"):
         table.add_column(column)
     for item in result.items[:MAX_LISTED]:
         dead = item.dead_letter
-        table.add_row(
+        cells = (
             str(item.dlq_partition),
             str(item.dlq_offset),
             item.action,
@@ -94,6 +96,7 @@ def _show_plan(result: ReplayResult) -> None:
             dead.source_topic if dead and item.action == REPLAY else "-",
             item.note,
         )
+        table.add_row(*map(escape, cells))  # kinds, topics and notes come from the records
     console.print(table)
     if len(result.items) > MAX_LISTED:
         console.print(f"... and {len(result.items) - MAX_LISTED} more", highlight=False)
@@ -108,8 +111,8 @@ def _summary(result: ReplayResult, parked_to: str) -> None:
     ]
     if result.count(MALFORMED):
         parts.append(f"{result.count(MALFORMED)} unreadable")
-    console.print(", ".join(parts), highlight=False)
+    console.print(", ".join(parts), highlight=False, markup=False)
     if result.dry_run:
         console.print("dry run: nothing was sent or remembered", highlight=False)
     elif not result.items:
-        console.print(f"no new dead letters in {result.dlq_topic}", highlight=False)
+        console.print(f"no new dead letters in {result.dlq_topic}", highlight=False, markup=False)

@@ -8,9 +8,15 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from payscore.config import Settings
-from payscore.errors import ConfigError
+from payscore.config import Settings, mask_url
+from payscore.errors import MissingExtra, ServiceUnavailable
+
+#: Errors that mean the database could not be reached or used at all (as opposed to a refused
+#: statement): the server is down, the address or credentials are wrong, or the pool is empty.
+_UNREACHABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 def make_engine(
@@ -45,11 +51,8 @@ def make_engine(
     try:
         __import__("MySQLdb")
     except ImportError as e:
-        raise ConfigError(
-            "database_url",
-            "config",
-            'MySQL support is not installed; run: pip install "payscore[mysql]"',
-        ) from e
+        # Not a bad setting: the URL is fine, the optional driver is missing.
+        raise MissingExtra("MySQL support (the mysqlclient driver)", "mysql") from e
     connect_args = {"charset": "utf8mb4", "connect_timeout": 10, "conv": _mysql_conversions()}
     options: dict[str, Any] = {}
     if autocommit:
@@ -62,6 +65,32 @@ def make_engine(
     if read_only:
         event.listen(engine, "connect", _mysql_read_only)
     return engine
+
+
+def database_error(error: SQLAlchemyError, url: str | None = None) -> ServiceUnavailable:
+    """The one wording of a database failure: what failed, where, then the driver's text.
+
+    ``url`` is shown with its password masked; the driver's message is only the detail.
+    """
+    where = f" at {mask_url(url)}" if url else ""
+    if isinstance(error, _UNREACHABLE):
+        return ServiceUnavailable(f"cannot reach the database{where}: {driver_message(error)}")
+    return ServiceUnavailable(f"database error{where}: {driver_message(error)}")
+
+
+def driver_message(error: BaseException) -> str:
+    """The driver's own text, first line only, without SQLAlchemy's statement dump.
+
+    mysqlclient's errors are ``(code, text)`` tuples; they read as ``text (MySQL error code)``.
+    """
+    orig = getattr(error, "orig", None) or error
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        text = f"{args[1]} (MySQL error {args[0]})"
+    else:
+        text = str(orig)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
 
 
 def _mysql_conversions() -> dict[Any, Any]:

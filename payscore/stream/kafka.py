@@ -8,8 +8,10 @@ reached instead of hanging, and never logs the options (they may hold a SASL pas
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import kafka
@@ -41,6 +43,43 @@ def quiet_client_logs(log_level: str) -> None:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
+class _BootstrapQuiet:
+    """Silences the ``kafka`` logger while clients bootstrap, for nested and parallel callers.
+
+    kafka-python logs every failed bootstrap attempt at ERROR and WARNING (17 lines for one
+    unreachable broker); the factories report the outcome as one ``ServiceUnavailable``. Once a
+    client is connected the logger is back at its level, so a long-running consumer still logs
+    a broker lost later. The level is restored by the last caller out, whatever the order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = logging.NOTSET
+
+    @contextmanager
+    def __call__(self, settings: Settings) -> Iterator[None]:
+        if settings.log_level == "DEBUG":
+            yield
+            return
+        logger = logging.getLogger("kafka")
+        with self._lock:
+            if self._depth == 0:
+                self._saved = logger.level
+                logger.setLevel(logging.CRITICAL)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    logger.setLevel(self._saved)
+
+
+_bootstrap_quietly = _BootstrapQuiet()
+
+
 def describe_servers(settings: Settings) -> str:
     """The bootstrap address for messages (host:port list; holds no secret)."""
     return ",".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
@@ -68,7 +107,8 @@ def _supported(client_cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
 
 def _build(client_cls: type, settings: Settings, options: dict[str, Any]) -> Any:
     try:
-        return client_cls(**options)
+        with _bootstrap_quietly(settings):
+            return client_cls(**options)
     except KafkaConfigurationError as e:
         raise ConfigError("kafka", "settings", str(e)) from e
     except (KafkaError, OSError) as e:
@@ -131,7 +171,8 @@ def check_broker(settings: Settings, timeout_s: float = 5.0) -> None:
     """Raise ``ServiceUnavailable`` within about ``timeout_s`` if no broker answers."""
     admin = make_admin(settings, timeout_s=timeout_s)
     try:
-        admin.list_topics()
+        with _bootstrap_quietly(settings):
+            admin.list_topics()
     except KafkaError as e:
         raise ServiceUnavailable(
             f"cannot reach Kafka at {describe_servers(settings)}: {_reason(e)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,8 +96,89 @@ def test_initdb_unreachable_mysql_is_one_line() -> None:
         app, ["initdb", "--database-url", "mysql://nobody@127.0.0.1:1/none"]
     )
     assert result.exit_code == 1
-    assert "cannot reach the database" in result.output
+    assert result.output.startswith(
+        "error: cannot reach the database at mysql://nobody@127.0.0.1:1/none: "
+    ), result.output
+    assert "(MySQL error 2002)" in result.output
+    assert "(2002," not in result.output  # the driver's text is a detail, not a raw tuple
     assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_database_errors_share_one_wording(tmp_path: Path) -> None:
+    """consume reaches the database through other code than initdb, and reads the same."""
+    from payscore.core.model import save_artifact
+    from tests.core.test_scoring import tiny_world, train_tiny_model
+
+    model = tmp_path / "model.joblib"
+    save_artifact(train_tiny_model(*tiny_world()), model)
+    url = "mysql://nobody:secret@127.0.0.1:1/none"
+    outputs = [
+        runner.invoke(app, ["initdb", "--database-url", url]).output,
+        runner.invoke(
+            app, ["consume", "--database-url", url, "--model", str(model), "--max-messages", "1"]
+        ).output,
+    ]
+    for output in outputs:
+        assert output.startswith(
+            "error: cannot reach the database at mysql://nobody:********@127.0.0.1:1/none: "
+            "Can't connect"
+        ), output
+        assert "secret" not in output
+
+
+def test_missing_mysql_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not "invalid setting (from config)": the URL, from the environment, is fine."""
+    monkeypatch.setitem(sys.modules, "MySQLdb", None)  # makes "import MySQLdb" fail
+    monkeypatch.setenv("PAYSCORE_DATABASE_URL", "mysql://nobody@127.0.0.1:1/none")
+    result = runner.invoke(app, ["initdb"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        'error: MySQL support (the mysqlclient driver) is not installed; '
+        'run: pip install "payscore[mysql]"'
+    )
+
+
+def test_user_text_in_brackets_is_printed_as_typed(tmp_path: Path) -> None:
+    """Error messages are rich markup: "[prod]" must not be taken for a style and vanish."""
+    result = runner.invoke(app, ["--config", "[prod].toml", "config"])
+    assert result.exit_code == 2
+    assert "'[prod].toml' does not exist" in result.output
+
+    missing = tmp_path / "no[dir]" / "pay[mysql].db"
+    result = runner.invoke(app, ["initdb", "--database-url", f"sqlite:///{missing}"])
+    assert result.exit_code == 1
+    assert str(missing) in result.output
+
+
+def test_config_source_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYSCORE_CONFIG", "nope.toml")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 2
+    assert "(from env PAYSCORE_CONFIG)" in result.output
+
+
+def test_config_table_keeps_bracketed_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYSCORE_INPUT_TOPIC", "pay[mysql]")
+    result = runner.invoke(app, ["config"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "pay[mysql]" in result.output
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["replay-dlq", "--help"], ["demo", "--help"]])
+def test_help_shows_no_value_type_after_flags(argv: list[str]) -> None:
+    result = runner.invoke(app, argv, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert "<list[str]>" not in result.output
+    assert "--help" in result.output
+
+
+def test_bench_help_says_confluent_kafka_is_an_extra() -> None:
+    result = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert 'pip install "payscore[bench]"' in result.output
+    assert "installed by payscore" not in result.output
 
 
 def test_initdb_upgrades_an_older_database(tmp_path: Path) -> None:
