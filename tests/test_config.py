@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from payscore.config import load_settings
+from payscore.config import Settings, load_settings
 from payscore.errors import ConfigError
 
 
@@ -117,3 +118,19 @@ def test_payscore_toml_in_working_directory_is_read(tmp_path: Path) -> None:
     loaded = load_settings(None, environ={})
     assert loaded.settings.consumer_group == "from-cwd"
     assert loaded.sources["consumer_group"] == "file payscore.toml"
+
+
+def test_readme_settings_table_names_every_setting() -> None:
+    """The README's table cannot drift from the settings model: every field, nothing else."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named: set[str] = set()
+    for row in rows:
+        first_cell = row.split("|")[1]
+        # Parenthesised notes may mention other settings ("also publish to `decisions_topic`").
+        named |= set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", first_cell)))
+    assert rows, "no settings table under ## Configuration"
+    fields = set(Settings.model_fields)
+    assert not fields - named, f"README settings table lacks {sorted(fields - named)}"
+    assert not named - fields, f"README settings table names unknown {sorted(named - fields)}"
