@@ -8,14 +8,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from payscore.cli.common import BootstrapServers, console, err_console, settings_from
+from payscore.cli.display import progress_bar, report_rejects
+from payscore.core.paymentfile import check_output, count_lines, nothing_usable, plural
 from payscore.errors import InputError
 from payscore.stream.kafka import quiet_client_logs
 from payscore.stream.producer import ProduceOptions, ProduceStats, produce
 from payscore.stream.sources import (
     DEFAULT_START,
+    FileSource,
     SourceItem,
     read_payments_file,
     simulated_source,
@@ -81,8 +83,15 @@ def produce_cmd(
         help="Publish fraud labels to the labels topic, 7 days late in event time.",
     ),
     bootstrap: BootstrapServers = None,
+    rejects: str = typer.Option(
+        None, "--rejects", help="With --from: CSV to write rejected rows to (line, kind, ...)."
+    ),
 ) -> None:
-    """Stream payments (simulated by default) into the input topic."""
+    """Stream payments (simulated by default) into the input topic.
+
+    A file is read like ``payscore score`` reads it: rows that fail validation, repeat a
+    transaction id or carry an unreadable is_fraud are not sent; they are listed at the end.
+    """
     begin = _parse_start(start)
     settings = settings_from(
         ctx,
@@ -102,11 +111,17 @@ def produce_cmd(
         labels_topic=settings.labels_topic,
         partitions=settings.topic_partitions,
     )
-    source: Iterator[SourceItem]
+    source: Iterator[SourceItem] | FileSource
+    file_source: FileSource | None = None
+    total = count
     if source_file is not None:
         if not Path(source_file).is_file():
             raise InputError(f"cannot read {source_file}: no such file")
-        source = read_payments_file(source_file)
+        if rejects is not None:
+            check_output(rejects)
+        source = file_source = read_payments_file(source_file)
+        rows = count_lines(file_source.file.path) - (file_source.file.format == "csv")
+        total = min(count, rows) if count is not None else rows
         where = str(source_file)
     else:
         source = _lazy_world(begin)
@@ -114,17 +129,10 @@ def produce_cmd(
     err_console.print(f"producing to {options.topic} ({where}); Ctrl-C stops", highlight=False)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop like Ctrl-C: flush, then totals
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("starting", total=None)
+    with progress_bar(err_console) as progress:
 
         def show(stats: ProduceStats) -> None:
-            progress.update(task, description=_line(stats))
+            progress("producing", stats.payments + stats.bad, total)
 
         stats = produce(settings, source, options, on_progress=show)
 
@@ -133,6 +141,22 @@ def produce_cmd(
     if stats.bad_by_kind:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats.bad_by_kind.items()))
         console.print(f"bad messages by kind: {kinds}", highlight=False)
+    if file_source is not None:
+        _report_file(file_source, source_file, rejects, stats)
+
+
+def _report_file(source: FileSource, path: str, rejects: str | None, stats: ProduceStats) -> None:
+    """The file's rejected rows, as ``score`` lists them; an error if none was usable."""
+    report_rejects(err_console, source.rejected, rejects)
+    if source.rejected:
+        console.print(
+            f"{plural(len(source.rejected), 'row')} of {path} rejected (not sent)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if not source.file.accepted and not stats.interrupted:
+        raise nothing_usable(path, source.rejected)
 
 
 def _stop_on_sigterm(_signum: int, _frame: object) -> None:

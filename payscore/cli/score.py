@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from payscore.cli.common import console, err_console, settings_from
-from payscore.core import backtest
-from payscore.core.decision import STATUSES, Decision
-from payscore.core.schema import Payment
-from payscore.errors import InputError
+from payscore.cli.display import progress_bar, report_rejects
+
+if TYPE_CHECKING:
+    from payscore.core.backtest import Quality
 
 log = logging.getLogger(__name__)
-SHOWN_REJECTS = 10
 
 
 def register(app: typer.Typer) -> None:
@@ -41,99 +41,142 @@ def score_cmd(
     rejects: str = typer.Option(
         None, "--rejects", help="CSV to write rejected rows to: line, kind, field, message."
     ),
+    metrics_from: str = typer.Option(
+        None,
+        "--metrics-from",
+        help="Metrics only over labelled payments on or after this UTC date (YYYY-MM-DD).",
+    ),
+    metrics_to: str = typer.Option(
+        None,
+        "--metrics-to",
+        help="Metrics only over labelled payments on or before this UTC date (YYYY-MM-DD).",
+    ),
 ) -> None:
     """Backtest: score a file of payments with the same engine, model, rules and decisions.
 
     Rows that fail validation (or repeat a transaction id) are not scored: they are listed
     with their line number and, with --rejects, written to a file. Valid payments are scored
-    in event-time order; the output is in that order.
+    in event-time order; the output is in that order. With labels, metrics are computed over
+    every labelled payment of --metrics-from .. --metrics-to (default: all), and say so.
     """
+    from payscore.core import backtest, paymentfile
+    from payscore.core.decision import STATUSES
     from payscore.core.model import load_artifact
     from payscore.pipeline import build_scorer
 
+    since = _parse_date(metrics_from, "--metrics-from")
+    until = _parse_date(metrics_to, "--metrics-to")
+    if since and until and since > until:
+        raise typer.BadParameter("is after --metrics-to", param_hint="--metrics-from")
     settings = settings_from(ctx, model_path=model)
-    backtest.check_file(input, backtest.MAX_INPUT_BYTES)
+    paymentfile.check_file(input)
     if labels is not None:
-        backtest.check_file(labels, backtest.MAX_INPUT_BYTES)
+        paymentfile.check_file(labels)
     for path in (output, rejects):
         if path is not None:
-            backtest.check_output(path)
+            paymentfile.check_output(path)
     artifact = load_artifact(settings.model_path)
 
     label_file = backtest.read_labels(labels) if labels is not None else None
-    data = backtest.read_input(input)
-    _report_rejects(data.rejected, rejects)
-    if data.bad_labels and label_file is None:
-        err_console.print(f"warning: {data.bad_labels} unreadable is_fraud values ignored")
-    truth = label_file if label_file is not None else data.labels
-
-    scorer = build_scorer(settings, artifact)
-    payments = backtest.event_order(data.payments)
-    if truth:
-        backtest.feed_labels(scorer, payments, truth)
-    decisions = backtest.run_backtest(scorer, payments, settings.batch_size)
+    with progress_bar(err_console) as progress:
+        data = backtest.read_input(input, progress=progress)
+        report_rejects(err_console, data.rejected, rejects)
+        if not data.payments:
+            raise paymentfile.nothing_usable(input, data.rejected)
+        truth = label_file if label_file is not None else data.labels
+        scorer = build_scorer(settings, artifact)
+        payments = backtest.event_order(data.payments)
+        decisions = backtest.run_backtest(
+            scorer, payments, settings.batch_size, labels=truth, progress=progress
+        )
     backtest.write_decisions(output, decisions)
 
     counts = Counter(d.status for d in decisions)
     summary = ", ".join(f"{counts[s]:,} {s.lower()}" for s in STATUSES)
     console.print(
-        f"scored {len(decisions):,} payments with model {artifact.version} ({summary}); "
-        f"{len(data.rejected):,} rows rejected; decisions in {output}",
+        f"scored {paymentfile.plural(len(decisions), 'payment')} with model {artifact.version} "
+        f"({summary}); {paymentfile.plural(len(data.rejected), 'row')} rejected; "
+        f"decisions in {output}",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
-    labelled = [d for d in decisions if d.transaction_id in truth]
-    if labelled:
-        _report_quality(labelled, payments, truth)
+    if truth:
+        trained = _training_dates(artifact.metadata)
+        result = backtest.quality(decisions, payments, truth, since, until, trained)
+        _report_quality(result, truth, since, until, trained)
 
 
-def _report_rejects(rejected: Sequence[backtest.Rejected], path: str | None) -> None:
-    for r in rejected[:SHOWN_REJECTS]:
-        err_console.print(f"line {r.line}: {r.kind}: {r.message}", highlight=False, markup=False)
-    if len(rejected) > SHOWN_REJECTS:
-        more = len(rejected) - SHOWN_REJECTS
-        hint = "" if path else " (use --rejects FILE to keep them all)"
-        err_console.print(f"... and {more:,} more rejected rows{hint}", highlight=False)
-    if path is None:
-        return
+def _parse_date(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
     try:
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(("line", "kind", "field", "message"))
-            writer.writerows((r.line, r.kind, r.field or "", r.message) for r in rejected)
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from e
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter("expected a date such as 2018-08-08", param_hint=flag) from None
+
+
+def _training_dates(metadata: dict[str, Any]) -> tuple[date, date] | None:
+    """First and last date of the payments the model learned from or was tuned on (its
+    training and validation periods), from the artifact's metadata; None if unknown."""
+    period = metadata.get("training_period") or {}
+    try:
+        first = period["train"][0]
+        last = (period.get("validation") or period["train"])[-1]
+        return date.fromisoformat(str(first)[:10]), date.fromisoformat(str(last)[:10])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def _report_quality(
-    decisions: Sequence[Decision], payments: Sequence[Payment], truth: Mapping[str, bool]
+    result: Quality,
+    truth: Mapping[str, bool],
+    since: date | None,
+    until: date | None,
+    trained: tuple[date, date] | None,
 ) -> None:
-    """Model metrics (AUC ROC, AP, CP@100) and the confusion of statuses against labels."""
-    import numpy as np
+    """Model metrics (AUC ROC, AP, CP@100) and the confusion of statuses against labels,
+    each saying which payments they were computed on."""
+    from payscore.core import backtest
+    from payscore.core.decision import STATUSES
+    from payscore.core.paymentfile import plural
 
-    from payscore.core import metrics
-
-    by_id = {p.transaction_id: p for p in payments}
-    rows = [by_id[d.transaction_id] for d in decisions]
-    try:
-        values = metrics.evaluate(
-            np.array([truth[d.transaction_id] for d in decisions], dtype=np.int64),
-            np.array([d.score for d in decisions], dtype=np.float64),
-            np.array([int(p.event_time.timestamp() // 86_400) for p in rows]),
-            np.array([p.customer_id for p in rows], dtype=object),
-        )
-    except ValueError as e:  # e.g. no fraud at all among the labelled payments
-        console.print(f"no model metrics: {e}", highlight=False)
+    if not result.decisions:
+        period = f"{since or 'the start'} .. {until or 'the end'}"
+        console.print(f"no labelled payments from {period}: no metrics", highlight=False)
+        return
+    console.print(
+        f"metrics over {plural(len(result.decisions), 'labelled payment')} "
+        f"from {result.first} to {result.last} (UTC event dates; all labelled payments in that "
+        "period, not filtered for cards already known compromised)",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if result.metrics is None:
+        console.print(f"no model metrics: {result.why_not}", highlight=False, markup=False)
     else:
+        values = result.metrics
         console.print(
             f"AUC ROC {values['auc_roc']:.3f}   average precision "
             f"{values['average_precision']:.3f}   card precision@100 "
-            f"{values['card_precision_at_100']:.3f}   ({len(decisions):,} labelled payments)",
+            f"{values['card_precision_at_100']:.3f}",
             highlight=False,
+        )
+    if result.in_training and trained is not None:
+        n = result.in_training
+        console.print(
+            f"note: {n:,} of them {'is' if n == 1 else 'are'} in the model's training and "
+            f"validation period {trained[0]} .. {trained[1]}, so these metrics are optimistic; "
+            f"--metrics-from {trained[1] + timedelta(days=1)} leaves them out",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
     table = Table(title="Decisions against labels")
     for column in ("status", "payments", "fraud", "genuine", "fraud rate", "share of frauds"):
         table.add_column(column, justify="left" if column == "status" else "right")
-    confusion = backtest.status_confusion(decisions, truth)
+    confusion = backtest.status_confusion(result.decisions, truth)
     total_fraud = sum(row[True] for row in confusion.values())
     for status in STATUSES:
         fraud, genuine = confusion[status][True], confusion[status][False]

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from payscore.cli.common import console, settings_from
+from payscore.cli.common import console, err_console, settings_from
+from payscore.cli.display import progress_bar, report_rejects
 from payscore.core.model import save_artifact
 from payscore.errors import InputError
 
@@ -23,7 +23,11 @@ def train(
     data: str = typer.Option(
         None,
         "--data",
-        help="Labelled CSV to train on instead of the simulated world (see docs/model.md).",
+        help="Labelled payments (CSV or JSON lines, as for score) to train on instead of the "
+        "simulated world; bad rows are skipped and listed (see docs/model.md).",
+    ),
+    rejects: str = typer.Option(
+        None, "--rejects", help="With --data: CSV to write rejected rows to (line, kind, ...)."
     ),
     output: str = typer.Option(
         None,
@@ -37,27 +41,22 @@ def train(
     ),
 ) -> None:
     """Train the fraud model (simulated world by default) and print its test metrics."""
-    from payscore.core import training  # heavy imports only when the command runs
+    # heavy imports only when the command runs
+    from payscore.core import paymentfile, training
 
     settings = settings_from(ctx, model_path=output)
     if data and not Path(data).is_file():  # fail before the progress display starts
         raise InputError(f"--data: no such file {data}")
+    if rejects is not None:
+        paymentfile.check_output(rejects)
     started = time.perf_counter()
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("starting", total=1.0)
-
-        def progress(stage: str, fraction: float) -> None:
-            bar.update(task, description=stage, completed=fraction)
-
+    rejected = None
+    with progress_bar(err_console) as progress:
         if data:
-            artifact, metrics = training.train_from_csv(data, progress, baseline=baseline)
+            labelled = training.read_history(data, progress)
+            rejected = labelled.rejected
+            report_rejects(err_console, rejected, rejects)
+            artifact, metrics = training.train_on_file(labelled, progress, baseline=baseline)
         else:
             artifact, metrics = training.train_default_model(progress, baseline=baseline)
     save_artifact(artifact, settings.model_path)
@@ -78,7 +77,16 @@ def train(
         f"{meta['thresholds']['review']:.4f}, decline {meta['thresholds']['decline']:.4f}",
         highlight=False,
     )
+    if rejected is not None:
+        console.print(
+            f"{paymentfile.plural(len(rejected), 'row')} of {data} rejected (not trained on)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     console.print(
         f"saved {settings.model_path} (version {artifact.version}) in {elapsed:.0f} s",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +26,13 @@ from payscore.core import simulator
 from payscore.core.features import DAY, FeatureEngine
 from payscore.core.metrics import evaluate
 from payscore.core.model import ModelArtifact
+from payscore.core.paymentfile import (
+    MAX_INPUT_BYTES,
+    PaymentFile,
+    Progress,
+    RejectedRow,
+    nothing_usable,
+)
 from payscore.core.protocol import (
     DELAY_START_DAY,
     HANDBOOK_FEATURES,
@@ -40,8 +46,6 @@ from payscore.errors import InputError
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
-"""Called with a short stage description and the overall fraction done (0..1)."""
 
 # The default model learns from six weeks, 2018-06-20 .. 07-31 (ending where the protocol's
 # training week ends). Chosen, with the estimator's settings, on the protocol shifted one
@@ -51,13 +55,14 @@ DECLINE_QUANTILE = 0.997  # DECLINED ~ top 0.3 % of validation scores
 REVIEW_QUANTILE = 0.98  # REVIEW ~ the next 1.7 %
 
 
-def _noop(stage: str, fraction: float) -> None:
+def _noop(stage: str, done: int, total: int | None) -> None:
     return None
 
 
 @dataclass
 class History:
-    """Time-ordered labelled payments in column form (epoch seconds, float amounts)."""
+    """Time-ordered payments in column form (epoch seconds, float amounts); label 1 fraud,
+    0 genuine, -1 unknown (an unlabelled payment still shapes the features of later ones)."""
 
     transaction_ids: list[str]
     customer_ids: list[str]
@@ -90,7 +95,10 @@ def compute_features(
     progress: Progress = _noop,
     chunk: int = 20_000,
 ) -> tuple[FeatureEngine, np.ndarray]:
-    """Run the serving engine over the whole history; labels enter at event time + delay."""
+    """Run the serving engine over the whole history; labels enter at event time + delay.
+
+    ``progress("computing features", done, total)`` is called after each chunk.
+    """
     engine = engine or FeatureEngine(label_delay_days=LABEL_DELAY_DAYS)
     n = len(history.transaction_ids)
     delay = LABEL_DELAY_DAYS * DAY
@@ -103,7 +111,8 @@ def compute_features(
         # A label is registered before its payment arrives; the engine keeps its known_at
         # and uses it only for payments at or after that time.
         for i in range(start, stop):
-            engine.add_label(history.transaction_ids[i], bool(labels[i]), times[i] + delay)
+            if labels[i] >= 0:
+                engine.add_label(history.transaction_ids[i], bool(labels[i]), times[i] + delay)
         out[start:stop] = engine.transform_columns(
             history.transaction_ids[start:stop],
             history.customer_ids[start:stop],
@@ -111,7 +120,7 @@ def compute_features(
             amounts[start:stop],
             times[start:stop],
         )
-        progress("computing features", stop / max(n, 1))
+        progress("computing features", stop, n)
     return engine, out
 
 
@@ -155,7 +164,7 @@ def prepare_world(
 ) -> PreparedWorld:
     """Load (or generate) the world and compute features up to the end of the test week."""
     progress = progress or _noop
-    progress("loading the simulated world", 0.0)
+    progress("loading the simulated world", 0, None)
     df = simulator.load_world() if world is None else world
     history = History.from_world(df, end_day=TEST_END_DAY)
     engine, X = compute_features(history, progress=progress)
@@ -171,12 +180,13 @@ def train_default_model(
 ) -> tuple[ModelArtifact, dict[str, float]]:
     """Train on the handbook world; returns the artifact and its test-week metrics.
 
-    ``progress(stage, fraction)`` is called as work advances. ``baseline=True`` trains the
+    ``progress(stage, done, total)`` is called as work advances (``total`` None when a stage
+    has no count: loading, fitting, evaluating). ``baseline=True`` trains the
     handbook's random forest on its 15 features and one week instead of payscore's default.
     """
     progress = progress or _noop
     if prepared is None:
-        prepared = prepare_world(lambda s, f: progress(s, 0.05 + 0.6 * f))
+        prepared = prepare_world(progress)
     history, engine, X, days = prepared.history, prepared.engine, prepared.X, prepared.days
     y = history.labels
     names = HANDBOOK_FEATURES if baseline else engine.feature_names
@@ -231,6 +241,7 @@ def _fit_and_evaluate(
     baseline: bool,
     source: str,
     progress: Progress,
+    rejected_rows: int | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
     y, days = history.labels, split.days
     train, validation, test = split.train, split.validation, split.test
@@ -238,13 +249,13 @@ def _fit_and_evaluate(
     if y[train].min(initial=1) == y[train].max(initial=0):
         raise InputError("the training period needs both fraudulent and genuine payments")
     estimator = handbook_baseline_estimator() if baseline else default_estimator()
-    progress(f"fitting {_model_type(estimator)} on {int(train.sum()):,} payments", 0.7)
+    progress(f"fitting {_model_type(estimator)} on {int(train.sum()):,} payments", 0, None)
     started = time.perf_counter()
     # One OpenMP thread: on a shared 2-core machine extra threads spin and slow the fit down.
     with threadpool_limits(limits=1, user_api="openmp"):
         estimator.fit(X[train][:, cols], y[train])
     fit_seconds = time.perf_counter() - started
-    progress("evaluating on the test period", 0.9)
+    progress("evaluating on the test period", 0, None)
     artifact_stub = ModelArtifact(estimator, names, {})
     scores_test = artifact_stub.predict_scores(engine.feature_names, X[test])
     try:
@@ -264,6 +275,7 @@ def _fit_and_evaluate(
             "train_frauds": int(y[train].sum()),
             "test_payments": int(test.sum()),
             "test_frauds": int(y[test].sum()),
+            **({} if rejected_rows is None else {"rejected_rows": rejected_rows}),
         },
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "thresholds": thresholds,
@@ -276,7 +288,6 @@ def _fit_and_evaluate(
         },
     }
     artifact = ModelArtifact(estimator, names, metadata)
-    progress("done", 1.0)
     return artifact, metrics
 
 
@@ -287,79 +298,88 @@ def _model_type(estimator: Any) -> str:
     return type(estimator).__name__
 
 
-CSV_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "amount", "event_time", "is_fraud")
-MAX_CSV_ROWS = 20_000_000
+@dataclass(frozen=True)
+class LabelledFile:
+    """A user's payment file read for training: its history and the rows it rejected."""
+
+    path: Path
+    format: str  # "csv" or "jsonl"
+    history: History
+    rejected: list[RejectedRow]
+
+    @property
+    def labelled(self) -> int:
+        return int((self.history.labels >= 0).sum())
 
 
-def read_labelled_csv(path: str | Path) -> History:
-    """A labelled CSV (see docs/model.md) as a time-ordered History; InputError if unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--data: no such file {path}")
-    try:
-        frame = pd.read_csv(
-            path,
-            dtype={"transaction_id": str, "customer_id": str, "terminal_id": str},
-            nrows=MAX_CSV_ROWS + 1,
-        )
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"--data: cannot read {path} as CSV: {e}") from e
-    missing = [c for c in CSV_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(f"--data: {path} lacks column(s) {', '.join(missing)}")
-    if len(frame) > MAX_CSV_ROWS:
-        raise InputError(f"--data: {path} has more than {MAX_CSV_ROWS:,} rows")
-    if frame[list(CSV_COLUMNS)].isna().any().any():
-        raise InputError(f"--data: {path} has empty values in required columns")
-    try:
-        when = pd.to_datetime(frame["event_time"], utc=True, format="ISO8601")
-        amounts = pd.to_numeric(frame["amount"]).to_numpy(dtype=np.float64)
-        fraud = frame["is_fraud"].map(_parse_flag).to_numpy(dtype=np.int64)
-    except (ValueError, TypeError) as e:
-        raise InputError(f"--data: {path}: {e}") from e
-    if (amounts <= 0).any():
-        raise InputError(f"--data: {path}: amounts must be positive")
-    seconds_all = (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-    order = np.argsort(seconds_all, kind="stable")
-    seconds = seconds_all[order]
-    return History(
-        frame["transaction_id"].to_numpy()[order].tolist(),
-        frame["customer_id"].to_numpy()[order].tolist(),
-        frame["terminal_id"].to_numpy()[order].tolist(),
-        amounts[order],
-        seconds,
-        fraud[order],
+def read_history(
+    path: str | Path, progress: Progress | None = None, max_bytes: int = MAX_INPUT_BYTES
+) -> LabelledFile:
+    """A payment file (see docs/model.md) as a time-ordered History, read by ``paymentfile``
+    with the consumer's validation: bad rows are skipped and collected in ``rejected``, never
+    fatal here (``train_on_file`` refuses a file with no usable row)."""
+    source = PaymentFile(path, max_bytes, progress)
+    txids: list[str] = []
+    customers: list[str] = []
+    terminals: list[str] = []
+    amounts: list[float] = []
+    times: list[float] = []
+    labels: list[int] = []
+    for row in source:
+        p = row.payment
+        txids.append(p.transaction_id)
+        customers.append(p.customer_id)
+        terminals.append(p.terminal_id)
+        amounts.append(float(p.amount))
+        times.append(p.event_time.timestamp())
+        labels.append(-1 if row.is_fraud is None else int(row.is_fraud))
+    if txids and not source.has_labels:
+        raise InputError(f"{source.path} has no is_fraud column: training needs labels")
+    order = np.argsort(np.asarray(times), kind="stable")
+    history = History(
+        [txids[i] for i in order],
+        [customers[i] for i in order],
+        [terminals[i] for i in order],
+        np.asarray(amounts, dtype=np.float64)[order],
+        np.asarray(times, dtype=np.float64)[order],
+        np.asarray(labels, dtype=np.int64)[order],
     )
-
-
-def _parse_flag(value: object) -> int:
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "1.0"}:
-        return 1
-    if text in {"0", "false", "no", "0.0"}:
-        return 0
-    raise ValueError(f"is_fraud must be 0/1 or true/false, got {value!r}")
+    return LabelledFile(source.path, source.format, history, source.rejected)
 
 
 def train_from_csv(
     path: str | Path, progress: Progress | None = None, *, baseline: bool = False
 ) -> tuple[ModelArtifact, dict[str, float]]:
-    """Train on a labelled CSV: time split 70 % train, 10 % validation, 20 % test."""
+    """Train on a labelled payment file (CSV or JSON lines); bad rows are skipped."""
+    return train_on_file(read_history(path, progress), progress, baseline=baseline)
+
+
+def train_on_file(
+    data: LabelledFile, progress: Progress | None = None, *, baseline: bool = False
+) -> tuple[ModelArtifact, dict[str, float]]:
+    """Train on a file read by ``read_history``: time split of its rows, 70 % train, 10 %
+    validation, 20 % test; unlabelled rows feed the features but are not learned from."""
     progress = progress or _noop
-    progress("reading the labelled CSV", 0.0)
-    history = read_labelled_csv(path)
+    history, path = data.history, data.path
     n = len(history.transaction_ids)
-    if n < 100:
-        raise InputError(f"--data: {path} has {n} rows; at least 100 are needed")
-    engine, X = compute_features(history, progress=lambda s, f: progress(s, 0.05 + 0.6 * f))
+    if not n:
+        raise nothing_usable(path, data.rejected)
+    if data.labelled < 100:
+        raise InputError(
+            f"{path} has {data.labelled} usable labelled rows; at least 100 are needed"
+        )
+    engine, X = compute_features(history, progress=progress)
     index = np.arange(n)
-    train = index < int(n * 0.7)
-    validation = (index >= int(n * 0.7)) & (index < int(n * 0.8))
-    test = index >= int(n * 0.8)
+    known = history.labels >= 0
+    train = (index < int(n * 0.7)) & known
+    validation = (index >= int(n * 0.7)) & (index < int(n * 0.8)) & known
+    test = (index >= int(n * 0.8)) & known
     names = HANDBOOK_FEATURES if baseline else engine.feature_names
 
     def span(mask: np.ndarray) -> list[str]:
         sel = history.times[mask]
+        if not len(sel):
+            return []
         return [
             datetime.fromtimestamp(float(sel.min()), timezone.utc).isoformat(),
             datetime.fromtimestamp(float(sel.max()), timezone.utc).isoformat(),
@@ -374,6 +394,7 @@ def train_from_csv(
         split,
         names=names,
         baseline=baseline,
-        source=f"csv {Path(path).name}",
+        source=f"{data.format} {path.name}",
         progress=progress,
+        rejected_rows=len(data.rejected),
     )

@@ -6,15 +6,14 @@ order; kept apart from ``producer.py`` so reading inputs and sending to Kafka ch
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from payscore.core.schema import MAX_MESSAGE_BYTES, InvalidMessage, Payment, parse_payment
+from payscore.core.paymentfile import PaymentFile, Progress, RejectedRow
+from payscore.core.schema import Payment
 from payscore.errors import InputError
 
 DEFAULT_START = datetime(2018, 8, 1, tzinfo=timezone.utc)  # after the training weeks
@@ -60,73 +59,22 @@ def simulated_source(
         lap += 1
 
 
-def read_payments_file(path: str | Path) -> Iterator[SourceItem]:
+class FileSource:
+    """Payments from a CSV or JSON-lines file, read by ``core.paymentfile`` (the reader of
+    ``train --data`` and ``score``): bad rows are skipped and collect in ``rejected``."""
+
+    def __init__(self, path: str | Path, progress: Progress | None = None) -> None:
+        self.file = PaymentFile(path, progress=progress)
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        for row in self.file:
+            yield SourceItem(row.payment, row.is_fraud)
+
+    @property
+    def rejected(self) -> list[RejectedRow]:
+        return self.file.rejected
+
+
+def read_payments_file(path: str | Path, progress: Progress | None = None) -> FileSource:
     """Payments from CSV (header of Payment field names) or JSON lines; optional is_fraud."""
-    file = Path(path)
-    try:
-        handle = open(file, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
-    except OSError as e:
-        raise InputError(f"cannot read {file}: {e.strerror or e}") from e
-    with handle:
-        try:
-            first = handle.read(1)
-            handle.seek(0)
-            if file.suffix.lower() == ".csv" or (
-                file.suffix.lower() not in _JSON_SUFFIXES and first not in ("{", "")
-            ):
-                yield from _read_csv(handle, file)
-            else:
-                yield from _read_jsonl(handle, file)
-        except UnicodeDecodeError as e:
-            raise InputError(f"{file} is not UTF-8 text (byte {e.start})") from e
-
-
-_JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
-
-
-def _item(row: dict[str, Any], file: Path, line: int) -> SourceItem:
-    fraud_raw = row.pop("is_fraud", None)
-    raw = json.dumps(row).encode()
-    parsed = parse_payment(raw)
-    if isinstance(parsed, InvalidMessage):
-        raise InputError(f"{file}:{line}: {parsed.message}")
-    return SourceItem(parsed, _to_bool(fraud_raw, file, line))
-
-
-def _to_bool(value: Any, file: Path, line: int) -> bool | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes"}:
-        return True
-    if text in {"0", "false", "no"}:
-        return False
-    raise InputError(f"{file}:{line}: is_fraud must be 0/1 or true/false, got {text[:20]!r}")
-
-
-def _read_csv(handle: Any, file: Path) -> Iterator[SourceItem]:
-    reader = csv.DictReader(handle)
-    if not reader.fieldnames or "transaction_id" not in reader.fieldnames:
-        raise InputError(f"{file}: a CSV needs a header row with the payment field names")
-    for row in reader:
-        if None in row:
-            raise InputError(f"{file}:{reader.line_num}: more values than header columns")
-        clean = {k: v for k, v in row.items() if v not in ("", None)}
-        yield _item(clean, file, reader.line_num)
-
-
-def _read_jsonl(handle: Any, file: Path) -> Iterator[SourceItem]:
-    for number, text in enumerate(handle, start=1):
-        if len(text) > MAX_MESSAGE_BYTES:
-            raise InputError(f"{file}:{number}: line longer than {MAX_MESSAGE_BYTES} characters")
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{file}:{number}: invalid JSON ({e.msg})") from e
-        if not isinstance(row, dict):
-            raise InputError(f"{file}:{number}: each line must be a JSON object")
-        yield _item(row, file, number)
+    return FileSource(path, progress)

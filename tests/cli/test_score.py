@@ -165,3 +165,99 @@ def test_wrong_flag_is_a_usage_error(files) -> None:
     result = runner.invoke(app, ["score", "--inptu", str(files["payments"])])
     assert result.exit_code == 2
     assert "No such option" in result.output
+
+
+def _score(files, tmp_path: Path, *extra: str, model: str = "model"):  # type: ignore[no-untyped-def]
+    args = ["score", "-i", str(files["payments"]), "-o", str(tmp_path / "out.csv")]
+    return runner.invoke(app, [*args, "--model", str(files[model]), *extra])
+
+
+def test_metrics_say_which_payments_they_were_computed_on(files, tmp_path: Path) -> None:
+    result = _score(files, tmp_path)
+    assert result.exit_code == 0, result.output
+    n = files["n"]  # every valid row carries a label
+    assert (
+        f"metrics over {n:,} labelled payments from 2018-04-01 to 2018-04-10 (UTC event dates; "
+        "all labelled payments in that period, not filtered for cards already known compromised)"
+    ) in result.output
+    assert "note:" not in result.output  # this model's metadata names no training period
+
+
+def test_metrics_period_flags(files, tmp_path: Path) -> None:
+    result = _score(files, tmp_path, "--metrics-from", "2018-04-05", "--metrics-to", "2018-04-06")
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "out.csv").open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == files["n"]  # the period limits metrics only
+    line = next(x for x in result.output.splitlines() if x.startswith("metrics over"))
+    assert "from 2018-04-05 to 2018-04-06" in line
+    shown = int(line.split()[2].replace(",", ""))
+    assert 0 < shown < files["n"] // 2
+    table = result.output[result.output.index("Decisions against labels") :]
+    assert (
+        sum(
+            int(row.split("│")[2].strip().replace(",", ""))
+            for row in table.splitlines()
+            if row.startswith("│ ") and row.split("│")[1].strip() in STATUSES
+        )
+        == shown
+    )
+
+    empty = _score(files, tmp_path, "--metrics-from", "2030-01-01")
+    assert empty.exit_code == 0, empty.output
+    assert "no labelled payments from 2030-01-01 .. the end: no metrics" in empty.output
+    bad = _score(files, tmp_path, "--metrics-from", "April")
+    assert bad.exit_code == 2 and "--metrics-from" in bad.output
+    backwards = _score(
+        files, tmp_path, "--metrics-from", "2018-04-05", "--metrics-to", "2018-04-01"
+    )
+    assert backwards.exit_code == 2 and "--metrics-from" in backwards.output
+
+
+def test_metrics_over_the_models_training_period_are_flagged(files, tmp_path: Path) -> None:
+    from payscore.core.model import ModelArtifact, load_artifact
+
+    tiny = load_artifact(files["model"])
+    period = {"train": ["2018-03-01", "2018-04-02"], "validation": ["2018-04-03", "2018-04-03"]}
+    trained = ModelArtifact(
+        tiny.estimator, tiny.feature_names, {**tiny.metadata, "training_period": period}
+    )
+    save_artifact(trained, tmp_path / "trained.joblib")
+    result = _score({**files, "trained": tmp_path / "trained.joblib"}, tmp_path, model="trained")
+    assert result.exit_code == 0, result.output
+    assert (
+        "in the model's training and validation period 2018-03-01 .. 2018-04-03, so these "
+        "metrics are optimistic; --metrics-from 2018-04-04 leaves them out" in result.output
+    )
+    later = _score(
+        {**files, "trained": tmp_path / "trained.joblib"},
+        tmp_path,
+        "--metrics-from",
+        "2018-04-04",
+        model="trained",
+    )
+    assert later.exit_code == 0 and "note:" not in later.output
+
+
+def test_every_row_rejected_is_an_error(files, tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_text(
+        "transaction_id,customer_id,terminal_id,amount,currency,event_time\n"
+        "x1,c,t,NaN,EUR,2018-04-02T00:00:00+00:00\n"
+    )
+    args = ["score", "-i", str(src), "-o", str(tmp_path / "o.csv"), "--model", str(files["model"])]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "line 2: schema: amount" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no usable payments; all 1 row rejected (1 schema)" in errors[0]
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_one_rejected_row_is_singular(files, tmp_path: Path) -> None:
+    lines = files["payments"].read_text().splitlines()
+    src = tmp_path / "one_bad.csv"
+    src.write_text("\n".join([lines[0], *lines[1:50], "x1,c,t,NaN,EUR,2018-04-02T00:00:00Z,0"]))
+    args = ["score", "-i", str(src), "-o", str(tmp_path / "o.csv"), "--model", str(files["model"])]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "scored 49 payments" in result.output and "; 1 row rejected;" in result.output

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from payscore.core import backtest
+from payscore.core import backtest, features, paymentfile
 from payscore.core.decision import Decision
-from payscore.core.schema import MAX_MESSAGE_BYTES
+from payscore.core.model import ModelArtifact
+from payscore.core.schema import MAX_MESSAGE_BYTES, Payment
+from payscore.core.scoring import Scorer
 from payscore.errors import InputError
+from tests.core.test_scoring import STOCK
 
 HEADER = "transaction_id,customer_id,terminal_id,amount,currency,event_time,channel,is_fraud\n"
 
@@ -33,15 +39,15 @@ def test_csv_rows_validated_with_line_numbers(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     data = backtest.read_input(src)
-    assert [p.transaction_id for p in data.payments] == ["a", "d", "e"]
+    assert [p.transaction_id for p in data.payments] == ["a", "d"]
     assert data.payments[0].channel is None  # blank optional column -> null
     assert [(r.line, r.kind, r.field) for r in data.rejected] == [
         (3, "schema", "amount"),
         (4, "schema", "event_time"),
         (5, "duplicate", "transaction_id"),
+        (7, "schema", "is_fraud"),  # an unreadable label is a bad row, as in train and produce
     ]
     assert data.labels == {"a": False, "d": True}
-    assert data.bad_labels == 1
 
 
 def test_csv_invalid_utf8_row_is_rejected_not_fatal(tmp_path: Path) -> None:
@@ -154,4 +160,46 @@ def test_status_confusion_and_output(tmp_path: Path) -> None:
     ],
 )
 def test_parse_label(value: object, flag: bool | None) -> None:
-    assert backtest.parse_label(value) is flag
+    assert paymentfile.parse_label(value) is flag
+
+
+def _dummy_scorer() -> Scorer:
+    """A scorer whose model ignores its features: these tests look at the engine's labels."""
+    from sklearn.dummy import DummyClassifier
+
+    names = ("amount", "terminal_risk_7day")
+    estimator = DummyClassifier(strategy="prior").fit(np.zeros((2, 2)), [0, 1])
+    artifact = ModelArtifact(estimator, names, {"thresholds": {"review": 0.5, "decline": 0.9}})
+    return Scorer.from_settings_values(artifact, None, **STOCK)  # type: ignore[arg-type]
+
+
+def _known_frauds(scorer: Scorer) -> int:
+    terminals = scorer.engine.snapshot()["terminals"].values()
+    return sum(known is not None for term in terminals for known in term[4])
+
+
+def test_labels_are_not_lost_to_the_engines_cap_on_pending_labels(monkeypatch) -> None:
+    # The engine keeps at most MAX_PENDING_LABELS labels of payments it has not seen; a cap of
+    # 5 stands in for the real 2,000,000. Queuing all 40 labels before scoring kept only 5.
+    monkeypatch.setattr(features, "MAX_PENDING_LABELS", 5)
+    start = datetime(2018, 4, 1, tzinfo=timezone.utc)
+    payments = [
+        Payment(
+            transaction_id=f"p{i}",
+            customer_id=f"c{i % 7}",
+            terminal_id="t1",
+            amount=Decimal("10.00"),
+            currency="EUR",
+            event_time=start + timedelta(hours=i),
+        )
+        for i in range(40)
+    ]
+    labels = {p.transaction_id: i % 2 == 0 for i, p in enumerate(payments)}
+    scorer = _dummy_scorer()
+    calls: list[tuple[str, int, int | None]] = []
+    decisions = backtest.run_backtest(
+        scorer, payments, batch_size=4, labels=labels, progress=lambda *a: calls.append(a)
+    )
+    assert len(decisions) == 40
+    assert _known_frauds(scorer) == 20
+    assert calls == [("scoring", n, 40) for n in range(4, 41, 4)]

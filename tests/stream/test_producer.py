@@ -173,22 +173,36 @@ def test_jsonl_detected_without_suffix(tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [
-        ("bad.jsonl", b"{not json}\n", r"bad.jsonl:1: invalid JSON"),
-        ("bad.jsonl", b"[1, 2]\n", r"JSON object"),
-        ("neg.jsonl", json.dumps({"transaction_id": "x"}).encode() + b"\n", r"neg.jsonl:1"),
-        ("bad.csv", b"a,b\n1,2\n", r"header row"),
-        ("bad.csv", b"\xff\xfe", r"not UTF-8"),
+        ("bad.csv", b"a,b\n1,2\n", r"lacks column\(s\) transaction_id"),
+        ("bad.csv", b"\xff\xfe", r"UTF-16"),
+        ("bad.csv", b"transaction_id,caf\xe9\n", r"line 1 is not UTF-8"),
     ],
 )
-def test_bad_files_are_input_errors(tmp_path, name, content, match):
+def test_unreadable_files_are_input_errors(tmp_path, name, content, match):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(InputError, match=match):
         list(sources.read_payments_file(path))
 
 
+def test_bad_rows_are_skipped_and_listed_not_fatal(tmp_path):
+    good = payment_to_json(_payment(1)).decode()
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        "\n".join(["{not json}", "[1, 2]", json.dumps({"transaction_id": "x"}), good, good]) + "\n"
+    )
+    source = sources.read_payments_file(path)
+    assert [i.payment.transaction_id for i in source] == ["tx1"]
+    assert [(r.line, r.kind, r.field) for r in source.rejected] == [
+        (1, "json", None),
+        (2, "json", None),
+        (3, "schema", "customer_id"),
+        (5, "duplicate", "transaction_id"),
+    ]
+
+
 def test_missing_file_is_input_error(tmp_path):
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="does not exist"):
         list(sources.read_payments_file(tmp_path / "nope.csv"))
 
 
