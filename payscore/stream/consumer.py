@@ -39,7 +39,7 @@ from payscore.stream.batches import (  # noqa: F401 - decision_message re-export
     retry,
     send_decisions,
 )
-from payscore.stream.kafka import check_broker, make_consumer, make_producer
+from payscore.stream.kafka import check_broker, make_admin, make_consumer, make_producer
 from payscore.stream.rebuild import FeatureState
 from payscore.stream.stats import ConsumerStats
 
@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000
 # Nothing polled for this long while messages wait in owned partitions: re-join the group.
 STALL_S = 30.0
+# No partitions for this long although a group settles in seconds (a 10 s session, Kafka's
+# 3 s initial rebalance delay): ask the broker whether the group explains it, else re-join.
+# A consumer was seen idle for 90 s after a broker restart, never assigned.
+UNASSIGNED_S = 45.0
 # Objects frozen out of the collector (see _settle_heap) are given back to it this often, so
 # that frozen garbage in reference cycles cannot pile up in a consumer that runs for days.
 SETTLE_S = 3600.0
@@ -189,6 +193,8 @@ class StreamConsumer:
         self._topics: list[str] = []
         self.stall_s = STALL_S
         self._stall_checked = 0.0
+        self.unassigned_s = UNASSIGNED_S
+        self._unassigned_checked = 0.0
         self._writer: BatchWriterThread | None = None
         self._submitted = 0  # payments decided in batches handed to the writer
         self._unprepared = 0  # messages polled but never prepared (stopped meanwhile)
@@ -282,7 +288,7 @@ class StreamConsumer:
 
     def _loop(self) -> None:
         assert self._writer is not None
-        idle_since = time.monotonic()
+        idle_since = unassigned_since = time.monotonic()
         while not self._stop and not self._writer.abandoned:
             polled = self._poll()
             self._collect()
@@ -299,7 +305,13 @@ class StreamConsumer:
                 # Idle time counts only while we own partitions and have nothing in hand:
                 # waiting for an assignment is not idleness.
                 now = time.monotonic()
-                if not self._consumer.assignment() or self._writer.busy():
+                if not self._consumer.assignment():
+                    idle_since = now
+                    if self._unassigned_too_long(now - unassigned_since, now):
+                        unassigned_since = time.monotonic()
+                    continue
+                unassigned_since = now
+                if self._writer.busy():
                     idle_since = now
                 elif self._stalled(now - idle_since, now):
                     idle_since = time.monotonic()
@@ -307,7 +319,7 @@ class StreamConsumer:
                     log.info("no messages for %.0f s; exiting", self.idle_exit_s)
                     return
                 continue
-            idle_since = time.monotonic()
+            idle_since = unassigned_since = time.monotonic()
             if not self._process(polled):
                 return  # asked to stop while the database was down: nothing more is written
             if self.max_messages is not None and self._submitted >= self.max_messages:
@@ -443,18 +455,72 @@ class StreamConsumer:
         lag = self._lag()
         if not lag:
             return False
-        assert self._writer is not None
         log.warning(
             "no message for %.0f s although %d are waiting; leaving and re-joining the group",
             quiet_s,
             lag,
         )
+        self._rejoin()
+        return True
+
+    def _unassigned_too_long(self, unassigned_s: float, now: float) -> bool:
+        """Re-join the group if this consumer has had no partition for ``unassigned_s`` and
+        the group does not explain why (see ``_why_unassigned``). Checked at most once per
+        ``unassigned_s``; returns True if it re-joined."""
+        if unassigned_s < self.unassigned_s or now - self._unassigned_checked < self.unassigned_s:
+            return False
+        self._unassigned_checked = now
+        why = self._why_unassigned()
+        if why is None:
+            log.debug("no partitions for %.0f s: other members own them all", unassigned_s)
+            return False
+        log.warning(
+            "no partitions assigned for %.0f s (%s); leaving and re-joining the group",
+            unassigned_s,
+            why,
+        )
+        self._rejoin()
+        return True
+
+    def _why_unassigned(self) -> str | None:
+        """None when being left without partitions is right: the group is stable and other
+        members own every partition of the input topic. Otherwise what looks wrong."""
+        partitions = set(self._consumer.partitions_for_topic(self.topic) or ())
+        try:
+            admin = make_admin(self.settings, timeout_s=5.0)
+        except Exception as e:
+            return f"cannot reach the broker to describe the group: {e}"
+        try:
+            info = admin.describe_groups([self.group]).get(self.group) or {}
+        except Exception as e:
+            return f"cannot describe the group: {e}"
+        finally:
+            with contextlib.suppress(Exception):
+                admin.close()
+        state = info.get("group_state") or "unknown"
+        owned: set[int] = set()
+        for member in info.get("members") or ():
+            assignment = member.get("member_assignment")
+            if not isinstance(assignment, dict):
+                continue
+            for tp in assignment.get("assigned_partitions") or ():
+                if tp.get("topic") == self.topic:
+                    owned.update(tp.get("partitions") or ())
+        if state == "Stable" and partitions and partitions <= owned:
+            return None
+        return (
+            f"group state {state}, {len(owned & partitions)} of {len(partitions)} partitions "
+            f"of {self.topic} owned by its {len(info.get('members') or ())} members"
+        )
+
+    def _rejoin(self) -> None:
+        """Leave the group and subscribe again; the next assignment re-seeks and rebuilds."""
+        assert self._writer is not None
         self._writer.drain()
         self._collect()
         self._pending.clear()  # the next assignment seeks to the database offsets again
         self._consumer.unsubscribe()
         self._consumer.subscribe(topics=self._topics, listener=_Listener(self))
-        return True
 
     def _owned_partitions(self) -> set[int]:
         return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}

@@ -140,6 +140,31 @@ def test_a_stalled_assignment_rejoins_the_group_once_per_interval():
         consumer._writer.close()
 
 
+def test_a_consumer_left_without_partitions_rejoins_unless_the_group_explains_it():
+    """No assignment for longer than a group takes to settle: re-join, once per interval,
+    unless the group is stable and other members own every partition."""
+    fake = _FakeKafka()
+    consumer = _loop_consumer(fake)
+    consumer.unassigned_s = 0.3
+    consumer._topics = ["payments"]
+    verdicts: list[str | None] = ["group state PreparingRebalance, 0 of 3 partitions owned"]
+    consumer._why_unassigned = lambda: verdicts[-1]  # type: ignore[method-assign]
+    loop = threading.Thread(target=consumer._loop, daemon=True)
+    try:
+        loop.start()
+        time.sleep(1.2)
+        assert 1 <= fake.unsubscribed <= 4 and fake.subscribed[0] == ["payments"]
+        verdicts.append(None)  # now the other members own everything: stay idle
+        seen = fake.unsubscribed
+        time.sleep(1.0)
+        assert fake.unsubscribed == seen
+    finally:
+        consumer.request_stop()
+        loop.join(5)
+        assert consumer._writer is not None
+        consumer._writer.close()
+
+
 def test_idle_exit_counts_only_while_partitions_are_assigned():
     fake = _FakeKafka()
     consumer = _loop_consumer(fake, idle_exit_s=0.3)
