@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from payscore.core.model import load_artifact
@@ -39,7 +39,27 @@ def payscore(*args: str, env: dict[str, str] | None = None) -> None:
     if exe is None:
         sys.exit("payscore is not on PATH: pip install payscore (or activate its virtualenv)")
     print(f"\n$ payscore {' '.join(args)}", flush=True)
-    subprocess.run([exe, *args], env=env, check=True)  # noqa: S603 - fixed program, our arguments
+    done = subprocess.run([exe, *args], env=env, check=False)  # noqa: S603 - our own arguments
+    if done.returncode != 0:
+        sys.exit(f"payscore {args[0]} failed (exit code {done.returncode}); see above")
+
+
+def utc(text: str) -> datetime:
+    """An ISO 8601 time as payscore reads it ("Z" included, which Python 3.10 lacks)."""
+    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def held_out_labels(data: Path, test_start: datetime, scored: set[str]) -> dict[str, bool]:
+    """transaction_id -> is_fraud for the scored payments at or after ``test_start``."""
+    labels = {}
+    with data.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            tx = row["transaction_id"]
+            # Rows payscore score rejected (and listed) are not in the comparison.
+            if tx in scored and tx not in labels and utc(row["event_time"]) >= test_start:
+                labels[tx] = row["is_fraud"].strip().lower() in {"1", "true", "yes"}
+    return labels
 
 
 def stopped(decisions_csv: Path, held_out: set[str]) -> dict[str, str]:
@@ -79,12 +99,10 @@ def main() -> None:
         payscore("score", *common, env=run_env)
 
     artifact = load_artifact(model)
-    test_start = datetime.fromisoformat(artifact.metadata["training_period"]["test"][0])
-    fraud: dict[str, bool] = {}
-    with args.data.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if datetime.fromisoformat(row["event_time"]) >= test_start:
-                fraud[row["transaction_id"]] = row["is_fraud"].strip().lower() in {"1", "true"}
+    test_start = utc(artifact.metadata["training_period"]["test"][0])
+    with runs["model thresholds"][0].open(newline="", encoding="utf-8") as f:
+        scored = {row["transaction_id"] for row in csv.DictReader(f)}
+    fraud = held_out_labels(args.data, test_start, scored)
     n_fraud = sum(fraud.values())
     review = artifact.metadata["thresholds"]["review"]
 
