@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
-from payscore.errors import ServiceUnavailable
+from payscore.errors import PayscoreError, ServiceUnavailable
 from payscore.pipeline import PreparedBatch
 from payscore.store.writer import WriteResult
 from payscore.stream import dlq
@@ -33,6 +33,18 @@ T = TypeVar("T")
 MAX_BACKOFF_S = 5.0
 FLUSH_TIMEOUT_S = 30.0
 _TICK_S = 0.1  # how often a blocked put/wait looks at the stop flag
+#: Failed attempts to publish one batch's dead letters for a reason that is not an outage
+#: (topic missing, not authorized, refused by the broker) before the consumer stops: about a
+#: minute of backoff. The batch is not committed, so it is read again after the fix.
+DLQ_MAX_ATTEMPTS = 15
+#: The smallest dead-letter budget tried after the broker refused dead letters as too large.
+MIN_DEAD_LETTER_BYTES = 64 * 1024
+
+
+class DeadLettersUnpublishable(PayscoreError):
+    """Dead letters could not be published for a reason that waiting does not cure."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -73,8 +85,14 @@ class BatchWriterThread:
         dlq_topic: str,
         stopping: Callable[[], bool],
         new_producer: Callable[[], Any] | None = None,
+        *,
+        dlq_max_bytes: int = dlq.DEFAULT_MAX_DEAD_LETTER_BYTES,
+        dlq_topic_exists: Callable[[], bool | None] | None = None,
     ) -> None:
         self._write = write
+        self.dlq_max_bytes = dlq_max_bytes  # lowered if the broker refuses a dead letter's size
+        self._dlq_topic_exists = dlq_topic_exists  # None: cannot tell (broker unreachable)
+        self._dlq_failures = 0
         self._release = release
         self.producer = producer  # replaced when it stops delivering (see _confirm)
         self._new_producer = new_producer
@@ -144,9 +162,13 @@ class BatchWriterThread:
                 if self.abandoned:
                     self._give_up(item)
             except BaseException as e:  # noqa: BLE001 - surfaced on the main loop
-                log.exception("the batch writer failed")
+                if isinstance(e, PayscoreError):
+                    log.error("%s", e)  # a known condition: one line, no traceback
+                else:
+                    log.exception("the batch writer failed")
                 self.error = e
                 self.abandoned = True
+                self._give_up(item)
             finally:
                 self._mark_finished()
 
@@ -168,11 +190,47 @@ class BatchWriterThread:
         self._done.append(item)
 
     def _send_dead_letters(self, item: InFlight) -> int:
+        """Publish the batch's dead letters; outages are retried by the caller for as long as
+        they last, other failures at most ``DLQ_MAX_ATTEMPTS`` times (see docs/pipeline.md)."""
         items = [
-            dlq.dead_letter_for_record(r.message, kind=r.kind, message=r.reason, field=r.field)
+            dlq.dead_letter_for_record(
+                r.message, kind=r.kind, message=r.reason, field=r.field,
+                max_bytes=self.dlq_max_bytes,
+            )
             for r in item.batch.rejected
         ]
-        return dlq.send_dead_letters(self.producer, self._dlq_topic, items)
+        try:
+            sent = dlq.send_dead_letters(self.producer, self._dlq_topic, items)
+        except ServiceUnavailable as e:
+            self._dead_letters_failed(e)
+            raise
+        self._dlq_failures = 0
+        return sent
+
+    def _dead_letters_failed(self, error: ServiceUnavailable) -> None:
+        cause = error.__cause__
+        if isinstance(cause, MessageSizeTooLargeError) and (
+            self.dlq_max_bytes > MIN_DEAD_LETTER_BYTES
+        ):
+            # The topic's max.message.bytes is below our budget: cut dead letters further.
+            self.dlq_max_bytes = max(MIN_DEAD_LETTER_BYTES, self.dlq_max_bytes // 2)
+            log.warning(
+                "the broker refused a dead letter as too large; dead letters are now cut to "
+                "%d bytes", self.dlq_max_bytes,
+            )
+            return
+        retriable = bool(getattr(cause, "retriable", False))
+        if retriable and self._dlq_topic_exists is not None and self._dlq_topic_exists() is False:
+            retriable = False  # a timeout on a topic that is not there: waiting will not help
+        if retriable:
+            return  # an outage: retried as long as it lasts, like the database
+        self._dlq_failures += 1
+        if self._dlq_failures >= DLQ_MAX_ATTEMPTS:
+            raise DeadLettersUnpublishable(
+                f"cannot publish dead letters to topic {self._dlq_topic!r} after "
+                f"{self._dlq_failures} attempts: {error}; stopping without committing the "
+                f"batch, so its messages are read again once this is fixed"
+            ) from error
 
     def _confirm(self, item: InFlight) -> bool:
         """Wait for the broker's acknowledgement of every decision sent; resend the failed.

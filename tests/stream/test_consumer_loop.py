@@ -263,3 +263,103 @@ def test_settle_heap_frees_cycles_that_became_garbage_while_frozen():
         assert gc.get_freeze_count() > 0  # what is alive is frozen again
     finally:
         gc.unfreeze()
+
+
+class _DlqProducer:
+    """Refuses records above ``limit`` bytes as the broker does, or fails with ``error``."""
+
+    def __init__(self, limit: int = 10**9, error: Exception | None = None) -> None:
+        self.limit, self.error = limit, error
+        self.sizes: list[int] = []
+
+    def send(self, topic: str, key: bytes, value: bytes, headers: list) -> _Future:
+        from kafka.errors import MessageSizeTooLargeError
+
+        if self.error is not None:
+            raise self.error
+        size = len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+        if size > self.limit:
+            raise MessageSizeTooLargeError(f"{size} bytes")
+        self.sizes.append(size)
+        return _DoneFuture()
+
+    def flush(self, timeout: float) -> None:
+        return None
+
+
+class _DoneFuture:
+    def get(self, timeout: float) -> None:
+        return None
+
+
+def _rejected_item(value: bytes) -> InFlight:
+    from payscore.pipeline import Rejected
+
+    record = SimpleNamespace(key=b"k", value=value, headers=[], topic="payments", partition=0,
+                             offset=7)
+    batch = PreparedBatch(size=1)
+    batch.rejected.append(Rejected(record, "too_large", None, "too large", None))  # type: ignore[arg-type]
+    return InFlight(batch, [0.0])
+
+
+def test_dead_letters_refused_as_too_large_are_cut_until_the_topic_takes_them():
+    """A dead-letter topic with a small max.message.bytes: cut dead letters further, go on."""
+    producer = _DlqProducer(limit=200_000)
+    written: list[int] = []
+    writer = BatchWriterThread(
+        lambda b: (written.append(b.size), WriteResult(decided=0))[1], lambda b: None,
+        producer, "dlq", lambda: False,
+    )
+    try:
+        assert writer.submit(_rejected_item(b"x" * 900_000)) and writer.drain()
+        assert written == [1] and len(producer.sizes) == 1 and producer.sizes[0] <= 200_000
+        assert writer.dlq_max_bytes < 200_000 and writer.error is None
+    finally:
+        writer.close()
+
+
+def test_dead_letters_that_cannot_be_published_stop_the_consumer_after_bounded_attempts(
+    monkeypatch,
+):
+    """Not authorized on the dead-letter topic: retried a bounded number of times, then a
+    clean error (exit code 3); the batch is given up, so it is read again after the fix."""
+    from kafka.errors import TopicAuthorizationFailedError
+
+    from payscore.stream import batches
+
+    monkeypatch.setattr(batches, "DLQ_MAX_ATTEMPTS", 3)
+    producer = _DlqProducer(error=TopicAuthorizationFailedError("payments.dlq"))
+    writer = BatchWriterThread(
+        lambda b: WriteResult(), lambda b: None, producer, "dlq", lambda: False
+    )
+    try:
+        writer.submit(_rejected_item(b"{}"))
+        assert not writer.drain()
+        assert isinstance(writer.error, batches.DeadLettersUnpublishable)
+        assert writer.error.exit_code == 3 and "after 3 attempts" in str(writer.error)
+        assert writer.given_up == 1
+    finally:
+        writer.close()
+
+
+def test_a_timeout_is_an_outage_unless_the_dead_letter_topic_is_gone(monkeypatch):
+    from kafka.errors import KafkaTimeoutError
+
+    from payscore.stream import batches
+
+    monkeypatch.setattr(batches, "DLQ_MAX_ATTEMPTS", 2)
+    exists: list[bool | None] = [None]
+    producer = _DlqProducer(error=KafkaTimeoutError("Failed to update metadata"))
+    writer = BatchWriterThread(
+        lambda b: WriteResult(), lambda b: None, producer, "dlq", lambda: False,
+        dlq_topic_exists=lambda: exists[-1],
+    )
+    try:
+        writer.submit(_rejected_item(b"{}"))
+        time.sleep(1.0)  # broker unreachable (None): retried, never given up
+        assert writer.busy() and writer.error is None
+        exists.append(False)  # the topic was deleted: bounded like any other failure
+        assert not writer.drain()
+        assert isinstance(writer.error, batches.DeadLettersUnpublishable)
+    finally:
+        writer.close()
