@@ -65,7 +65,7 @@ def progress_bar(console: Console, unit: str = "payments") -> Iterator[ProgressC
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),  # room on an 80-column terminal for counts and rate
         _CountColumn(unit),
         TimeElapsedColumn(),
         console=console,

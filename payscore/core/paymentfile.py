@@ -36,7 +36,7 @@ LABEL_COLUMN = "is_fraud"
 _TRUE = {"1", "true", "yes", "y", "t", "1.0"}
 _FALSE = {"0", "false", "no", "n", "f", "0.0"}
 _JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
-_REPORT_EVERY = 10_000  # rows between progress calls
+_REPORT_EVERY = 2_000  # rows between progress calls
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,9 @@ class PaymentFile:
 
     def __iter__(self) -> Iterator[Row]:
         seen: dict[str, int] = {}
-        total = count_lines(self.path) if self._progress is not None else None
+        total = None
+        if self._progress is not None:  # lines, less the header: rows, unless a cell holds one
+            total = count_lines(self.path) - (self.format == "csv")
         rows = _csv_rows(self) if self.format == "csv" else _jsonl_rows(self)
         read = 0
         for line, result, label in rows:
@@ -238,23 +240,22 @@ def _parse_row(row: Mapping[Any, Any], columns: int) -> Payment | InvalidMessage
         return InvalidMessage(
             "schema", None, f"row has {columns + len(extra)} values; the header has {columns}"
         )
-    body = {}
-    for name in PAYMENT_COLUMNS:
-        value = row.get(name)
-        if not isinstance(value, str) or value == "":
-            continue  # blank optional field -> null; blank required field -> "is required"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return InvalidMessage("encoding", name, f"{name}: not valid UTF-8")
-        body[name] = value
-    for name, value in row.items():  # a bad byte in is_fraud or an extra column
-        if isinstance(value, str) and name not in body:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return InvalidMessage("encoding", name, f"{name}: not valid UTF-8")
+    # A blank optional cell is null; a blank required one is then "is required".
+    body = {name: value for name in PAYMENT_COLUMNS if (value := row.get(name))}
+    try:  # any byte that is not UTF-8, in any column, rejects the row, as it would a message
+        "".join(v for v in row.values() if isinstance(v, str)).encode("utf-8")
+    except UnicodeEncodeError:
+        name = next(k for k, v in row.items() if isinstance(v, str) and not _is_utf8(v))
+        return InvalidMessage("encoding", name, f"{name}: not valid UTF-8")
     return parse_payment(json.dumps(body).encode("utf-8"))
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _jsonl_rows(file: PaymentFile) -> Iterator[Line]:

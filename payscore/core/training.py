@@ -249,7 +249,7 @@ def _fit_and_evaluate(
     if y[train].min(initial=1) == y[train].max(initial=0):
         raise InputError("the training period needs both fraudulent and genuine payments")
     estimator = handbook_baseline_estimator() if baseline else default_estimator()
-    progress(f"fitting {_model_type(estimator)} on {int(train.sum()):,} payments", 0, None)
+    progress(f"fitting the model on {int(train.sum()):,} payments", 0, None)
     started = time.perf_counter()
     # One OpenMP thread: on a shared 2-core machine extra threads spin and slow the fit down.
     with threadpool_limits(limits=1, user_api="openmp"):

@@ -156,13 +156,19 @@ def test_training_needs_an_is_fraud_column(tmp_path: Path) -> None:
         training.read_history(path)
 
 
-def test_progress_reports_counts_up_to_the_rows_read(catalogue) -> None:
-    path, _ = catalogue
+def test_progress_reports_counts_up_to_the_rows_read(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    rows = [f"t{i},c,t,1.00,EUR,{WHEN},0" for i in range(4_500)]
+    path.write_text("\n".join([HEADER, *rows, "bad,c,t,inf,EUR,{WHEN},0"]) + "\n")
     calls: list[tuple[str, int, int | None]] = []
     read = backtest.read_input(path, progress=lambda *a: calls.append(a))
-    rows = len(read.payments) + len(read.rejected)
-    assert calls[-1] == ("reading payments", rows, rows)
-    assert paymentfile.count_lines(path) == rows + 1  # the header
+    assert len(read.payments) == 4_500 and len(read.rejected) == 1
+    assert calls == [
+        ("reading payments", 2_000, 4_501),
+        ("reading payments", 4_000, 4_501),
+        ("reading payments", 4_501, 4_501),
+    ]
+    assert paymentfile.count_lines(path) == 4_502  # the header too
 
 
 def test_plural() -> None:
