@@ -93,6 +93,8 @@ def produce_cmd(
     transaction id or carry an unreadable is_fraud are not sent; they are listed at the end.
     """
     begin = _parse_start(start)
+    if rejects is not None and source_file is None:
+        raise typer.BadParameter("needs --from FILE", param_hint="--rejects")
     settings = settings_from(
         ctx,
         input_topic=topic,

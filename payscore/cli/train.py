@@ -48,6 +48,10 @@ def train(
     if data and not Path(data).is_file():  # fail before the progress display starts
         raise InputError(f"--data: no such file {data}")
     if rejects is not None:
+        if not data:
+            raise typer.BadParameter(
+                "needs --data (the simulated world has no bad rows)", param_hint="--rejects"
+            )
         paymentfile.check_output(rejects)
     started = time.perf_counter()
     rejected = None

@@ -80,3 +80,9 @@ def test_produce_from_a_file_with_no_usable_row_fails(sent, tmp_path: Path) -> N
     assert result.exit_code == 1, result.output
     assert sent == []
     assert "no usable payments; all 1 row rejected (1 schema)" in result.output
+
+
+def test_produce_rejects_needs_a_file(sent, tmp_path: Path) -> None:
+    args = ["produce", "--rejects", str(tmp_path / "r.csv")]
+    result = runner.invoke(app, args, env=make_payscore_env())
+    assert result.exit_code == 2 and "--rejects" in result.output
