@@ -32,6 +32,7 @@ from payscore.core.paymentfile import (
     Progress,
     RejectedRow,
     nothing_usable,
+    plural,
 )
 from payscore.core.protocol import (
     DELAY_START_DAY,
@@ -366,7 +367,7 @@ def train_on_file(
         raise nothing_usable(path, data.rejected)
     if data.labelled < 100:
         raise InputError(
-            f"{path} has {data.labelled} usable labelled rows; at least 100 are needed"
+            f"{path} has {plural(data.labelled, 'usable labelled row')}; at least 100 are needed"
         )
     engine, X = compute_features(history, progress=progress)
     index = np.arange(n)

@@ -97,7 +97,7 @@ def test_too_few_labelled_rows(tmp_path: Path) -> None:
     path = tmp_path / "few.csv"
     path.write_text(f"{HEADER}\na,c,t,1.00,EUR,2018-04-02T00:00:00Z,0\n")
     result = runner.invoke(app, ["train", "--data", str(path), "-o", str(tmp_path / "m")])
-    assert "1 usable labelled rows; at least 100 are needed" in _one_error_line(result)
+    assert "has 1 usable labelled row; at least 100 are needed" in _one_error_line(result)
 
 
 def test_rejects_needs_data(tmp_path: Path) -> None:
