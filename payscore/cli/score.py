@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -102,7 +102,7 @@ def score_cmd(
         soft_wrap=True,
     )
     if truth:
-        trained = _training_dates(artifact.metadata)
+        trained = backtest.training_dates(artifact.metadata)
         result = backtest.quality(decisions, payments, truth, since, until, trained)
         _report_quality(result, truth, since, until, trained)
 
@@ -114,18 +114,6 @@ def _parse_date(value: str | None, flag: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter("expected a date such as 2018-08-08", param_hint=flag) from None
-
-
-def _training_dates(metadata: dict[str, Any]) -> tuple[date, date] | None:
-    """First and last date of the payments the model learned from or was tuned on (its
-    training and validation periods), from the artifact's metadata; None if unknown."""
-    period = metadata.get("training_period") or {}
-    try:
-        first = period["train"][0]
-        last = (period.get("validation") or period["train"])[-1]
-        return date.fromisoformat(str(first)[:10]), date.fromisoformat(str(last)[:10])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
 
 
 def _report_quality(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from payscore.core.decision import STATUSES, Decision
 from payscore.core.paymentfile import (
@@ -134,6 +134,18 @@ def status_confusion(
         (d.status, labels[d.transaction_id]) for d in decisions if d.transaction_id in labels
     )
     return {s: {True: counts[(s, True)], False: counts[(s, False)]} for s in STATUSES}
+
+
+def training_dates(metadata: dict[str, Any]) -> tuple[date, date] | None:
+    """First and last date of the payments the model learned from or was tuned on (its
+    training and validation periods), from the artifact's metadata; None if unknown."""
+    period = metadata.get("training_period") or {}
+    try:
+        first = period["train"][0]
+        last = (period.get("validation") or period["train"])[-1]
+        return date.fromisoformat(str(first)[:10]), date.fromisoformat(str(last)[:10])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

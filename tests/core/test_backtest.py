@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -203,3 +203,23 @@ def test_labels_are_not_lost_to_the_engines_cap_on_pending_labels(monkeypatch) -
     assert len(decisions) == 40
     assert _known_frauds(scorer) == 20
     assert calls == [("scoring", n, 40) for n in range(4, 41, 4)]
+
+
+@pytest.mark.parametrize(
+    ("period", "dates"),
+    [
+        (
+            {"train": ["2018-06-20", "2018-07-31"], "validation": ["2018-08-01", "2018-08-07"]},
+            ("2018-06-20", "2018-08-07"),
+        ),
+        (  # trained on a file: times, not dates
+            {"train": ["2018-04-01T00:07:56+00:00", "2018-04-28T23:24:42+00:00"], "validation": []},
+            ("2018-04-01", "2018-04-28"),
+        ),
+        ({}, None),
+        ({"train": "soon"}, None),
+    ],
+)
+def test_training_dates_from_metadata(period: dict, dates: tuple[str, str] | None) -> None:
+    found = backtest.training_dates({"training_period": period})
+    assert found == (dates and tuple(date.fromisoformat(d) for d in dates))
