@@ -128,8 +128,8 @@ def _live(choice: str) -> None:
         with engine.connect() as conn:
             tabs = st.tabs(["Overview", "Decisions", "Risk", "Review queue", "Customer", "Model"])
             with tabs[0]:
-                _, backlog = views.headline(conn, tr)
-                views.charts(conn, tr)
+                figures, backlog = views.headline(conn, tr)
+                views.charts(conn, tr, figures.decided)
             with tabs[1]:
                 views.decisions(conn, tr)
             with tabs[2]:

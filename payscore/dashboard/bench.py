@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, func, select
 from payscore.config import load_settings
 from payscore.dashboard import lookups, rollups
 from payscore.dashboard import queries as q
-from payscore.dashboard.figures import TimeRange, utc_now
+from payscore.dashboard.figures import TimeRange, choose_bin, utc_now
 from payscore.dashboard.seed import seed_database
 from payscore.errors import PayscoreError
 from payscore.store.engine import make_engine
@@ -54,7 +54,7 @@ def page_queries(tr: TimeRange, customer: str) -> list[tuple[str, Callable[[Conn
     return [
         ("headline (5 statements)", lambda c: q.headline(c, tr)),
         ("review backlog (capped)", lookups.review_backlog),
-        ("activity per bucket", lambda c: q.activity(c, tr)),
+        ("activity chart (span + bins)", lambda c: q.activity_chart(c, tr, 10_000)),
         ("score histogram", lambda c: q.score_histogram(c, tr)),
         ("latest decisions (200)", lambda c: q.latest_decisions(c, tr, flt)),
         ("latest, status=REVIEW", lambda c: q.latest_decisions(c, tr, q.DecisionFilter("REVIEW"))),
@@ -75,7 +75,7 @@ def explained(tr: TimeRange, dialect: str, customer: str) -> list[tuple[str, Any
         ("fraud labelled", q.stmt_fraud_labelled(tr)),
         ("latency cutoff", q.stmt_latency_cutoff(tr)),
         ("review backlog", lookups.stmt_review_backlog()),
-        ("activity", q.stmt_activity(dialect, tr, q.choose_bucket(tr.start, tr.end))),
+        ("activity", q.stmt_activity(dialect, tr, choose_bin(tr.start, tr.end, 10**6))),
         ("latest decisions", q.stmt_latest(tr, q.DecisionFilter())),
         ("riskiest customers", q.stmt_riskiest("customer_id", tr)),
         ("review queue", lookups.stmt_review_queue()),

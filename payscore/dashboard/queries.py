@@ -3,8 +3,9 @@
 Statements are built by ``stmt_*`` functions (so the benchmark can EXPLAIN them) and run by the
 fetch functions beside them. Aggregation happens in SQL; only bounded row sets come back.
 Time ranges filter on ``scored_at`` (wall-clock decision time), so replayed 2018 data decided
-today still shows up under "last hour". Counts, activity and score bins of long ranges come from
-``decision_rollup`` with exact edges from the table (see ``rollups.py``); same results.
+today still shows up under "last hour"; times are naive UTC throughout. Counts, activity and
+score bins of long ranges come from ``decision_rollup`` with exact edges from the table (see
+``rollups.py``); same results.
 Lookups by key (review queue, one customer, the model) are in ``lookups.py``.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -35,7 +36,8 @@ from payscore.dashboard.figures import (
     STATUSES,
     Headline,
     TimeRange,
-    choose_bucket,
+    choose_bin,
+    floor_time,
     percentile,
 )
 from payscore.store.schema import (
@@ -84,21 +86,21 @@ class DecisionFilter:
 
 # --- dialect-specific expressions, chosen in one place --------------------------------------
 
-_BUCKET_FORMATS = {
-    # seconds: (SQLite strftime format, MySQL DATE_FORMAT format)
-    60: ("%Y-%m-%d %H:%M:00", "%Y-%m-%d %H:%i:00"),
-    3600: ("%Y-%m-%d %H:00:00", "%Y-%m-%d %H:00:00"),
-    86400: ("%Y-%m-%d 00:00:00", "%Y-%m-%d 00:00:00"),
-}
-
 
 def bucket_expr(dialect: str, column: Any, seconds: int) -> ColumnElement[str]:
-    """Truncate a datetime column to the minute/hour/day as 'YYYY-MM-DD hh:mm:ss' text."""
-    sqlite_fmt, mysql_fmt = _BUCKET_FORMATS[seconds]
-    # The formats are constants of this module, never user input.
+    """The start of the ``seconds``-long bin (counted from the epoch) holding a datetime, as
+    'YYYY-MM-DD hh:mm:ss' text; the same bins as ``figures.floor_time``."""
+    # Inlined, not bound: SELECT and GROUP BY must hold the same expression text. An int.
+    n = literal_column(str(int(seconds)), Integer)
     if dialect == "sqlite":
-        return func.strftime(literal_column(f"'{sqlite_fmt}'"), column)
-    return func.date_format(column, literal_column(f"'{mysql_fmt}'"))
+        epoch = cast(func.strftime(literal_column("'%s'"), column), Integer)
+        return func.datetime(epoch // n * n, literal_column("'unixepoch'"))
+    # TIMESTAMPDIFF/TIMESTAMPADD, unlike UNIX_TIMESTAMP, ignore the session time zone.
+    since = func.timestampdiff(literal_column("SECOND"), literal_column("'1970-01-01'"), column)
+    start = func.timestampadd(
+        literal_column("SECOND"), since.op("DIV")(n) * n, literal_column("'1970-01-01'")
+    )
+    return func.date_format(start, literal_column("'%Y-%m-%d %H:%i:%s'"))
 
 
 def score_bin_expr(dialect: str, bins: int = SCORE_BINS) -> ColumnElement[int]:
@@ -266,11 +268,7 @@ def headline(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> Hea
     decided = sum(counts.values())
     fraud = int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
     dead = int(conn.execute(stmt_dead_letters(tr)).scalar_one())
-    if tr.start is not None and tr.end is not None:
-        minutes = (tr.end - tr.start).total_seconds() / 60
-    else:
-        first, last = conn.execute(stmt_span(tr)).one()
-        minutes = (last - first).total_seconds() / 60 if first is not None else 0.0
+    first, last = conn.execute(stmt_span(tr)).one()
     cutoff = conn.execute(stmt_latency_cutoff(tr)).scalar()
     sample = [
         (scored - received).total_seconds() * 1000.0
@@ -281,7 +279,7 @@ def headline(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> Hea
         counts={s: counts.get(s, 0) for s in STATUSES},
         fraud_labelled=fraud,
         dead_letters=dead,
-        throughput_per_minute=decided / max(minutes, 1.0),
+        active_seconds=(last - first).total_seconds() if first is not None else 0.0,
         latency_median_ms=percentile(sample, 0.5),
         latency_p99_ms=percentile(sample, 0.99),
         latency_sample=len(sample),
@@ -289,11 +287,12 @@ def headline(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> Hea
 
 
 def activity(
-    conn: Connection, tr: TimeRange, seconds: int | None = None, rollup: bool | None = None
+    conn: Connection, tr: TimeRange, seconds: int, rollup: bool | None = None
 ) -> pd.DataFrame:
-    """Payments and decisions per time bucket (minute, hour or day)."""
-    seconds = seconds or choose_bucket(tr.start, tr.end)
+    """Payments and decisions per time bin of ``seconds`` (bins with decisions only)."""
     rows: list[Any]
+    if seconds < ru.MINUTE:
+        rollup = False  # the rollup has nothing finer than minutes
     if ru.use_rollup(tr) if rollup is None else rollup:
         p = ru.plan(tr, coarsest=min(seconds, ru.HOUR))
         buckets = ru.fold_buckets(conn.execute(ru.stmt_buckets(p)).all(), seconds)
@@ -309,6 +308,21 @@ def activity(
     frame = pd.DataFrame(rows, columns=["bucket", "payments", "approved", "review", "declined"])
     frame["bucket"] = pd.to_datetime(frame["bucket"])
     return frame.astype({c: "int64" for c in frame.columns if c != "bucket"})
+
+
+def activity_chart(conn: Connection, tr: TimeRange, decided: int) -> tuple[int, pd.DataFrame]:
+    """The activity chart of a range holding ``decided`` decisions: the bin chosen from them
+    (see ``choose_bin``), and every bin from the first to the last, empty ones as zeros."""
+    first, last = conn.execute(stmt_span(tr)).one()
+    seconds = choose_bin(first, last, decided)
+    if first is None:
+        return seconds, activity(conn, tr, seconds)
+    # Only the active part of the range: the same rows, and a bounded scan for "all time".
+    active = TimeRange(first, last + timedelta(microseconds=1))
+    frame = activity(conn, active, seconds).set_index("bucket")
+    bins = pd.date_range(floor_time(first, seconds), floor_time(last, seconds), freq=f"{seconds}s")
+    frame = frame.reindex(bins, fill_value=0).rename_axis("bucket").reset_index()
+    return seconds, frame
 
 
 def score_histogram(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> pd.DataFrame:

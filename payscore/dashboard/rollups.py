@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
-from payscore.dashboard.figures import TimeRange
+from payscore.dashboard.figures import TimeRange, floor_time
 from payscore.store.rollup import SCORE_COLUMNS, STATUS_COLUMNS, truncate
 from payscore.store.schema import decision_rollup
 
@@ -114,17 +114,11 @@ def stmt_buckets(p: Plan) -> Select:
 
 
 def fold_buckets(rows: Sequence[Any], seconds: int) -> dict[datetime, list[int]]:
-    """Sum rollup rows into chart buckets of ``seconds`` (minute, hour or day)."""
+    """Sum rollup rows into chart bins of ``seconds`` (a multiple of the rows' grain)."""
     out: dict[datetime, list[int]] = {}
     for bucket, *counts in rows:
-        key = chart_bucket(bucket, seconds)
+        key = floor_time(bucket, seconds)
         acc = out.setdefault(key, [0] * len(counts))
         for i, n in enumerate(counts):
             acc[i] += int(n or 0)
     return out
-
-
-def chart_bucket(when: datetime, seconds: int) -> datetime:
-    if seconds == 86400:
-        return when.replace(hour=0, minute=0, second=0, microsecond=0)
-    return truncate(when, seconds)

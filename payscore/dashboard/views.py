@@ -10,14 +10,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Connection
 
 from payscore.dashboard import lookups
 from payscore.dashboard import queries as q
-from payscore.dashboard.figures import Headline, TimeRange
+from payscore.dashboard.figures import Headline, TimeRange, bin_name, time_axis_format
 
+SERIES_COLOURS = {"payments": "#4e79a7", "review": "#f29900", "declined": "#d63031"}
 STATUS_COLOURS = {
     "APPROVED": "background-color: rgba(33, 150, 83, 0.18)",
     "REVIEW": "background-color: rgba(242, 153, 0, 0.25)",
@@ -37,13 +39,43 @@ def fmt_ms(ms: float | None) -> str:
     return "-" if ms is None else f"{ms:,.1f} ms"
 
 
+def fmt_duration(seconds: float) -> str:
+    """ "5.7 s", "12 min", "3.5 h", "2.0 days"."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 86400 else f"{seconds / 86400:.1f} days"
+
+
+def fmt_throughput(per_second: float | None) -> str:
+    """Per second when busy, per minute when quiet: both read without a row of zeros."""
+    if per_second is None:
+        return "-"
+    return f"{per_second:,.0f}/s" if per_second >= 10 else f"{per_second * 60:,.1f}/min"
+
+
+# How each column the page shows is formatted: money with 2 decimals, times 24-hour UTC.
+_TIME = "YYYY-MM-DD HH:mm:ss"
+COLUMN_FORMATS = {
+    "amount": st.column_config.NumberColumn(format="%.2f"),
+    "mean_amount": st.column_config.NumberColumn(format="%.2f"),
+    "score": st.column_config.NumberColumn(format="%.4f"),
+    "max_score": st.column_config.NumberColumn(format="%.4f"),
+    "mean_score": st.column_config.NumberColumn(format="%.4f"),
+    "scored_at": st.column_config.DatetimeColumn(format=_TIME + ".SSS"),
+    "event_time": st.column_config.DatetimeColumn(format=_TIME),
+}
+
+
 def table(frame: pd.DataFrame, name: str, *, colour_status: bool = True) -> None:
     """Show a table with status colouring and a CSV download of exactly what is shown."""
     st.caption(f"{len(frame):,} row(s) shown" if len(frame) else "No rows.")
     shown: Any = frame
     if colour_status and "status" in frame and not frame.empty:
         shown = frame.style.map(lambda v: STATUS_COLOURS.get(v, ""), subset=["status"])
-    st.dataframe(shown, hide_index=True, width="stretch")
+    config = {c: COLUMN_FORMATS[c] for c in frame.columns if c in COLUMN_FORMATS}
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     st.download_button(
         f"Download {name} (CSV)",
         frame.to_csv(index=False).encode("utf-8"),
@@ -65,11 +97,19 @@ def headline(conn: Connection, tr: TimeRange) -> tuple[Headline, int]:
     row1 = st.columns(5)
     row1[0].metric("Payments decided", fmt_count(h.decided))
     for col, status in zip(row1[1:4], q.STATUSES, strict=True):
-        rate = fmt_rate(h.rate(status))
-        col.metric(status.title(), f"{fmt_count(h.counts[status])} ({rate})")
+        # The rate under the count, not beside it: "19,620 (98.10%)" did not fit a column.
+        col.metric(status.title(), fmt_count(h.counts[status]), **_note(fmt_rate(h.rate(status))))
     row1[4].metric("Fraud rate", fmt_rate(h.fraud_rate), help="Labelled fraud among decided")
     row2 = st.columns(5)
-    row2[0].metric("Throughput", f"{h.throughput_per_minute:,.1f}/min")
+    per_second = h.throughput_per_second
+    active = fmt_duration(h.active_seconds) if per_second is not None else None
+    row2[0].metric(
+        "Throughput",
+        fmt_throughput(per_second),
+        help="Decisions over the active period: from the first to the last decision in the "
+        "range, not the whole range",
+        **_note(f"over {active} active" if active else None),
+    )
     sample = f"Over the latest {h.latency_sample:,} decisions (received -> scored)"
     row2[1].metric("Latency median", fmt_ms(h.latency_median_ms), help=sample)
     row2[2].metric("Latency p99", fmt_ms(h.latency_p99_ms), help=sample)
@@ -78,17 +118,58 @@ def headline(conn: Connection, tr: TimeRange) -> tuple[Headline, int]:
     return h, backlog
 
 
-def charts(conn: Connection, tr: TimeRange) -> None:
+def _note(text: str | None) -> dict[str, Any]:
+    """A grey line under a metric's value (Streamlit's delta, without arrow or colour)."""
+    return {"delta": text, "delta_color": "off", "delta_arrow": "off"} if text else {}
+
+
+def time_chart(frame: pd.DataFrame, x: str, fmt: str, **encodings: Any) -> alt.Chart:
+    """An Altair chart over a naive-UTC time column, labelled in 24-hour UTC whatever the
+    browser's time zone (Streamlit's own charts label 22:16 as "10:16")."""
+    # Marked UTC: a naive time reaches the browser as its local time, and would shift.
+    frame = frame.assign(**{x: frame[x].dt.tz_localize("UTC")})
+    axis = alt.Axis(format=fmt, labelOverlap=True, title=None)
+    return alt.Chart(frame).encode(
+        x=alt.X(f"{x}:T", scale=alt.Scale(type="utc"), axis=axis), **encodings
+    )
+
+
+def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
+    """The activity chart and the score histogram; ``decided`` is the headline's count."""
     left, right = st.columns(2)
-    seconds = q.choose_bucket(tr.start, tr.end)
-    per = {60: "minute", 3600: "hour", 86400: "day"}[seconds]
-    activity = q.activity(conn, tr, seconds)
+    seconds, activity = q.activity_chart(conn, tr, decided)
     with left:
-        st.subheader(f"Payments and decisions per {per}")
+        st.subheader(f"Payments and decisions per {bin_name(seconds)}")
         if activity.empty:
             st.caption("No decisions in this range.")
         else:
-            st.line_chart(activity.set_index("bucket")[["payments", "review", "declined"]])
+            span = (activity["bucket"].iloc[-1] - activity["bucket"].iloc[0]).total_seconds()
+            fmt = time_axis_format(seconds, span)
+            long = activity.melt(
+                id_vars="bucket", value_vars=["payments", "review", "declined"], var_name="series"
+            )
+            long["from"] = long["bucket"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+            chart = time_chart(
+                long,
+                "bucket",
+                fmt,
+                y=alt.Y("value:Q", title=None),
+                color=alt.Color(
+                    "series:N",
+                    title=None,
+                    legend=alt.Legend(orient="bottom"),
+                    scale=alt.Scale(
+                        domain=list(SERIES_COLOURS), range=list(SERIES_COLOURS.values())
+                    ),
+                ),
+                tooltip=["from:N", "series:N", alt.Tooltip("value:Q", format=",")],
+            )
+            # Points as well as lines: a single busy bin still shows.
+            st.altair_chart(chart.mark_line(point=True), width="stretch")
+            st.caption(
+                f"Times in UTC; the bin ({bin_name(seconds)}) is chosen from the span of the "
+                "decisions in the range."
+            )
     with right:
         st.subheader("Score distribution")
         hist = q.score_histogram(conn, tr)
@@ -153,7 +234,16 @@ def customer(conn: Connection) -> None:
         + ", ".join(f"{k} {v}" for k, v in sorted(profile.statuses.items()))
     )
     history = lookups.customer_history(conn, wanted)
-    st.scatter_chart(history, x="event_time", y="amount", color="status")
+    plotted = history.assign(when=history["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    chart = time_chart(
+        plotted,
+        "event_time",
+        "%m-%d %H:%M",
+        y=alt.Y("amount:Q", title="amount"),
+        color=alt.Color("status:N"),
+        tooltip=["when:N", alt.Tooltip("amount:Q", format=",.2f"), "status:N"],
+    )
+    st.altair_chart(chart.mark_circle(size=60), width="stretch")
     table(history, "customer history")
 
 

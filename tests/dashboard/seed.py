@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
@@ -13,6 +13,7 @@ from payscore.store.rollup import add_decisions
 from payscore.store.schema import dead_letters, fraud_labels, model_versions, scored_transactions
 
 PROFILE_CUSTOMER = "C-PROFILE"
+BURST_ROWS, BURST_SECONDS = 300, 40
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Seeded:
 
     now: datetime
     rows: list[dict[str, Any]]
+    burst_end: datetime  # BURST_ROWS decisions in the BURST_SECONDS before this, late evening
     labels: dict[str, dict[str, Any]]
     dead: list[dict[str, Any]]
     model: dict[str, Any] = field(default_factory=dict)
@@ -84,9 +86,12 @@ def _special_rows(now: datetime) -> list[dict[str, Any]]:
 
 
 def seed_small(engine: Engine, now: datetime, n: int = 1_200) -> Seeded:
-    """``n`` synthetic decisions over the last 3 hours (some older), plus the special rows."""
+    """``n`` synthetic decisions over the last 3 hours (some older), the special rows, and a
+    burst of decisions within one minute at 22:16 UTC ten days before (a demo run)."""
     rows = list(synthetic_rows(n, now=now, span_seconds=3 * 3600, seed=7, customers=40))
     rows += list(synthetic_rows(60, now=now - timedelta(days=3), span_seconds=3600, seed=8))
+    burst_end = datetime.combine((now - timedelta(days=10)).date(), time(22, 16, 45))
+    rows += list(synthetic_rows(BURST_ROWS, now=burst_end, span_seconds=BURST_SECONDS, seed=9))
     rows += _special_rows(now)
     labels = [lab for lab in map(label_for, rows) if lab is not None]
     dead = [
@@ -116,4 +121,4 @@ def seed_small(engine: Engine, now: datetime, n: int = 1_200) -> Seeded:
         ).scalar_one()
     # Latency figures need sub-second times: the schema keeps microseconds (DATETIME(6)).
     assert probe == fractional["scored_at"], probe
-    return Seeded(now, rows, {lab["transaction_id"]: lab for lab in labels}, dead, model)
+    return Seeded(now, rows, burst_end, {lab["transaction_id"]: lab for lab in labels}, dead, model)

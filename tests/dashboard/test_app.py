@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import payscore.dashboard
 from payscore.config import Settings
-from payscore.dashboard.figures import utc_now
+from payscore.dashboard.figures import bin_name, choose_bin, utc_now
 from payscore.errors import InputError
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
@@ -60,8 +60,17 @@ def test_headline_matches_seed(seeded_url: tuple[str, Seeded]) -> None:
     counts = Counter(r["status"] for r in s.rows)
     total = len(s.rows)
     assert metrics["Payments decided"] == f"{total:,}"
+    deltas = {m.label: m.delta for m in at.metric}
     for status in ("APPROVED", "REVIEW", "DECLINED"):
-        assert metrics[status.title()] == f"{counts[status]:,} ({counts[status] / total:.2%})"
+        # The count is the value; its rate sits under it, where both fit.
+        assert metrics[status.title()] == f"{counts[status]:,}"
+        assert deltas[status.title()] == f"{counts[status] / total:.2%}"
+    times = [r["scored_at"] for r in s.rows]
+    active = (max(times) - min(times)).total_seconds()
+    assert metrics["Throughput"] == f"{total / active * 60:,.1f}/min"
+    assert deltas["Throughput"] == f"over {active / 86400:.1f} days active"
+    per = bin_name(choose_bin(min(times), max(times), total))
+    assert f"Payments and decisions per {per}" in [h.value for h in at.subheader]
     fraud = sum(1 for lab in s.labels.values() if lab["is_fraud"])
     assert metrics["Fraud rate"] == f"{fraud / total:.2%}"
     assert metrics["Dead letters"] == f"{len(s.dead):,}"

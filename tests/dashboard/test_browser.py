@@ -8,11 +8,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from time import monotonic, sleep
 from typing import Any
 
 import pytest
@@ -36,6 +38,28 @@ CHROMIUM_ARGS = [
 SCREENSHOT_ENV = "PAYSCORE_UPDATE_SCREENSHOT"
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 ROWS, SPAN, SEED, DEAD_EVERY = 400, 20 * 60, 3, 25
+# A `payscore demo` run: 20,000 decisions within seconds, late in the (UTC) evening.
+DEMO_ROWS, DEMO_SPAN = 20_000, 6
+# Records every string drawn on a canvas (tables are canvas-drawn; the DOM only has raw values).
+RECORD_CANVAS_TEXT = """
+window.__drawn = [];
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+    window.__drawn.push(String(text));
+    return fillText.call(this, text, ...rest);
+};
+"""
+# The text of every visible metric value that is wider than the box showing it.
+CLIPPED_METRICS = """
+() => Array.from(document.querySelectorAll("[data-testid='stMetricValue']"))
+    .filter(el => el.offsetParent !== null)
+    .filter(el => {
+        const range = document.createRange();
+        range.selectNodeContents(el);
+        return range.getBoundingClientRect().width > el.getBoundingClientRect().width + 0.5;
+    })
+    .map(el => el.innerText)
+"""
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -46,17 +70,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def dashboard(
+@contextmanager
+def _serving(
     db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A seeded database and `payscore dashboard` serving it; yields (page URL, expectations)."""
-    now = utc_now()
-    engine = make_engine(Settings(database_url=db_url))
-    seed_database(engine, ROWS, now=now, span_seconds=SPAN, seed=SEED, dead_letter_every=DEAD_EVERY)
-    engine.dispose()
-    rows = list(synthetic_rows(ROWS, now=now, span_seconds=SPAN, seed=SEED))
-    labels = {lab["transaction_id"]: lab for lab in map(label_for, rows) if lab}
+) -> Iterator[str]:
+    """`payscore dashboard` on ``db_url``; yields its URL, and checks that it goes away."""
     port = _free_port()
     log = (tmp_path / "dashboard.log").open("w")
     command = [sys.executable, "-c", "from payscore.cli.app import main; main()"]
@@ -70,7 +88,7 @@ def dashboard(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, tmp_path / "dashboard.log")
-        yield url, {"rows": rows, "labels": labels, "db_url": db_url}
+        yield url
     finally:
         proc.terminate()  # the CLI stops its Streamlit child on SIGTERM
         try:
@@ -82,9 +100,24 @@ def dashboard(
         urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
 
 
+@pytest.fixture
+def dashboard(
+    db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A seeded database and `payscore dashboard` serving it; yields (page URL, expectations)."""
+    now = utc_now()
+    engine = make_engine(Settings(database_url=db_url))
+    seed_database(engine, ROWS, now=now, span_seconds=SPAN, seed=SEED, dead_letter_every=DEAD_EVERY)
+    engine.dispose()
+    rows = list(synthetic_rows(ROWS, now=now, span_seconds=SPAN, seed=SEED))
+    labels = {lab["transaction_id"]: lab for lab in map(label_for, rows) if lab}
+    with _serving(db_url, payscore_env, tmp_path) as url:
+        yield url, {"rows": rows, "labels": labels, "db_url": db_url}
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    deadline = monotonic() + 90
+    while monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"payscore dashboard exited early:\n{log.read_text()}")
         try:
@@ -93,17 +126,19 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
                     return
         except OSError:
             pass
-        time.sleep(0.3)
+        sleep(0.3)
     pytest.fail(f"dashboard not healthy after 90 s:\n{log.read_text()}")
 
 
-def _metrics(page: Any) -> dict[str, str]:
+def _metrics(page: Any, part: str = "stMetricValue") -> dict[str, str]:
+    """Label -> value of every visible metric (or the line under it, part="stMetricDelta")."""
     page.wait_for_selector("[data-testid='stMetricValue']", timeout=60_000)
     out = {}
     for metric in page.locator("[data-testid='stMetric']").all():
         if metric.is_visible():
             label = metric.locator("[data-testid='stMetricLabel']").inner_text().strip()
-            out[label] = metric.locator("[data-testid='stMetricValue']").inner_text().strip()
+            shown = metric.locator(f"[data-testid='{part}']")
+            out[label] = shown.inner_text().strip() if shown.count() else ""
     return out
 
 
@@ -132,9 +167,13 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
             expect(page.get_by_text("Payments decided")).to_be_visible(timeout=60_000)
             metrics = _metrics(page)
             assert metrics["Payments decided"] == f"{len(rows):,}"
+            notes = _metrics(page, "stMetricDelta")
             for status in ("APPROVED", "REVIEW", "DECLINED"):
                 n = counts[status]
-                assert metrics[status.title()] == f"{n:,} ({n / len(rows):.2%})"
+                assert (metrics[status.title()], notes[status.title()]) == (
+                    f"{n:,}",
+                    f"{n / len(rows):.2%}",
+                )
             fraud = sum(1 for lab in seeded["labels"].values() if lab["is_fraud"])
             assert metrics["Fraud rate"] == f"{fraud / len(rows):.2%}"
             assert metrics["Dead letters"] == f"{len(range(0, ROWS, DEAD_EVERY)):,}"
@@ -178,3 +217,80 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
     if os.environ.get(SCREENSHOT_ENV) == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+
+@pytest.fixture
+def demo_dashboard(
+    db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """What a new user opens after `payscore demo`: 20,000 decisions within 6 seconds, ending
+    at 22:16:06 UTC yesterday (a time whose 12-hour label differs from its 24-hour one)."""
+    end = datetime.combine(utc_now().date() - timedelta(days=1), time(22, 16, 6))
+    engine = make_engine(Settings(database_url=db_url))
+    seed_database(engine, DEMO_ROWS, now=end, span_seconds=DEMO_SPAN, seed=SEED)
+    engine.dispose()
+    rows = list(synthetic_rows(DEMO_ROWS, now=end, span_seconds=DEMO_SPAN, seed=SEED))
+    with _serving(db_url, payscore_env, tmp_path) as url:
+        yield url, rows
+
+
+def test_demo_run_in_chromium(
+    demo_dashboard: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The headline fits, the activity chart has per-second bins labelled in 24-hour UTC (in a
+    browser in New York), and amounts are drawn with two decimals."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, rows = demo_dashboard
+    counts = Counter(r["status"] for r in rows)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1500, "height": 1100}, timezone_id="America/New_York"
+            )
+            context.add_init_script(RECORD_CANVAS_TEXT)
+            page = context.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            expect(page.get_by_text("Payments decided")).to_be_visible(timeout=60_000)
+            page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
+            page.get_by_role("option", name="All time").click()
+            decided = page.locator("[data-testid='stMetricValue']").first
+            expect(decided).to_have_text(f"{DEMO_ROWS:,}", timeout=30_000)
+
+            # Every headline figure is shown whole: counts with their rates under them.
+            metrics, notes = _metrics(page), _metrics(page, "stMetricDelta")
+            for status in ("APPROVED", "REVIEW", "DECLINED"):
+                n = counts[status]
+                assert metrics[status.title()] == f"{n:,}"
+                assert notes[status.title()] == f"{n / DEMO_ROWS:.2%}"
+            assert re.fullmatch(r"over [56]\.\d s active", notes["Throughput"]), notes
+            assert re.fullmatch(r"[\d,]+/s", metrics["Throughput"]), metrics
+            assert page.evaluate(CLIPPED_METRICS) == []
+
+            # The activity chart: per-second bins, axis in 24-hour UTC although the browser
+            # is five hours behind.
+            expect(page.get_by_text("Payments and decisions per second")).to_be_visible()
+            chart = page.locator("[data-testid='stVegaLiteChart']").first
+            expect(chart.locator("svg text").first).to_be_attached(timeout=30_000)
+            labels = chart.locator("svg text").evaluate_all("els => els.map(e => e.textContent)")
+            times = [t for t in labels if re.fullmatch(r"\d\d:\d\d:\d\d", t or "")]
+            assert len(times) >= 3 and all(t.startswith("22:16:0") for t in times), labels
+            page.wait_for_timeout(1500)  # let the charts finish drawing
+            page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+
+            # The latest decisions: amounts drawn with exactly two decimals, times 24-hour.
+            page.get_by_role("tab", name="Decisions").click()
+            expect(page.get_by_text("200 row(s) shown")).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1500)
+            drawn = set(page.evaluate("window.__drawn"))
+            newest = sorted(rows, key=lambda r: r["scored_at"], reverse=True)[:5]
+            for r in newest:
+                assert f"{r['amount']:.2f}" in drawn, (r["amount"], sorted(drawn)[:50])
+                assert f"{r['amount']:.6f}" not in drawn
+            day = newest[0]["scored_at"].date().isoformat()
+            assert any(t.startswith(f"{day} 22:16:0") for t in drawn), sorted(drawn)[:50]
+        finally:
+            browser.close()

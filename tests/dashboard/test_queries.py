@@ -16,14 +16,21 @@ from sqlalchemy import Engine, select
 from payscore.config import Settings
 from payscore.dashboard import lookups
 from payscore.dashboard import queries as q
-from payscore.dashboard.figures import TimeRange, choose_bucket, percentile
+from payscore.dashboard.figures import (
+    TimeRange,
+    bin_name,
+    choose_bin,
+    floor_time,
+    percentile,
+    time_axis_format,
+)
 from payscore.dashboard.rollups import Plan, plan
 from payscore.dashboard.seed import seed_database
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.rollup import rebuild
 from payscore.store.schema import decision_rollup
-from tests.dashboard.seed import PROFILE_CUSTOMER, Seeded, seed_small
+from tests.dashboard.seed import BURST_ROWS, BURST_SECONDS, PROFILE_CUSTOMER, Seeded, seed_small
 
 NOW = datetime(2030, 1, 15, 12, 0, 0, 500_000)
 
@@ -68,10 +75,12 @@ def check_all(engine: Engine, s: Seeded) -> None:
         for tr in RANGES:
             check_headline(conn, s, tr)
             check_activity(conn, s, tr)
+            check_activity_chart(conn, s, tr)
             check_histogram(conn, s, tr)
             check_latest(conn, s, tr)
             check_riskiest(conn, s, tr)
         check_rollup_matches_table(conn)
+        check_burst(conn, s)
         check_review_queue(conn, s)
         check_profile(conn, s)
         model = lookups.latest_model(conn)
@@ -89,12 +98,11 @@ def check_headline(conn: Any, s: Seeded, tr: TimeRange) -> None:
     fraud = sum(1 for r in rows if s.labels.get(r["transaction_id"], {}).get("is_fraud"))
     assert h.fraud_labelled == fraud and h.fraud_rate == fraud / len(rows)
     assert h.dead_letters == sum(1 for d in s.dead if _in(tr, d["created_at"]))
-    if tr.start is not None and tr.end is not None:
-        minutes = (tr.end - tr.start).total_seconds() / 60
-    else:
-        times = [r["scored_at"] for r in rows]
-        minutes = (max(times) - min(times)).total_seconds() / 60
-    assert h.throughput_per_minute == pytest.approx(len(rows) / max(minutes, 1.0))
+    # Throughput is over the active period (first to last decision), not the whole range.
+    times = [r["scored_at"] for r in rows]
+    active = (max(times) - min(times)).total_seconds()
+    assert h.active_seconds == pytest.approx(active)
+    assert h.throughput_per_second == pytest.approx(len(rows) / active)
     newest = sorted(rows, key=lambda r: r["scored_at"], reverse=True)[: q.LATENCY_SAMPLE]
     lat = sorted((r["scored_at"] - r["received_at"]).total_seconds() * 1000 for r in newest)
     assert h.latency_sample == len(lat)
@@ -102,9 +110,8 @@ def check_headline(conn: Any, s: Seeded, tr: TimeRange) -> None:
     assert h.latency_p99_ms == pytest.approx(lat[math.ceil(0.99 * len(lat)) - 1])
 
 
-def check_activity(conn: Any, s: Seeded, tr: TimeRange) -> None:
-    seconds = choose_bucket(tr.start, tr.end)
-    frame = q.activity(conn, tr, seconds)
+def _expected_bins(s: Seeded, tr: TimeRange, seconds: int) -> Counter[tuple[datetime, str]]:
+    """Decisions per (bin start, column), bins counted from midnight in plain arithmetic."""
     expected: Counter[tuple[datetime, str]] = Counter()
     for r in s.rows:
         if _in(tr, r["scored_at"]):
@@ -114,13 +121,53 @@ def check_activity(conn: Any, s: Seeded, tr: TimeRange) -> None:
             )
             expected[(bucket, "payments")] += 1
             expected[(bucket, r["status"].lower())] += 1
+    return expected
+
+
+def _bins(frame: Any) -> dict[tuple[datetime, str], int]:
     got = {}
     for row in frame.itertuples():
         for col in ("payments", "approved", "review", "declined"):
             if getattr(row, col):
                 got[(row.bucket.to_pydatetime(), col)] = getattr(row, col)
-    assert got == dict(expected)
-    assert list(frame["bucket"]) == sorted(frame["bucket"])
+    return got
+
+
+def check_activity(conn: Any, s: Seeded, tr: TimeRange) -> None:
+    for seconds in (1, 10, 60, 300, 3600, 7200, 86400):
+        if seconds < 60 and tr.start is None:
+            continue  # a per-second GROUP BY over all time is what activity_chart avoids
+        frame = q.activity(conn, tr, seconds)
+        assert _bins(frame) == dict(_expected_bins(s, tr, seconds)), seconds
+        assert list(frame["bucket"]) == sorted(frame["bucket"])
+
+
+def check_activity_chart(conn: Any, s: Seeded, tr: TimeRange) -> None:
+    """The bin comes from the decisions in the range; every bin between first and last shows,
+    empty ones as zeros."""
+    times = [r["scored_at"] for r in s.rows if _in(tr, r["scored_at"])]
+    seconds, frame = q.activity_chart(conn, tr, len(times))
+    assert seconds == choose_bin(min(times), max(times), len(times))
+    assert _bins(frame) == dict(_expected_bins(s, tr, seconds))
+    first, last = floor_time(min(times), seconds), floor_time(max(times), seconds)
+    assert len(frame) == (last - first).total_seconds() / seconds + 1 <= 120
+    assert frame["bucket"].iloc[0] == first and frame["bucket"].iloc[-1] == last
+    assert (frame["bucket"].diff().dropna() == timedelta(seconds=seconds)).all()
+
+
+def check_burst(conn: Any, s: Seeded) -> None:
+    """A demo's decisions, all within one minute, under a day-long range: per-second bins,
+    24-hour labels, and throughput over the 40 active seconds, not over the day."""
+    day = TimeRange(s.burst_end - timedelta(hours=23), s.burst_end + timedelta(hours=1))
+    seconds, frame = q.activity_chart(conn, day, BURST_ROWS)
+    assert (seconds, bin_name(seconds)) == (2, "2 seconds")
+    assert len(frame) >= BURST_SECONDS / 2 and frame["payments"].sum() == BURST_ROWS
+    assert frame["bucket"].iloc[0].hour == 22
+    assert time_axis_format(seconds, BURST_SECONDS) == "%H:%M:%S"
+    h = q.headline(conn, day)
+    assert h.decided == BURST_ROWS
+    assert BURST_SECONDS - 1 < h.active_seconds <= BURST_SECONDS
+    assert h.throughput_per_second == pytest.approx(BURST_ROWS / h.active_seconds)
 
 
 def check_histogram(conn: Any, s: Seeded, tr: TimeRange) -> None:
@@ -204,7 +251,7 @@ def check_rollup_matches_table(conn: Any) -> None:
         assert q.status_counts(conn, tr, rollup=True) == q.status_counts(conn, tr, rollup=False)
         fast, slow = q.score_histogram(conn, tr, True), q.score_histogram(conn, tr, False)
         assert fast.equals(slow), tr
-        for seconds in (60, 3600, 86400):
+        for seconds in (60, 300, 3600, 7200, 86400):
             fast = q.activity(conn, tr, seconds, rollup=True)
             slow = q.activity(conn, tr, seconds, rollup=False)
             assert fast.equals(slow), (tr, seconds)
@@ -251,11 +298,33 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
 
 
-def test_choose_bucket() -> None:
-    assert choose_bucket(NOW - timedelta(hours=1), NOW) == 60
-    assert choose_bucket(NOW - timedelta(days=2), NOW) == 3600
-    assert choose_bucket(NOW - timedelta(days=30), NOW) == 86400
-    assert choose_bucket(None, None) == 86400
+def test_choose_bin_follows_the_data() -> None:
+    def pick(seconds: float, decisions: int) -> int:
+        return choose_bin(NOW - timedelta(seconds=seconds), NOW, decisions)
+
+    assert pick(6, 20_000) == 1  # a demo run: 7 one-second bins rather than one minute
+    assert pick(0, 1) == 1
+    assert pick(40, 300) == 2  # 21 bins of ~14 decisions
+    assert pick(20 * 60, 400) == 60  # 21 bins of ~19
+    assert pick(20 * 60, 100_000) == 15  # 121 bins of 10 s would be too many
+    assert pick(3600, 15) == 300  # too few for 10 a bin: still 13 bins
+    assert pick(3 * 3600, 10**6) == 120
+    assert pick(2 * 86400, 10**6) == 1800
+    assert pick(29 * 86400, 10**6) == 21600
+    assert pick(400 * 86400, 10**6) == 86400  # days, even beyond 120 of them
+    assert choose_bin(None, None, 0) == 60
+    assert [bin_name(n) for n in (1, 10, 60, 300, 3600, 21600, 86400)] == [
+        "second", "10 seconds", "minute", "5 minutes", "hour", "6 hours", "day",
+    ]  # fmt: skip
+
+
+def test_time_axis_is_24_hour() -> None:
+    assert time_axis_format(1, 40) == "%H:%M:%S"
+    assert time_axis_format(60, 3600) == "%H:%M"
+    assert time_axis_format(3600, 3 * 86400) == "%m-%d %H:%M"
+    assert time_axis_format(86400, 90 * 86400) == "%Y-%m-%d"
+    assert floor_time(datetime(2030, 1, 5, 22, 16, 7, 900), 5) == datetime(2030, 1, 5, 22, 16, 5)
+    assert floor_time(datetime(2030, 1, 5, 22, 16, 7), 86400) == datetime(2030, 1, 5)
 
 
 def test_empty_database_gives_zeros(tmp_path: Any) -> None:
@@ -264,7 +333,7 @@ def test_empty_database_gives_zeros(tmp_path: Any) -> None:
     with make_engine(Settings(database_url=url), read_only=True).connect() as conn:
         h = q.headline(conn, TimeRange(None, None))
         assert (h.decided, h.fraud_rate, h.latency_p99_ms) == (0, None, None)
-        assert q.activity(conn, TimeRange(None, None)).empty
+        assert q.activity_chart(conn, TimeRange(None, None), 0)[1].empty
         assert lookups.review_backlog(conn) == 0 and lookups.review_queue(conn).empty
         assert lookups.latest_model(conn) is None
 
