@@ -39,7 +39,7 @@ def payscore(*args: str, env: dict[str, str] | None = None) -> None:
     if exe is None:
         sys.exit("payscore is not on PATH: pip install payscore (or activate its virtualenv)")
     print(f"\n$ payscore {' '.join(args)}", flush=True)
-    done = subprocess.run([exe, *args], env=env, check=False)  # noqa: S603 - our own arguments
+    done = subprocess.run([exe, *args], env=env, check=False)
     if done.returncode != 0:
         sys.exit(f"payscore {args[0]} failed (exit code {done.returncode}); see above")
 
