@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,10 +12,12 @@ import numpy as np
 import pandas as pd
 import typer
 
-from payscore.cli.common import DatabaseUrl, console, settings_from
+from payscore.cli.common import DatabaseUrl, console, err_console, settings_from
 from payscore.cli.consume import build_scorer, register_model
+from payscore.cli.display import progress_bar
 from payscore.core import protocol, simulator, training
 from payscore.core.model import ModelArtifact, load_artifact, save_artifact
+from payscore.core.paymentfile import Progress
 from payscore.core.schema import payment_to_json
 from payscore.errors import InputError
 from payscore.pipeline import Pipeline, RawMessage
@@ -62,9 +66,9 @@ def demo_cmd(
     scorer = build_scorer(settings, artifact)
     warm_from = int(np.searchsorted(days, start_day - 30 - scorer.engine.label_delay_days))
     console.print(f"warming feature state on {start - warm_from:,} earlier payments...")
-    training.compute_features(
-        training.History.from_world(world.iloc[warm_from:start]), engine=scorer.engine
-    )
+    history = training.History.from_world(world.iloc[warm_from:start])
+    with _stages() as progress:
+        training.compute_features(history, engine=scorer.engine, progress=progress)
 
     db = make_engine(settings)
     try:
@@ -77,18 +81,31 @@ def demo_cmd(
         db.dispose()
 
 
+@contextmanager
+def _stages(announce: bool = False) -> Iterator[Progress]:
+    """A ``progress(stage, done, total)`` callback for the demo's long stages: rich bars with
+    counts and rates on a terminal. Elsewhere (tests, CI logs, pipes) nothing is redrawn;
+    with ``announce``, one line as each stage starts, so a log shows where minutes went."""
+    with progress_bar(err_console) as bar:
+        if err_console.is_terminal or not announce:
+            yield bar
+            return
+        shown: set[str] = set()
+
+        def first_line(stage: str, done: int, total: int | None) -> None:
+            if stage not in shown:
+                shown.add(stage)
+                console.print(f"  {stage}...", highlight=False, markup=False)
+
+        yield first_line
+
+
 def _model(path: str) -> ModelArtifact:
     if Path(path).exists():
         return load_artifact(path)
     console.print(f"no model at {path}: training the default model (a few minutes, once)...")
-    shown: set[str] = set()
-
-    def progress(stage: str, fraction: float) -> None:
-        if stage not in shown:
-            shown.add(stage)
-            console.print(f"  {stage}...", highlight=False)
-
-    artifact, metrics = training.train_default_model(progress)
+    with _stages(announce=True) as progress:
+        artifact, metrics = training.train_default_model(progress)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_artifact(artifact, path)
     console.print(
@@ -115,28 +132,28 @@ def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size:
     decided = skipped = 0
     flagged_fraud = flagged = 0
     by_status: dict[str, int] = {}
-    for lo in range(0, len(payments), batch_size):
-        chunk = payments[lo : lo + batch_size]
-        messages: list[RawMessage] = []
-        for i, (p, fraud) in enumerate(zip(chunk, frauds[lo : lo + batch_size], strict=True)):
-            offset = first_offset + lo + i
-            value = payment_to_json(p)
-            messages.append(RawMessage(DEMO_TOPIC, 0, offset, p.customer_id.encode(), value))
-            if fraud:  # the payment's offset keeps label offsets unique and the same every run
-                value = label_message(p.transaction_id, True, p.event_time + delay)
-                key = p.transaction_id.encode()
-                messages.append(RawMessage(DEMO_LABELS_TOPIC, 0, offset, key, value))
-        batch, result = pipeline.process(messages)
-        decided += result.decided
-        skipped += result.skipped_replayed
-        fraud_ids = {p.transaction_id for p, f in zip(chunk, frauds[lo:], strict=False) if f}
-        for p, d in batch.decided:
-            by_status[d.status] = by_status.get(d.status, 0) + 1
-            if d.status != "APPROVED":
-                flagged += 1
-                flagged_fraud += p.transaction_id in fraud_ids
-        if (lo // batch_size) % 10 == 9:
-            console.print(f"  {lo + len(chunk):,} payments...", highlight=False)
+    with _stages() as progress:
+        for lo in range(0, len(payments), batch_size):
+            chunk = payments[lo : lo + batch_size]
+            messages: list[RawMessage] = []
+            for i, (p, fraud) in enumerate(zip(chunk, frauds[lo : lo + batch_size], strict=True)):
+                offset = first_offset + lo + i
+                value = payment_to_json(p)
+                messages.append(RawMessage(DEMO_TOPIC, 0, offset, p.customer_id.encode(), value))
+                if fraud:  # the payment's offset keeps label offsets unique, the same every run
+                    value = label_message(p.transaction_id, True, p.event_time + delay)
+                    key = p.transaction_id.encode()
+                    messages.append(RawMessage(DEMO_LABELS_TOPIC, 0, offset, key, value))
+            batch, result = pipeline.process(messages)
+            decided += result.decided
+            skipped += result.skipped_replayed
+            fraud_ids = {p.transaction_id for p, f in zip(chunk, frauds[lo:], strict=False) if f}
+            for p, d in batch.decided:
+                by_status[d.status] = by_status.get(d.status, 0) + 1
+                if d.status != "APPROVED":
+                    flagged += 1
+                    flagged_fraud += p.transaction_id in fraud_ids
+            progress("streaming payments", lo + len(chunk), len(payments))
     elapsed = time.monotonic() - started
     total_fraud = int(frauds.sum())
     recall = flagged_fraud / total_fraud if total_fraud else 0.0
