@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from payscore.cli.common import console, settings_from
+from payscore.cli.common import console, err_console, settings_from
+from payscore.cli.display import progress_bar
 from payscore.stream.dlq import KINDS
 from payscore.stream.kafka import quiet_client_logs
 from payscore.stream.replay import (
@@ -75,7 +76,8 @@ def replay_dlq(
         raise typer.BadParameter("must be earlier than --until", param_hint="--since")
     settings = settings_from(ctx)
     quiet_client_logs(settings.log_level)
-    result = replay_dead_letters(settings, filters, dry_run=dry_run)
+    with progress_bar(err_console, unit="dead letters") as progress:
+        result = replay_dead_letters(settings, filters, dry_run=dry_run, progress=progress)
     if dry_run:
         _show_plan(result)
     _summary(result, parked_topic(settings))

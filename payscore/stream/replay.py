@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
@@ -31,6 +31,9 @@ from payscore.stream.dlq import (
 )
 from payscore.stream.kafka import describe_servers, ensure_topics, make_consumer, make_producer
 
+if TYPE_CHECKING:
+    from payscore.core.paymentfile import Progress
+
 log = logging.getLogger(__name__)
 
 GROUP_PREFIX = "payscore-replay-dlq"
@@ -41,6 +44,7 @@ PARKED_SUFFIX = ".parked"
 _STALL_S = 30.0  # no record for this long while the end is not reached: give up
 
 REPLAY, PARKED, SKIPPED, MALFORMED = "replay", "parked", "skipped", "malformed"
+READING, SENDING = "reading dead letters", "re-publishing"  # the stages given to ``progress``
 
 
 @dataclass(frozen=True)
@@ -108,9 +112,15 @@ def replay_dead_letters(
     dry_run: bool = False,
     writer: Any = None,
     on_item: Callable[[ReplayItem], None] | None = None,
+    progress: Progress | None = None,
 ) -> ReplayResult:
-    """Replay the dead letters not yet handled; returns what was done (or would be)."""
+    """Replay the dead letters not yet handled; returns what was done (or would be).
+
+    ``progress(stage, done, total)`` hears of the records read (stage ``READING``) and the
+    messages re-published (``SENDING``).
+    """
     filters = filters or ReplayFilter()
+    progress = progress or _no_progress
     topic = settings.dlq_topic
     result = ReplayResult(dry_run=dry_run, dlq_topic=topic)
     if writer is None:
@@ -135,7 +145,9 @@ def replay_dead_letters(
         for tp in tps:
             consumer.seek(tp, starts[tp])
         decide = _Decider(marks, groups, filters, settings.max_dlq_attempts)
-        progress, to_send = _scan(consumer, ends, starts, decide, filters.limit, result, on_item)
+        handled, to_send = _scan(
+            consumer, ends, starts, decide, filters.limit, result, on_item, progress
+        )
     except KafkaError as e:
         raise ServiceUnavailable(
             f"cannot read dead letters from Kafka at {describe_servers(settings)}: {e}"
@@ -146,11 +158,11 @@ def replay_dead_letters(
     if dry_run:
         return result
     if to_send:
-        _publish(settings, to_send)
+        _publish(settings, to_send, progress)
     offsets = {
         (g, topic, p): position
         for g in groups
-        for p, position in progress.items()
+        for p, position in handled.items()
         if position > marks[g].get(p, 0)
     }
     if offsets:
@@ -166,9 +178,13 @@ def _scan(
     limit: int | None,
     result: ReplayResult,
     on_item: Callable[[ReplayItem], None] | None,
+    report: Progress,
 ) -> tuple[dict[int, int], list[tuple[str, DeadLetter]]]:
     """Read each partition from its start to its end snapshot, deciding every record."""
     progress = {tp.partition: starts[tp] for tp in ends}
+    total = sum(max(0, end - starts[tp]) for tp, end in ends.items())
+    read = 0
+    report(READING, read, total)
     stopped = {tp for tp, end in ends.items() if starts[tp] >= end}
     to_send: list[tuple[str, DeadLetter]] = []
     last_record = time.monotonic()
@@ -184,6 +200,7 @@ def _scan(
                 if tp in stopped or record.offset >= ends[tp]:
                     stopped.add(tp)
                     break
+                read += 1
                 if limit is not None and result.replayed >= limit:
                     stopped.update(ends)
                     break
@@ -202,6 +219,7 @@ def _scan(
                     to_send.append((item.action, item.dead_letter))
             if tp not in stopped and consumer.position(tp) >= ends[tp]:
                 stopped.add(tp)
+        report(READING, read, total)
     return progress, to_send
 
 
@@ -245,7 +263,7 @@ class _Decider:
         return ReplayItem(REPLAY, *where, dead, f"attempt {dead.attempt}")
 
 
-def _publish(settings: Settings, items: list[tuple[str, DeadLetter]]) -> None:
+def _publish(settings: Settings, items: list[tuple[str, DeadLetter]], report: Progress) -> None:
     """Send replays to their source topics and parked letters to ``<dlq>.parked``; flush."""
     targets = {d.source_topic for action, d in items if action == REPLAY}
     if any(action == PARKED for action, _ in items):
@@ -273,15 +291,22 @@ def _publish(settings: Settings, items: list[tuple[str, DeadLetter]]) -> None:
                         headers=_parked_headers(dead),
                     )
                 )
+            if len(futures) % 100 == 0:
+                report(SENDING, len(futures), len(items))
         producer.flush(timeout=30)
         for future in futures:
             future.get(timeout=30)
+        report(SENDING, len(futures), len(items))
     except KafkaError as e:
         raise ServiceUnavailable(
             f"cannot re-publish dead letters to Kafka at {describe_servers(settings)}: {e}"
         ) from e
     finally:
         producer.close(timeout=5)
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    return None
 
 
 def _parked_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
