@@ -11,7 +11,7 @@ from rich.markup import escape
 from payscore import __version__
 from payscore.cli.commands import LazyGroup
 from payscore.cli.common import err_console
-from payscore.errors import PayscoreError
+from payscore.errors import PayscoreError, ServiceUnavailable
 
 
 class _Group(LazyGroup):
@@ -28,10 +28,18 @@ class _Group(LazyGroup):
 
 
 def _message(error: PayscoreError, obj: dict[str, Any]) -> str:
-    """The error's text; a database failure in the one wording of ``database_error``."""
+    """The error's text; a database failure in the one wording of ``database_error``.
+
+    The store's modules word "unavailable" in their own ways around the driver's raw text;
+    errors that explain themselves (a duplicate label, a bad input) keep their message.
+    """
     exc = sys.modules.get("sqlalchemy.exc")  # loaded whenever a database error can exist
     cause = error.__cause__
-    if exc is not None and isinstance(cause, exc.SQLAlchemyError):
+    if (
+        isinstance(error, ServiceUnavailable)
+        and exc is not None
+        and isinstance(cause, exc.SQLAlchemyError)
+    ):
         from payscore.store.engine import database_error
 
         return str(database_error(cause, obj.get("database_url")))
