@@ -19,7 +19,7 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from payscore.config import Settings
-from payscore.errors import ConfigError, ServiceUnavailable
+from payscore.errors import ConfigError, MissingExtra, ServiceUnavailable
 
 AUTO, CONFLUENT, KAFKA_PYTHON = "auto", "confluent-kafka", "kafka-python"
 LOAD_GENERATORS = (AUTO, CONFLUENT, KAFKA_PYTHON)
@@ -47,11 +47,8 @@ def resolve(choice: str) -> str:
     if choice == AUTO:
         return CONFLUENT if confluent_available() else KAFKA_PYTHON
     if choice == CONFLUENT and not confluent_available():
-        raise ConfigError(
-            "load generator",
-            "--load-generator",
-            'confluent-kafka is not installed; run: pip install "payscore[bench]"',
-        )
+        # Not a bad setting: the choice is valid, the optional client is missing.
+        raise MissingExtra("confluent-kafka (the librdkafka load generator)", "bench")
     return choice
 
 
