@@ -22,7 +22,10 @@ from kafka.errors import KafkaError
 from payscore.config import Settings
 from payscore.errors import ServiceUnavailable
 from payscore.stream.dlq import (
+    H_ORIGINAL_BYTES,
+    H_ORIGINAL_SHA256,
     H_REPLAY_ATTEMPT,
+    H_TRUNCATED,
     KINDS,
     DeadLetter,
     MalformedDeadLetter,
@@ -99,6 +102,16 @@ def parked_topic(settings: Settings) -> str:
     return settings.dlq_topic + PARKED_SUFFIX
 
 
+def replay_targets(settings: Settings) -> frozenset[str]:
+    """The only topics a dead letter is replayed to: the configured input and labels topics.
+
+    A dead letter names its own source topic in a header, and anyone who can write the
+    dead-letter topic can write that header: replaying to whatever it names would let them
+    inject messages into any topic. Anything else is parked, with the reason.
+    """
+    return frozenset(t for t in (settings.input_topic, settings.labels_topic) if t)
+
+
 def replay_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
     """Headers of a re-published message: its attempt count and where it came from."""
     origin = f"{dead.dlq_topic}/{dead.dlq_partition}/{dead.dlq_offset}"
@@ -144,7 +157,9 @@ def replay_dead_letters(
         starts = {tp: min(marks[g].get(tp.partition, 0) for g in groups) for tp in tps}
         for tp in tps:
             consumer.seek(tp, starts[tp])
-        decide = _Decider(marks, groups, filters, settings.max_dlq_attempts)
+        decide = _Decider(
+            marks, groups, filters, settings.max_dlq_attempts, replay_targets(settings)
+        )
         handled, to_send = _scan(
             consumer, ends, starts, decide, filters.limit, result, on_item, progress
         )
@@ -232,9 +247,11 @@ class _Decider:
         selected: set[str],
         filters: ReplayFilter,
         max_attempts: int,
+        targets: frozenset[str],
     ) -> None:
         self.marks, self.selected = marks, selected
         self.filters, self.max_attempts = filters, max_attempts
+        self.targets = targets
 
     def _seen(self, group: str, record: Any) -> bool:
         return bool(record.offset < self.marks.get(group, {}).get(record.partition, 0))
@@ -260,6 +277,13 @@ class _Decider:
             return ReplayItem(SKIPPED, *where, dead, "before --since")
         if dead.is_parked(self.max_attempts):
             return ReplayItem(PARKED, *where, dead, f"attempt {dead.attempt}")
+        if dead.truncated:
+            origin = f"{dead.source_topic}/{dead.source_partition}/{dead.source_offset}"
+            return ReplayItem(PARKED, *where, dead, f"truncated; the original is at {origin}")
+        if dead.source_topic not in self.targets:
+            return ReplayItem(
+                PARKED, *where, dead, f"source topic {dead.source_topic!r} is not a replay target"
+            )
         return ReplayItem(REPLAY, *where, dead, f"attempt {dead.attempt}")
 
 
@@ -322,4 +346,10 @@ def _parked_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
         field=dead.field,
         at=dead.dead_lettered_at,
     )
+    if dead.truncated:  # the value is a prefix: keep saying so, and what the original was
+        headers += [
+            (H_TRUNCATED, b"true"),
+            (H_ORIGINAL_BYTES, str(dead.original_bytes).encode()),
+            (H_ORIGINAL_SHA256, str(dead.original_sha256).encode()),
+        ]
     return headers

@@ -234,3 +234,31 @@ def test_fixed_dead_letters_end_as_decisions_exactly_once(
     assert "0 replayed" in _run(env)
     assert consume_runner.run(*consume) == 0, consume_runner.logs()
     assert len(db_rows(db_url)["decisions"]) == 40
+
+
+def test_foreign_and_truncated_dead_letters_are_parked_never_replayed(
+    kafka_bootstrap, kafka_admin, setup
+):
+    """A dead letter naming another topic as its source is not replayed there (anyone who
+    can write the dead-letter topic could inject into any topic), nor is that topic created;
+    a truncated dead letter is parked too, since its value is only a prefix."""
+    source, dlq_topic, env = setup
+    foreign = f"{source}-not-ours"
+    letters = [
+        _letter(foreign, 1, payment_to_json(_payment(1))),
+        dlq.dead_letter(
+            b"big", b"x" * 200_000, kind="too_large", message="message is too large",
+            source_topic=source, source_partition=0, source_offset=2, max_bytes=100_000,
+        ),
+        _letter(source, 3, payment_to_json(_payment(3))),
+    ]
+    _put_dead_letters(kafka_bootstrap, dlq_topic, letters)
+
+    out = _run(env)
+    assert "1 replayed" in out and "2 parked" in out
+    assert [r.value for r in read_all(kafka_bootstrap, source)] == [payment_to_json(_payment(3))]
+    assert foreign not in kafka_admin.list_topics()
+    parked = [dlq.parse_dead_letter(r) for r in read_all(kafka_bootstrap, f"{dlq_topic}.parked")]
+    assert sorted(p.source_topic for p in parked) == sorted([foreign, source])
+    cut = next(p for p in parked if p.truncated)
+    assert cut.original_bytes == 200_000 and len(cut.value or b"") < 100_000
