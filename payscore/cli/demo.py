@@ -7,29 +7,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import typer
 
 from payscore.cli.common import DatabaseUrl, console, err_console, settings_from
-from payscore.cli.consume import build_scorer, register_model
 from payscore.cli.display import progress_bar
-from payscore.core import protocol, simulator, training
-from payscore.core.model import ModelArtifact, load_artifact, save_artifact
-from payscore.core.paymentfile import Progress
-from payscore.core.schema import payment_to_json
 from payscore.errors import InputError
-from payscore.pipeline import Pipeline, RawMessage
-from payscore.store.engine import make_engine
-from payscore.store.initdb import create_schema
-from payscore.store.writer import DecisionWriter
-from payscore.stream.producer import label_message
+
+if TYPE_CHECKING:  # numpy, pandas, scikit-learn, SQLAlchemy: when the demo runs, not for --help
+    import pandas as pd
+
+    from payscore.core.model import ModelArtifact
+    from payscore.core.paymentfile import Progress
+    from payscore.pipeline import Pipeline
 
 DEMO_TOPIC = "demo"
 DEMO_LABELS_TOPIC = "demo.labels"
 DEMO_GROUP = "payscore-demo"
-DAY_S = 86_400
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +45,14 @@ def demo_cmd(
     ),
 ) -> None:
     """Run the whole pipeline in-process on the simulated stream into SQLite; no servers."""
+    import numpy as np
+
+    from payscore.core import protocol, simulator, training
+    from payscore.pipeline import Pipeline, build_scorer, register_model
+    from payscore.store.engine import make_engine
+    from payscore.store.initdb import create_schema
+    from payscore.store.writer import DecisionWriter
+
     settings = settings_from(
         ctx, batch_size=batch_size, database_url=database_url, model_path=model
     )
@@ -101,6 +104,9 @@ def _stages(announce: bool = False) -> Iterator[Progress]:
 
 
 def _model(path: str) -> ModelArtifact:
+    from payscore.core import training
+    from payscore.core.model import load_artifact, save_artifact
+
     if Path(path).exists():
         return load_artifact(path)
     console.print(f"no model at {path}: training the default model (a few minutes, once)...")
@@ -124,6 +130,11 @@ def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size:
     after the payment), so it reaches the engine and ``fraud_labels`` exactly as
     ``payscore consume`` would take it from the labels topic.
     """
+    from payscore.core import simulator
+    from payscore.core.schema import payment_to_json
+    from payscore.pipeline import RawMessage
+    from payscore.stream.producer import label_message
+
     payments = simulator.to_payments(df)
     frauds = df["TX_FRAUD"].to_numpy().astype(bool)
     delay = timedelta(days=pipeline.scorer.engine.label_delay_days)

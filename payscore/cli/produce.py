@@ -6,22 +6,17 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from payscore.cli.common import BootstrapServers, console, err_console, settings_from
 from payscore.cli.display import progress_bar, report_rejects
-from payscore.core.paymentfile import check_output, count_lines, nothing_usable, plural
 from payscore.errors import InputError
-from payscore.stream.kafka import quiet_client_logs
-from payscore.stream.producer import ProduceOptions, ProduceStats, produce
-from payscore.stream.sources import (
-    DEFAULT_START,
-    FileSource,
-    SourceItem,
-    read_payments_file,
-    simulated_source,
-)
+
+if TYPE_CHECKING:  # kafka-python and the payment readers load when the command runs, not --help
+    from payscore.stream.producer import ProduceStats
+    from payscore.stream.sources import FileSource, SourceItem
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
 def _parse_start(value: str | None) -> datetime:
     if value is None:
+        from payscore.stream.sources import DEFAULT_START
+
         return DEFAULT_START
     try:
         moment = datetime.fromisoformat(value)
@@ -92,6 +89,12 @@ def produce_cmd(
     A file is read like ``payscore score`` reads it: rows that fail validation, repeat a
     transaction id or carry an unreadable is_fraud are not sent; they are listed at the end.
     """
+    # kafka-python and the readers: only when the command runs, never for --help.
+    from payscore.core.paymentfile import check_output, count_lines
+    from payscore.stream.kafka import quiet_client_logs
+    from payscore.stream.producer import ProduceOptions, produce
+    from payscore.stream.sources import read_payments_file
+
     begin = _parse_start(start)
     if rejects is not None and source_file is None:
         raise typer.BadParameter("needs --from FILE", param_hint="--rejects")
@@ -149,6 +152,8 @@ def produce_cmd(
 
 def _report_file(source: FileSource, path: str, rejects: str | None, stats: ProduceStats) -> None:
     """The file's rejected rows, as ``score`` lists them; an error if none was usable."""
+    from payscore.core.paymentfile import nothing_usable, plural
+
     report_rejects(err_console, source.rejected, rejects)
     if source.rejected:
         console.print(
@@ -168,6 +173,8 @@ def _stop_on_sigterm(_signum: int, _frame: object) -> None:
 def _lazy_world(begin: datetime) -> Iterator[SourceItem]:
     # A generator: the world loads (or generates, ~30 s the first time) only once the topic is
     # ready, so a broker problem is reported before any heavy work.
+    from payscore.stream.sources import simulated_source
+
     yield from simulated_source(begin)
 
 

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from payscore.cli.common import console, err_console, settings_from
 from payscore.cli.display import progress_bar, report_rejects
-from payscore.core.model import save_artifact
 from payscore.errors import InputError
 
 
@@ -41,8 +40,9 @@ def train(
     ),
 ) -> None:
     """Train the fraud model (simulated world by default) and print its test metrics."""
-    # heavy imports only when the command runs
+    # Heavy (scikit-learn, pandas, numba): only when the command runs, never for --help.
     from payscore.core import paymentfile, training
+    from payscore.core.model import save_artifact
 
     settings = settings_from(ctx, model_path=output)
     if data and not Path(data).is_file():  # fail before the progress display starts

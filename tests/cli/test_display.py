@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from payscore.cli import produce as produce_cli
 from payscore.cli.app import app
 from payscore.cli.display import progress_bar
+from payscore.stream import producer
 from payscore.stream.producer import ProduceOptions, ProduceStats
 from payscore.stream.sources import SourceItem
 from tests.conftest import make_payscore_env
@@ -54,7 +54,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         kw["on_progress"](stats)
         return stats
 
-    monkeypatch.setattr(produce_cli, "produce", fake_produce)
+    monkeypatch.setattr(producer, "produce", fake_produce)  # the command imports it when run
     return ids
 
 

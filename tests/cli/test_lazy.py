@@ -40,6 +40,25 @@ def test_help_and_version_import_no_heavy_library(argv: list[str]) -> None:
     assert report["code"] in (0, 2, None), done.stderr  # no arguments: help, exit 2 in click 8.2+
 
 
+#: What a command's own --help needs none of; typer itself imports pydantic.
+COMMAND_HEAVY = sorted(set(HEAVY) - {"pydantic"})
+
+
+@pytest.mark.parametrize("command", ["train", "score", "produce", "demo"])
+def test_command_help_imports_no_heavy_library(command: str) -> None:
+    """Their heavy imports (scikit-learn, pandas, SQLAlchemy, kafka) wait until they run."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE % COMMAND_HEAVY, command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["code"] in (0, None), done.stderr
+    assert report["heavy"] == [], f"payscore {command} --help imported {report['heavy']}"
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_listed_summary_is_the_commands_own_help(name: str) -> None:
     command = load(name)
