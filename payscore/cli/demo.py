@@ -109,7 +109,12 @@ def _model(path: str) -> ModelArtifact:
 
     if Path(path).exists():
         return load_artifact(path)
-    console.print(f"no model at {path}: training the default model (a few minutes, once)...")
+    console.print(  # the path is the user's: "[" is not markup
+        f"no model at {path}: training the default model (a few minutes, once)...",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     with _stages(announce=True) as progress:
         artifact, metrics = training.train_default_model(progress)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +124,8 @@ def _model(path: str) -> ModelArtifact:
         + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
         + f"; saved to {path}",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
     return artifact
 

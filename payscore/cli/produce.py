@@ -131,7 +131,12 @@ def produce_cmd(
     else:
         source = _lazy_world(begin)
         where = f"simulated world from {begin.date().isoformat()}"
-    err_console.print(f"producing to {options.topic} ({where}); Ctrl-C stops", highlight=False)
+    err_console.print(  # the topic and the path are the user's: "[" is not markup
+        f"producing to {options.topic} ({where}); Ctrl-C stops",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop like Ctrl-C: flush, then totals
 
     with progress_bar(err_console) as progress:

@@ -131,7 +131,9 @@ def _report_quality(
 
     if not result.decisions:
         period = f"{since or 'the start'} .. {until or 'the end'}"
-        console.print(f"no labelled payments from {period}: no metrics", highlight=False)
+        console.print(
+            f"no labelled payments from {period}: no metrics", highlight=False, markup=False
+        )
         return
     console.print(
         f"metrics over {plural(len(result.decisions), 'labelled payment')} "
@@ -150,6 +152,7 @@ def _report_quality(
             f"{values['average_precision']:.3f}   card precision@100 "
             f"{values['card_precision_at_100']:.3f}",
             highlight=False,
+            markup=False,
         )
     if result.in_training and trained is not None:
         n = result.in_training

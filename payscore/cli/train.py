@@ -80,6 +80,7 @@ def train(
         f"({period['train'][0]} .. {period['train'][1]}); thresholds review "
         f"{meta['thresholds']['review']:.4f}, decline {meta['thresholds']['decline']:.4f}",
         highlight=False,
+        markup=False,  # the artifact's own words, not styles
     )
     if rejected is not None:
         console.print(
