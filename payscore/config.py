@@ -96,6 +96,18 @@ class Settings(BaseModel):
     amount_decline_limit: float = Field(
         10_000.0, gt=0, description="Amount rule: payments above this are DECLINED."
     )
+    create_topics: bool = Field(
+        True,
+        description="consume creates a missing dead-letter (and decisions) topic at start, "
+        "with the input topic's partitions and size limit; false: it refuses to start.",
+    )
+    dlq_max_message_bytes: int = Field(
+        1_000_000,
+        ge=65_536,
+        le=100_000_000,
+        description="Largest dead letter (key, value and headers); an oversized message keeps "
+        "a prefix. Lowered at start to the dead-letter topic's max.message.bytes.",
+    )
     max_dlq_attempts: int = Field(
         3, ge=1, le=100, description="Replays before a dead letter is parked."
     )

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from payscore.cli.common import BootstrapServers, DatabaseUrl, console, settings_from
+from payscore.cli.common import (
+    BootstrapServers,
+    DatabaseUrl,
+    console,
+    err_console,
+    settings_from,
+)
 from payscore.pipeline import build_scorer, register_model
+
+#: A stop (SIGTERM/SIGINT) that left taken messages uncommitted: they are read again.
+EXIT_UNFINISHED = 4
 
 __all__ = ["build_scorer", "consume", "register", "register_model"]
 
@@ -40,7 +49,12 @@ def consume(
         None, "--idle-exit", min=0.1, help="Exit after this many seconds without messages."
     ),
 ) -> None:
-    """Consume payments from Kafka, score them, and store every decision exactly once."""
+    """Consume payments from Kafka, score them, and store every decision exactly once.
+
+    Exit codes: 0 stopped with everything committed; 1 error (service, model);
+    2 bad setting or flag; 3 dead letters cannot be published; 4 stopped while
+    the database or broker was down: the messages taken are read again.
+    """
     from payscore.stream.consumer import build_consumer_app
 
     settings = settings_from(
@@ -72,3 +86,13 @@ def consume(
         highlight=False,
         markup=False,
     )
+    if result.unfinished:
+        err_console.print(
+            f"stopped before finishing: {result.unfinished} "
+            f"message{'s' if result.unfinished != 1 else ''} not committed, read again by "
+            f"the next consumer",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_UNFINISHED)

@@ -39,7 +39,15 @@ from payscore.stream.batches import (  # noqa: F401 - decision_message re-export
     retry,
     send_decisions,
 )
-from payscore.stream.kafka import check_broker, make_admin, make_consumer, make_producer
+from payscore.stream.heap import freeze_after_full_collection, settle_heap
+from payscore.stream.kafka import (
+    check_broker,
+    group_gap,
+    make_consumer,
+    make_producer,
+    prepare_output_topics,
+    topic_exists,
+)
 from payscore.stream.rebuild import FeatureState
 from payscore.stream.stats import ConsumerStats
 
@@ -120,10 +128,11 @@ def build_consumer_app(
     try:
         writer = DecisionWriter(db, lookup)
         writer.ping()  # a clear error for a bad URL before a child process is started
+        check_broker(settings)  # and for an unreachable broker
+        dlq_max_bytes = prepare_output_topics(settings)
         if settings.writer_process:
             writer = ProcessWriter(settings, db, lookup)
         register_model(writer, artifact)
-        check_broker(settings)
         pipeline = Pipeline(
             scorer,
             writer,
@@ -139,6 +148,7 @@ def build_consumer_app(
             max_messages=max_messages,
             idle_exit_s=idle_exit_s,
         )
+        consumer.dlq_max_bytes = dlq_max_bytes
     except BaseException:
         if writer is not None:
             writer.close()
@@ -194,6 +204,7 @@ class StreamConsumer:
         self.stall_s = STALL_S
         self._stall_checked = 0.0
         self.unassigned_s = UNASSIGNED_S
+        self.dlq_max_bytes = settings.dlq_max_message_bytes  # see prepare_output_topics
         self._unassigned_checked = 0.0
         self._writer: BatchWriterThread | None = None
         self._submitted = 0  # payments decided in batches handed to the writer
@@ -228,14 +239,18 @@ class StreamConsumer:
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=SESSION_TIMEOUT_MS // 4,
         )
-        self._producer = make_producer(self.settings)
+        # Room for the largest dead letter (kafka-python's default is 1 MiB).
+        request_size = max(1_048_576, self.dlq_max_bytes + 65_536)
+        self._producer = make_producer(self.settings, max_request_size=request_size)
         self._writer = BatchWriterThread(
             self.pipeline.write,
             self.pipeline.release,
             self._producer,
             self.settings.dlq_topic,
             self._stopping,
-            new_producer=lambda: make_producer(self.settings),
+            new_producer=lambda: make_producer(self.settings, max_request_size=request_size),
+            dlq_max_bytes=self.dlq_max_bytes,
+            dlq_topic_exists=lambda: topic_exists(self.settings, self.settings.dlq_topic),
         )
         topics = [self.topic]
         labels_topic = self.pipeline.labels_topic
@@ -251,7 +266,7 @@ class StreamConsumer:
                 self.pipeline.labels_topic = None
             self._topics = topics
             self._consumer.subscribe(topics=topics, listener=_Listener(self))
-            gc.callbacks.append(_freeze_after_full_collection)
+            gc.callbacks.append(freeze_after_full_collection)
             sys.setswitchinterval(GIL_SWITCH_S)
             self._loop()
             self._writer.close()  # the batches in hand are written (or given up if stopped)
@@ -259,7 +274,7 @@ class StreamConsumer:
         finally:
             sys.setswitchinterval(switch_interval)
             with contextlib.suppress(ValueError):
-                gc.callbacks.remove(_freeze_after_full_collection)
+                gc.callbacks.remove(freeze_after_full_collection)
             self._stop = True
             self._writer.abandoned = True  # an error on the way out: write nothing more
             self._writer.close()
@@ -439,7 +454,7 @@ class StreamConsumer:
         return True
 
     def _settle_heap(self) -> None:
-        _settle_heap()
+        settle_heap()
         self._settled_at = time.monotonic()
 
     def _stalled(self, quiet_s: float, now: float) -> bool:
@@ -483,35 +498,9 @@ class StreamConsumer:
         return True
 
     def _why_unassigned(self) -> str | None:
-        """None when being left without partitions is right: the group is stable and other
-        members own every partition of the input topic. Otherwise what looks wrong."""
+        """None when being left without partitions is right (see ``kafka.group_gap``)."""
         partitions = set(self._consumer.partitions_for_topic(self.topic) or ())
-        try:
-            admin = make_admin(self.settings, timeout_s=5.0)
-        except Exception as e:
-            return f"cannot reach the broker to describe the group: {e}"
-        try:
-            info = admin.describe_groups([self.group]).get(self.group) or {}
-        except Exception as e:
-            return f"cannot describe the group: {e}"
-        finally:
-            with contextlib.suppress(Exception):
-                admin.close()
-        state = info.get("group_state") or "unknown"
-        owned: set[int] = set()
-        for member in info.get("members") or ():
-            assignment = member.get("member_assignment")
-            if not isinstance(assignment, dict):
-                continue
-            for tp in assignment.get("assigned_partitions") or ():
-                if tp.get("topic") == self.topic:
-                    owned.update(tp.get("partitions") or ())
-        if state == "Stable" and partitions and partitions <= owned:
-            return None
-        return (
-            f"group state {state}, {len(owned & partitions)} of {len(partitions)} partitions "
-            f"of {self.topic} owned by its {len(info.get('members') or ())} members"
-        )
+        return group_gap(self.settings, self.group, self.topic, partitions)
 
     def _rejoin(self) -> None:
         """Leave the group and subscribe again; the next assignment re-seeks and rebuilds."""
@@ -534,34 +523,6 @@ class StreamConsumer:
             return sum(max(ends[tp] - self._consumer.position(tp), 0) for tp in assigned)
         except Exception:  # lag is informational only
             return None
-
-
-def _settle_heap() -> None:
-    """Collect once, then exempt everything alive now from later collections.
-
-    The feature state and the model are long-lived. Without this, every full collection walks
-    all of them: pauses of 150-200 ms were measured at 1,000 payments/s, and every payment in
-    flight waits through them. Unfreezing first lets garbage from an earlier freeze go.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    # Once more, over nothing: CPython defers the next full collection until a quarter as many
-    # objects as the last one kept have been added, and that count would still include what
-    # was just frozen (a first pause of 50 ms some 20 s later). Now it counts from zero.
-    gc.collect()
-
-
-def _freeze_after_full_collection(phase: str, info: dict[str, Any]) -> None:
-    """A ``gc.callbacks`` hook: after a full collection, freeze what survived it.
-
-    State created since the last rebuild (customers and terminals first seen since) is walked
-    by every full collection until it is frozen too: 35-60 ms pauses every 10-20 s in the
-    benchmark. Right after a full collection everything tracked is reachable, so freezing it
-    then keeps no garbage; ``SETTLE_S`` bounds what becomes garbage later while frozen.
-    """
-    if phase == "stop" and info.get("generation") == 2:
-        gc.freeze()
 
 
 def _commit_done(offsets: Any, response: Any) -> None:

@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 
 from payscore.config import Settings
-from payscore.errors import ConfigError, ServiceUnavailable
+from payscore.errors import ConfigError, PayscoreError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +186,14 @@ def ensure_topics(
     names: Iterable[str],
     partitions: int | None = None,
     timeout_s: float = 30.0,
+    configs: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the missing topics, then wait until every partition has a leader.
 
     Brokers may run with ``auto.create.topics.enable=false``, so whoever writes a topic first
     creates it here. Topics that already exist are left as they are (their partition count is
-    not changed). Returns the names that were created.
+    not changed). ``configs`` (e.g. ``max.message.bytes``) apply to created topics only.
+    Returns the names that were created.
     """
     wanted = list(dict.fromkeys(names))
     if not wanted:
@@ -204,7 +206,7 @@ def ensure_topics(
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:
-            _create(admin, missing, count)
+            _create(admin, missing, count, configs)
             log.info("created topics %s with %d partitions", ", ".join(missing), count)
         _wait_for_leaders(settings, admin, wanted, timeout_s)
         return missing
@@ -216,15 +218,23 @@ def ensure_topics(
         _close(admin)
 
 
-def _create(admin: KafkaAdminClient, names: list[str], partitions: int) -> None:
+def _create(
+    admin: KafkaAdminClient,
+    names: list[str],
+    partitions: int,
+    configs: Mapping[str, str] | None = None,
+) -> None:
     # replication_factor -1 = the broker's default.replication.factor (brokers >= 2.4).
     request: Any
     if _KAFKA_MAJOR >= 3:
-        request = {n: {"num_partitions": partitions, "replication_factor": -1} for n in names}
+        options: dict[str, Any] = {"num_partitions": partitions, "replication_factor": -1}
+        if configs:
+            options["configs"] = dict(configs)
+        request = {n: dict(options) for n in names}
     else:  # pragma: no cover - kafka-python 2.x
         from kafka.admin import NewTopic
 
-        request = [NewTopic(n, partitions, -1) for n in names]
+        request = [NewTopic(n, partitions, -1, topic_configs=dict(configs or {})) for n in names]
     for attempt in range(2):
         try:
             admin.create_topics(request)
@@ -291,6 +301,95 @@ def partition_count(settings: Settings, topic: str) -> int:
         if t.get("name", t.get("topic")) == topic and not t.get("error_code", 0):
             return len(t.get("partitions") or [])
     return 0
+
+
+def max_message_bytes(settings: Settings, topic: str) -> int | None:
+    """The topic's effective ``max.message.bytes``, or None when the broker does not say
+    (no such topic, not authorized to describe its configs, an older client)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = make_admin(settings)
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+        described = admin.describe_configs([resource], config_filter="all")
+        entry = described["topic"][topic]["max.message.bytes"]
+        return int(entry["value"])
+    except Exception as e:  # informational: the caller keeps its own limit
+        log.debug("cannot read max.message.bytes of %s: %s", topic, e)
+        return None
+    finally:
+        _close(admin)
+
+
+def prepare_output_topics(settings: Settings) -> int:
+    """Make sure the topics the consumer writes exist; return the dead-letter size budget.
+
+    A missing dead-letter (or decisions) topic is created with the input topic's partition
+    count and ``max.message.bytes`` when ``create_topics`` allows, else the consumer refuses
+    to start: on a broker without auto-creation, every dead letter would otherwise wait for
+    a topic that never comes. The budget is ``dlq_max_message_bytes``, lowered to what the
+    dead-letter topic accepts.
+    """
+    wanted = [settings.dlq_topic]
+    if settings.publish_decisions:
+        wanted.append(settings.decisions_topic)
+    missing = [t for t in wanted if partition_count(settings, t) == 0]
+    if missing:
+        if not settings.create_topics:
+            raise PayscoreError(
+                f"topic {missing[0]!r} does not exist; create it (with the input topic's "
+                f"partitions and max.message.bytes) or set create_topics = true"
+            )
+        partitions = partition_count(settings, settings.input_topic) or None
+        limit = max_message_bytes(settings, settings.input_topic)
+        configs = {"max.message.bytes": str(limit)} if limit else None
+        ensure_topics(settings, missing, partitions, configs=configs)
+        log.info("created topic(s) %s", ", ".join(missing))
+    accepted = max_message_bytes(settings, settings.dlq_topic)
+    budget = settings.dlq_max_message_bytes
+    return min(budget, accepted) if accepted else budget
+
+
+def topic_exists(settings: Settings, topic: str) -> bool | None:
+    """True/False, or None when the broker cannot be asked (an outage, not an answer)."""
+    try:
+        return partition_count(settings, topic) > 0
+    except PayscoreError:
+        return None
+
+
+def group_gap(settings: Settings, group: str, topic: str, partitions: set[int]) -> str | None:
+    """Why a member of ``group`` may rightly hold none of ``topic``'s partitions, or not.
+
+    None when the group is stable and its members own every partition (more consumers than
+    partitions); otherwise a short description of what looks wrong, for the log.
+    """
+    try:
+        admin = make_admin(settings, timeout_s=5.0)
+    except Exception as e:
+        return f"cannot reach the broker to describe the group: {e}"
+    try:
+        info = admin.describe_groups([group]).get(group) or {}
+    except Exception as e:
+        return f"cannot describe the group: {e}"
+    finally:
+        _close(admin)
+    state = info.get("group_state") or "unknown"
+    members = info.get("members") or ()
+    owned: set[int] = set()
+    for member in members:
+        assignment = member.get("member_assignment")
+        if not isinstance(assignment, dict):
+            continue
+        for tp in assignment.get("assigned_partitions") or ():
+            if tp.get("topic") == topic:
+                owned.update(tp.get("partitions") or ())
+    if state == "Stable" and partitions and partitions <= owned:
+        return None
+    return (
+        f"group state {state}, {len(owned & partitions)} of {len(partitions)} partitions "
+        f"of {topic} owned by its {len(members)} members"
+    )
 
 
 def _close(client: Any) -> None:

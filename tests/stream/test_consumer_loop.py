@@ -15,11 +15,8 @@ from payscore.errors import ServiceUnavailable
 from payscore.pipeline import PreparedBatch
 from payscore.store.writer import WriteResult
 from payscore.stream.batches import BatchWriterThread, InFlight
-from payscore.stream.consumer import (
-    StreamConsumer,
-    _freeze_after_full_collection,
-    _settle_heap,
-)
+from payscore.stream.consumer import StreamConsumer
+from payscore.stream.heap import freeze_after_full_collection, settle_heap
 
 
 def _item(n: int) -> InFlight:
@@ -230,7 +227,7 @@ def test_unacknowledged_decisions_are_resent_on_a_new_producer_before_the_write(
 
 
 def test_survivors_of_a_full_collection_are_frozen_and_young_collections_freeze_nothing():
-    gc.callbacks.append(_freeze_after_full_collection)
+    gc.callbacks.append(freeze_after_full_collection)
     try:
         gc.collect()
         kept = [[i] for i in range(2_000)]  # new long-lived state, like new customers
@@ -241,7 +238,7 @@ def test_survivors_of_a_full_collection_are_frozen_and_young_collections_freeze_
         assert gc.get_freeze_count() >= frozen + len(kept)
         assert not any(o is kept for o in gc.get_objects(generation=2))
     finally:
-        gc.callbacks.remove(_freeze_after_full_collection)
+        gc.callbacks.remove(freeze_after_full_collection)
         gc.unfreeze()
 
 
@@ -258,7 +255,7 @@ def test_settle_heap_frees_cycles_that_became_garbage_while_frozen():
     try:
         gc.collect()
         assert ref() is not None  # frozen: the collector does not look at it
-        _settle_heap()
+        settle_heap()
         assert ref() is None
         assert gc.get_freeze_count() > 0  # what is alive is frozen again
     finally:
