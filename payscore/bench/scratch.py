@@ -27,8 +27,8 @@ from payscore.core.decision import APPROVED, Decision
 from payscore.core.schema import Payment
 from payscore.errors import ServiceUnavailable
 from payscore.pipeline import RawMessage, decision_row
-from payscore.store.engine import make_engine
-from payscore.store.initdb import create_schema, describe_db_error
+from payscore.store.engine import database_error, make_engine
+from payscore.store.initdb import create_schema
 from payscore.store.schema import scored_transactions
 from payscore.stream.kafka import make_admin
 
@@ -56,7 +56,7 @@ def scratch_database(settings: Settings, label: str) -> Iterator[Settings]:
     except SQLAlchemyError as e:
         server.dispose()
         raise ServiceUnavailable(
-            f"cannot create scratch database {name}: {describe_db_error(e)}"
+            f"cannot create scratch database {name}: {database_error(e, server.url)}"
         ) from e
     scratch_url = url.set(database=name).render_as_string(hide_password=False)
     scratch = settings.model_copy(update={"database_url": scratch_url, "database_password": None})
@@ -68,7 +68,9 @@ def scratch_database(settings: Settings, label: str) -> Iterator[Settings]:
             with server.begin() as conn:
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         except SQLAlchemyError as e:
-            log.warning("could not drop scratch database %s: %s", name, describe_db_error(e))
+            log.warning(
+                "could not drop scratch database %s: %s", name, database_error(e, server.url)
+            )
         server.dispose()
 
 
@@ -106,7 +108,7 @@ def measure_db_ceiling(settings: Settings, payments: Sequence[Payment], batch_si
                     conn.execute(insert(scored_transactions), rows[lo : lo + batch_size])
             elapsed = time.perf_counter() - started
         except SQLAlchemyError as e:
-            raise ServiceUnavailable(f"database error: {describe_db_error(e)}") from e
+            raise database_error(e, engine.url) from e
         finally:
             engine.dispose()
     return len(rows) / elapsed if elapsed > 0 else 0.0

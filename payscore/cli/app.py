@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
@@ -11,7 +10,7 @@ from rich.markup import escape
 from payscore import __version__
 from payscore.cli.commands import LazyGroup
 from payscore.cli.common import err_console
-from payscore.errors import PayscoreError, ServiceUnavailable
+from payscore.errors import PayscoreError
 
 
 class _Group(LazyGroup):
@@ -22,28 +21,10 @@ class _Group(LazyGroup):
             return super().invoke(ctx)
         except PayscoreError as e:
             # Escaped: a message quotes user text, and "[mysql]" or "pay[1].csv" is not markup.
-            message = escape(_message(e, ctx.obj or {}))
+            # A database failure is already in the one wording of store.engine.database_error.
+            message = escape(str(e))
             err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
-
-
-def _message(error: PayscoreError, obj: dict[str, Any]) -> str:
-    """The error's text; a database failure in the one wording of ``database_error``.
-
-    The store's modules word "unavailable" in their own ways around the driver's raw text;
-    errors that explain themselves (a duplicate label, a bad input) keep their message.
-    """
-    exc = sys.modules.get("sqlalchemy.exc")  # loaded whenever a database error can exist
-    cause = error.__cause__
-    if (
-        isinstance(error, ServiceUnavailable)
-        and exc is not None
-        and isinstance(cause, exc.SQLAlchemyError)
-    ):
-        from payscore.store.engine import database_error
-
-        return str(database_error(cause, obj.get("database_url")))
-    return str(error)
 
 
 app = typer.Typer(

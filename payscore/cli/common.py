@@ -42,8 +42,6 @@ def loaded_from(ctx: typer.Context, **overrides: Any) -> LoadedSettings:
     if root.obj is None:
         root.obj = {}
     loaded = load_settings(root.obj.get("config_file"), overrides)
-    # For the error handler, which names the database when a database error ends the command.
-    root.obj["database_url"] = loaded.settings.database_url
     setup_logging(loaded.settings.log_level)
     if loaded.settings.cache_dir:
         # Through the environment, so child processes (writer, dashboard) use it too.

@@ -19,8 +19,7 @@ from payscore.dashboard import queries as q
 from payscore.dashboard import views
 from payscore.dashboard.figures import TimeRange, utc_now
 from payscore.errors import PayscoreError
-from payscore.store.engine import make_engine
-from payscore.store.initdb import describe_db_error
+from payscore.store.engine import database_error, driver_message, make_engine
 from payscore.store.labels import record_analyst_label
 
 REFRESH_ENV = "PAYSCORE_DASHBOARD_REFRESH"
@@ -102,13 +101,15 @@ def _schema_problem(engine: Engine) -> str | None:
         with engine.connect() as conn:
             missing = q.missing_tables(conn)
     except SQLAlchemyError as e:
-        detail = describe_db_error(e)
-        if "unable to open database file" in detail:
+        if "unable to open database file" in driver_message(e):
             return (
                 "The database file does not exist yet. Create it with `payscore initdb` "
                 "(and start `payscore consume`), or point `--database-url` at your database."
             )
-        return f"Cannot reach the database: {detail}"
+        # No URL here: the page renders markdown (a masked password's asterisks), and the
+        # read-only engine's URL is SQLite's URI form, not what the user configured.
+        message = str(database_error(e))
+        return f"{message[:1].upper()}{message[1:]}."
     if missing:
         return (
             "The database has no payscore schema yet (missing: "
@@ -142,7 +143,7 @@ def _live(choice: str) -> None:
                 views.model_info(conn)
         st.caption(f"Updated {utc_now():%Y-%m-%d %H:%M:%S} UTC; decision times are UTC.")
     except SQLAlchemyError as e:
-        st.error(f"The database query failed: {describe_db_error(e)}")
+        st.error(f"The database query failed: {database_error(e)}")
 
 
 def main() -> None:

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from payscore.config import Settings, mask_url
 from payscore.errors import MissingExtra, ServiceUnavailable
 
-#: Errors that mean the database could not be reached or used at all (as opposed to a refused
-#: statement): the server is down, the address or credentials are wrong, or the pool is empty.
-_UNREACHABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+#: Errors that always mean the database could not be reached or used at all: the connection
+#: broke or the pool is empty. An ``OperationalError`` may be that too, or a refused statement
+#: (a read-only database, a missing table): ``_unreachable`` tells them apart.
+_UNREACHABLE = (InterfaceError, DisconnectionError, PoolTimeout)
+#: MySQL server errors that refuse the connection itself (too many connections, access denied
+#: for the user or to the database, unknown database, shutting down, host blocked or not
+#: allowed); client errors (2000-2999: cannot connect, server gone, lost connection) are too.
+_MYSQL_REFUSED = frozenset({1040, 1044, 1045, 1049, 1053, 1129, 1130, 1203})
 
 
 def make_engine(
@@ -67,15 +72,34 @@ def make_engine(
     return engine
 
 
-def database_error(error: SQLAlchemyError, url: str | None = None) -> ServiceUnavailable:
+def database_error(error: SQLAlchemyError, url: str | URL | None = None) -> ServiceUnavailable:
     """The one wording of a database failure: what failed, where, then the driver's text.
 
-    ``url`` is shown with its password masked; the driver's message is only the detail.
+    Every module that talks to the database words its failures with this, so a log line, a
+    CLI error and the dashboard read alike: ``cannot reach the database at <url>: <driver
+    text> (MySQL error <code>)``, or ``database error at <url>: ...`` for a refused statement.
+    ``url`` (a string or an engine's URL) is shown with its password masked.
     """
-    where = f" at {mask_url(url)}" if url else ""
-    if isinstance(error, _UNREACHABLE):
+    where = f" at {shown_url(url)}" if url else ""
+    if _unreachable(error):
         return ServiceUnavailable(f"cannot reach the database{where}: {driver_message(error)}")
     return ServiceUnavailable(f"database error{where}: {driver_message(error)}")
+
+
+def shown_url(url: str | URL) -> str:
+    """A database URL for messages: password masked, and without what ``make_engine`` adds
+    (the default MySQL driver, SQLite's read-only URI form), so that it reads as the user
+    wrote it. A SQLite path is shown as it is, not percent-encoded."""
+    if isinstance(url, URL):
+        if url.get_backend_name() == "sqlite":
+            database = url.database or ""
+            if url.query.get("uri") == "true" and database.startswith("file:"):
+                database = unquote(database.removeprefix("file:").split("?", 1)[0])
+            return f"{url.drivername}:///{database}" if database else f"{url.drivername}://"
+        if url.drivername in {"mysql+mysqldb", "mariadb+mysqldb"}:
+            url = url.set(drivername=url.get_backend_name())
+        url = url.render_as_string(hide_password=False)
+    return mask_url(url)
 
 
 def driver_message(error: BaseException) -> str:
@@ -84,13 +108,32 @@ def driver_message(error: BaseException) -> str:
     mysqlclient's errors are ``(code, text)`` tuples; they read as ``text (MySQL error code)``.
     """
     orig = getattr(error, "orig", None) or error
-    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
-    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        text = f"{args[1]} (MySQL error {args[0]})"
-    else:
-        text = str(orig)
+    code = _mysql_code(error)
+    text = f"{orig.args[1]} (MySQL error {code})" if code is not None else str(orig)
     lines = text.strip().splitlines()
     return lines[0] if lines else type(orig).__name__
+
+
+def _mysql_code(error: BaseException) -> int | None:
+    """The code of a mysqlclient ``(code, text)`` error, else None."""
+    orig = getattr(error, "orig", None) or error
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        return args[0]
+    return None
+
+
+def _unreachable(error: SQLAlchemyError) -> bool:
+    """Whether the database could not be reached at all, rather than refused one statement."""
+    if isinstance(error, _UNREACHABLE) or getattr(error, "connection_invalidated", False):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    code = _mysql_code(error)
+    if code is not None:
+        return 2000 <= code < 3000 or code in _MYSQL_REFUSED
+    # SQLite reports every failure as OperationalError; only this one means "not reached".
+    return "unable to open database file" in str(error.orig)
 
 
 def _mysql_conversions() -> dict[Any, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, func, inspect, select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from payscore.errors import ServiceUnavailable
 from payscore.store import rollup
+from payscore.store.engine import database_error
 from payscore.store.schema import decision_rollup, metadata, scored_transactions
 
 
@@ -45,15 +45,6 @@ def create_schema(engine: Engine) -> SchemaReport:
             )
         if needs_backfill:
             report.rollup_rebuilt = rollup.rebuild(engine)
-    except OperationalError as e:
-        raise ServiceUnavailable(f"cannot reach the database: {describe_db_error(e)}") from e
     except SQLAlchemyError as e:
-        raise ServiceUnavailable(f"database error: {describe_db_error(e)}") from e
+        raise database_error(e, engine.url) from e
     return report
-
-
-def describe_db_error(error: SQLAlchemyError) -> str:
-    """The driver's message without SQLAlchemy's statement dump and background link."""
-    orig = getattr(error, "orig", None)
-    text = str(orig) if orig is not None else str(error)
-    return text.splitlines()[0] if text else type(error).__name__

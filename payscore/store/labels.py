@@ -9,7 +9,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from payscore.errors import InputError, PayscoreError
-from payscore.store.initdb import describe_db_error
+from payscore.store.engine import database_error
 from payscore.store.schema import fraud_labels, scored_transactions
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,14 @@ def record_analyst_label(
             )
     except IntegrityError as e:
         raise InputError(f"transaction {transaction_id!r} already has a label") from e
+    # No URL in these: they are shown on the dashboard, which renders markdown.
     except (OperationalError, ProgrammingError) as e:
         raise LabelWriteError(
-            "cannot store the label - the database refused the write "
-            f"({describe_db_error(e)}); the dashboard's database user needs INSERT on "
-            "fraud_labels and a writable database"
+            f"cannot store the label: {database_error(e)} (the dashboard's database user "
+            "needs INSERT on fraud_labels, and the database must be writable)"
         ) from e
     except SQLAlchemyError as e:
-        raise LabelWriteError(f"cannot store the label: {describe_db_error(e)}") from e
+        raise LabelWriteError(f"cannot store the label: {database_error(e)}") from e
     log.info(
         "analyst %s labelled %s as %s",
         analyst,

@@ -29,9 +29,11 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings
-from payscore.errors import ServiceUnavailable
+from payscore.errors import PayscoreError, ServiceUnavailable
+from payscore.store.engine import database_error
 from payscore.store.writer import BatchRequest, DecisionWriter, WriteResult
 
 log = logging.getLogger(__name__)
@@ -182,7 +184,7 @@ def _serve(settings: Settings, conn: Connection) -> None:
         engine = make_engine(settings, pre_ping=False, reset_on_return=False)
         writer = DecisionWriter(engine)
     except Exception as e:  # reported to the parent, which raises it
-        _send_quietly(conn, (False, f"{type(e).__name__}: {e}"))
+        _send_quietly(conn, (False, str(reported(e, settings.sqlalchemy_url()))))
         return
     if not _send_quietly(conn, (True, None)):
         engine.dispose()
@@ -205,16 +207,27 @@ def _serve(settings: Settings, conn: Connection) -> None:
                 try:
                     reply = (True, writer.write_staged(request))
                     staged.pop(token, None)
-                except ServiceUnavailable as e:
-                    reply = (False, e)
-                except Exception as e:  # a bug: surfaced by the parent as a failed write
-                    reply = (False, f"{type(e).__name__}: {e}")
+                except Exception as e:  # the parent raises it (anything but an outage: a bug)
+                    reply = (False, reported(e, engine.url))
             try:
                 conn.send(reply)
             except (EOFError, OSError):
                 return
     finally:
         engine.dispose()
+
+
+def reported(error: Exception, url: Any) -> ServiceUnavailable | str:
+    """What the child tells the parent about a failure, in words the parent passes on as they
+    are: an outage as it is, a database error in the one wording of ``database_error`` (never
+    the driver's raw tuple), anything else as its type and text."""
+    if isinstance(error, ServiceUnavailable):
+        return error
+    if isinstance(error, SQLAlchemyError):
+        return database_error(error, url)
+    if isinstance(error, PayscoreError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _send_quietly(conn: Connection, message: tuple[Any, ...]) -> bool:

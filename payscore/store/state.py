@@ -16,8 +16,7 @@ from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.core.features import Label
-from payscore.errors import ServiceUnavailable
-from payscore.store.initdb import describe_db_error
+from payscore.store.engine import database_error
 from payscore.store.schema import fraud_labels, scored_transactions
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def latest_event_time(db: Engine, topic: str | None) -> datetime | None:
         with db.connect() as conn:
             value = conn.execute(query).scalar()
     except SQLAlchemyError as e:
-        raise ServiceUnavailable(f"database unavailable: {describe_db_error(e)}") from e
+        raise database_error(e, db.url) from e
     return value
 
 
@@ -106,7 +105,7 @@ def load_history(
                 if row_id > out.last_id:
                     out.last_id = row_id
     except SQLAlchemyError as e:
-        raise ServiceUnavailable(f"database unavailable: {describe_db_error(e)}") from e
+        raise database_error(e, db.url) from e
     return out
 
 
@@ -123,7 +122,7 @@ def load_labels(db: Engine, known_after: datetime | None = None) -> list[Label]:
                 for tx, fraud, at in conn.execute(query)
             ]
     except SQLAlchemyError as e:
-        raise ServiceUnavailable(f"database unavailable: {describe_db_error(e)}") from e
+        raise database_error(e, db.url) from e
 
 
 def history_start(latest: datetime, label_delay_days: int) -> datetime:

@@ -16,10 +16,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from payscore.errors import ServiceUnavailable
-from payscore.store.initdb import describe_db_error
+from payscore.store.engine import database_error
 from payscore.store.rollup import add_decisions
 from payscore.store.schema import (
     consumer_offsets,
@@ -120,7 +119,7 @@ class DecisionWriter:
             with self.lookup.connect() as conn:
                 return {int(p): int(o) for p, o in conn.execute(query)}
         except SQLAlchemyError as e:
-            raise _unavailable(e) from e
+            raise database_error(e, self.lookup.url) from e
 
     def existing_ids(self, transaction_ids: Iterable[str]) -> set[str]:
         """Which of these transaction ids already have a stored decision."""
@@ -131,7 +130,7 @@ class DecisionWriter:
             with self.lookup.connect() as conn:
                 return _existing(conn, ids)
         except SQLAlchemyError as e:
-            raise _unavailable(e) from e
+            raise database_error(e, self.lookup.url) from e
 
     def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers."""
@@ -142,7 +141,7 @@ class DecisionWriter:
                 with self.lookup.connect() as conn:
                     conn.execute(select(1))
         except SQLAlchemyError as e:
-            raise _unavailable(e) from e
+            raise database_error(e, self.engine.url) from e
 
     # -- the write -------------------------------------------------------------------------
 
@@ -195,7 +194,7 @@ class DecisionWriter:
                     r.decisions, r.duplicates, r.dead_letters, r.offsets, r.labels, True
                 )
         except SQLAlchemyError as e:
-            raise _unavailable(e) from e
+            raise database_error(e, self.engine.url) from e
 
     def drop_staged(self, handle: Any) -> None:
         """Forget a staged batch that will not be written (nothing to forget here)."""
@@ -358,7 +357,7 @@ class DecisionWriter:
         except IntegrityError:
             return False  # registered concurrently by another consumer
         except SQLAlchemyError as e:
-            raise _unavailable(e) from e
+            raise database_error(e, self.engine.url) from e
 
     def _insert_ignore(self, table: Any) -> Any:
         return insert_ignore(self._dialect, table)
@@ -418,8 +417,3 @@ def _dup_from_decision(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "seen_at": now,
     }
 
-
-def _unavailable(error: SQLAlchemyError) -> ServiceUnavailable:
-    if isinstance(error, DBAPIError) and not isinstance(error, IntegrityError):
-        return ServiceUnavailable(f"database unavailable: {describe_db_error(error)}")
-    return ServiceUnavailable(f"database error: {describe_db_error(error)}")

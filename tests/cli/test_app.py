@@ -211,27 +211,3 @@ def test_initdb_upgrades_an_older_database(tmp_path: Path) -> None:
         ).all()
     assert [tuple(r) for r in rows] == [(60, 3, 2, 1), (3600, 3, 2, 1)]
     engine.dispose()
-
-
-def test_only_unavailable_database_errors_are_reworded() -> None:
-    """A duplicate label explains itself; a lost server reads like every other one."""
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    from payscore.cli.app import _message
-    from payscore.errors import InputError, PayscoreError, ServiceUnavailable
-
-    def raised(error: PayscoreError, cause: Exception) -> PayscoreError:
-        try:
-            raise error from cause
-        except PayscoreError as e:
-            return e
-
-    lost = OperationalError("SELECT 1", {}, Exception(2013, "Lost connection to server"))
-    unavailable = raised(ServiceUnavailable(f"database unavailable: {lost.orig}"), lost)
-    assert _message(unavailable, {"database_url": "mysql://u:pw@db/x"}) == (
-        "cannot reach the database at mysql://u:********@db/x: "
-        "Lost connection to server (MySQL error 2013)"
-    )
-    duplicate = IntegrityError("INSERT", {}, Exception(1062, "Duplicate entry"))
-    label = raised(InputError("transaction 't1' already has a label"), duplicate)
-    assert _message(label, {}) == "transaction 't1' already has a label"
