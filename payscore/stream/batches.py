@@ -88,10 +88,12 @@ class BatchWriterThread:
         *,
         dlq_max_bytes: int = dlq.DEFAULT_MAX_DEAD_LETTER_BYTES,
         dlq_topic_exists: Callable[[], bool | None] | None = None,
+        create_dlq_topic: Callable[[], object] | None = None,
     ) -> None:
         self._write = write
         self.dlq_max_bytes = dlq_max_bytes  # lowered if the broker refuses a dead letter's size
         self._dlq_topic_exists = dlq_topic_exists  # None: cannot tell (broker unreachable)
+        self._create_dlq_topic = create_dlq_topic  # None: a deleted topic is not re-created
         self._dlq_failures = 0
         self._release = release
         self.producer = producer  # replaced when it stops delivering (see _confirm)
@@ -221,6 +223,13 @@ class BatchWriterThread:
             return
         retriable = bool(getattr(cause, "retriable", False))
         if retriable and self._dlq_topic_exists is not None and self._dlq_topic_exists() is False:
+            if self._create_dlq_topic is not None:
+                log.warning("dead-letter topic %s does not exist; creating it", self._dlq_topic)
+                try:
+                    self._create_dlq_topic()
+                    return
+                except PayscoreError as e:
+                    log.warning("cannot create dead-letter topic %s: %s", self._dlq_topic, e)
             retriable = False  # a timeout on a topic that is not there: waiting will not help
         if retriable:
             return  # an outage: retried as long as it lasts, like the database

@@ -251,6 +251,11 @@ class StreamConsumer:
             new_producer=lambda: make_producer(self.settings, max_request_size=request_size),
             dlq_max_bytes=self.dlq_max_bytes,
             dlq_topic_exists=lambda: topic_exists(self.settings, self.settings.dlq_topic),
+            create_dlq_topic=(
+                (lambda: prepare_output_topics(self.settings))
+                if self.settings.create_topics
+                else None
+            ),
         )
         topics = [self.topic]
         labels_topic = self.pipeline.labels_topic

@@ -83,3 +83,26 @@ def test_a_stop_during_a_database_outage_exits_4_and_says_what_is_read_again(
     assert consume_runner.run("--idle-exit", "4") == 0, consume_runner.logs()
     ids = [tx for tx, *_ in db_rows(db_url)["decisions"]]
     assert len(ids) == len(set(ids)) == len(payments)
+
+
+def test_a_dead_letter_topic_deleted_while_running_is_created_again(
+    consume_runner, kafka_bootstrap, kafka_admin, topic, db_url, small_world
+):
+    dlq_topic = consume_runner.env["PAYSCORE_DLQ_TOPIC"]
+    payments = payments_from(small_world, 20, 60)
+    produce(kafka_bootstrap, topic, keyed(payments[:30]))
+    proc = consume_runner.start("--batch-size", "10", "--max-wait-ms", "50", "--idle-exit", "25")
+    assert consume_runner.wait_until(
+        proc, lambda: len(db_rows(db_url)["decisions"]) >= 30, 90
+    ), consume_runner.logs()
+    kafka_admin.delete_topics([dlq_topic])
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+    deadline = time.monotonic() + 30
+    while partition_count(settings, dlq_topic) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    produce(kafka_bootstrap, topic, BAD + keyed(payments[30:]))
+    assert proc.wait(timeout=240) == 0, consume_runner.logs()
+    assert "does not exist; creating it" in consume_runner.logs()
+    rows = db_rows(db_url)
+    assert len(rows["decisions"]) == len(payments) and len(rows["dead_letters"]) == 1
+    assert partition_count(settings, dlq_topic) > 0

@@ -360,3 +360,24 @@ def test_a_timeout_is_an_outage_unless_the_dead_letter_topic_is_gone(monkeypatch
         assert isinstance(writer.error, batches.DeadLettersUnpublishable)
     finally:
         writer.close()
+
+
+def test_a_deleted_dead_letter_topic_is_created_again_when_allowed():
+    from kafka.errors import KafkaTimeoutError
+
+    producer = _DlqProducer(error=KafkaTimeoutError("Failed to update metadata"))
+    created: list[str] = []
+
+    def create() -> None:
+        created.append("dlq")
+        producer.error = None  # the topic exists again: the next send goes through
+
+    writer = BatchWriterThread(
+        lambda b: WriteResult(), lambda b: None, producer, "dlq", lambda: False,
+        dlq_topic_exists=lambda: bool(created), create_dlq_topic=create,
+    )
+    try:
+        assert writer.submit(_rejected_item(b"{}")) and writer.drain()
+        assert created == ["dlq"] and len(producer.sizes) == 1 and writer.error is None
+    finally:
+        writer.close()
