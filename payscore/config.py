@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -158,19 +158,6 @@ class Settings(BaseModel):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
 
-    def sqlalchemy_url(self) -> str:
-        """The database URL with the secret password inserted; never log the result."""
-        if self.database_password is None:
-            return self.database_url
-        parts = urlsplit(self.database_url)
-        if parts.password or not parts.username:
-            return self.database_url
-        password = quote_plus(self.database_password.get_secret_value())
-        netloc = f"{parts.username}:{password}@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        return parts._replace(netloc=netloc).geturl()
-
     def kafka_options(self) -> dict[str, Any]:
         """Connection and security options for kafka-python clients (secrets included)."""
         options: dict[str, Any] = {
@@ -219,14 +206,15 @@ class LoadedSettings:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password, if any, replaced by asterisks."""
+    """The URL with its password, if any, replaced by asterisks; the host kept as written
+    (an IPv6 host keeps its brackets). The password itself lives in ``database_password``,
+    and ``payscore.store.engine.database_url`` sets it into the URL it connects with."""
     parts = urlsplit(url)
-    if not parts.password:
+    if parts.password is None:
         return url
-    netloc = f"{parts.username}:********@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return parts._replace(netloc=netloc).geturl()
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:********@{hostport}").geturl()
 
 
 def _read_file(path: Path, named_by: str | None) -> dict[str, Any]:

@@ -6,12 +6,20 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from payscore.bench.probe import Probe
-from payscore.bench.scratch import ceiling_rows, measure_db_ceiling
-from payscore.config import Settings
+from payscore.bench.scratch import (
+    ceiling_rows,
+    measure_db_ceiling,
+    scratch_database,
+    scratch_settings,
+)
+from payscore.config import LoadedSettings, Settings
 from payscore.core.schema import Payment
 from payscore.store.schema import scored_transactions
 
@@ -46,6 +54,38 @@ def test_ceiling_writes_only_to_a_scratch_database(tmp_path: Path) -> None:
     assert (
         not real.exists() or not sa.inspect(sa.create_engine(f"sqlite:///{real}")).get_table_names()
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [("mysql://bench:p%40ss%20w@db:3306/prod", None), ("mysql://bench@db:3306/prod", "p@ss w")],
+)
+def test_scratch_settings_keep_the_password_a_secret(url: str, password: str | None) -> None:
+    """Wherever the user put the password, the scratch URL holds none: it is shown in full."""
+    secret = None if password is None else SecretStr(password)
+    scratch = scratch_settings(Settings(database_url=url, database_password=secret), "scratch")
+    assert scratch.database_url == "mysql://bench@db:3306/scratch"
+    assert scratch.database_password is not None
+    assert scratch.database_password.get_secret_value() == "p@ss w"
+    shown = " ".join(v for _, v, _ in LoadedSettings(scratch, {}).rows())
+    assert "p@ss" not in repr(scratch) and "p@ss" not in shown and "p%40ss" not in shown
+
+
+@pytest.mark.integration
+def test_a_mysql_scratch_database_never_shows_the_password(
+    mariadb_url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[Any]
+) -> None:
+    url = sa.engine.make_url(mariadb_url)
+    password = str(url.password)
+    settings = Settings(database_url=mariadb_url)
+    caplog.set_level("DEBUG")
+    with scratch_database(settings, "ceiling") as scratch:
+        assert password not in scratch.database_url and password not in repr(scratch)
+        assert scratch.database_password is not None
+        assert scratch.database_url.endswith("_ceiling")
+    assert measure_db_ceiling(settings, _payments(50), batch_size=25) > 0
+    out, err = capsys.readouterr()
+    assert password not in caplog.text + out + err
 
 
 def _record(partition: int, offset: int, sent_ms: float) -> SimpleNamespace:

@@ -101,8 +101,8 @@ def test_secrets_masked_and_password_injected(tmp_path: Path) -> None:
     shown = " ".join(value for _, value, _ in loaded.rows())
     assert "s3cr3t" not in shown and "kafkapw" not in shown
     assert "s3cr3t" not in repr(loaded.settings)
-    url = loaded.settings.sqlalchemy_url()
-    assert url == "mysql://payscore:s3cr3t%2F%2B@db.example:3306/payscore"
+    assert loaded.settings.database_password is not None
+    assert loaded.settings.database_password.get_secret_value() == "s3cr3t/+"
     assert loaded.settings.kafka_options()["sasl_plain_password"] == "kafkapw"
 
 

@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import insert, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings
@@ -27,7 +27,7 @@ from payscore.core.decision import APPROVED, Decision
 from payscore.core.schema import Payment
 from payscore.errors import ServiceUnavailable
 from payscore.pipeline import RawMessage, decision_row
-from payscore.store.engine import database_error, make_engine
+from payscore.store.engine import database_error, database_url, make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.schema import scored_transactions
 from payscore.stream.kafka import make_admin
@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def scratch_database(settings: Settings, label: str) -> Iterator[Settings]:
-    """Settings pointing at a new, schema-initialised database, dropped on exit."""
-    url = make_url(settings.sqlalchemy_url())
+    """Settings pointing at a new, schema-initialised database, dropped on exit.
+
+    The scratch settings hold the password in ``database_password`` (a secret, masked in
+    every rendering), never in ``database_url``, wherever the user's settings had it.
+    """
+    url = database_url(settings)
     if url.get_backend_name() == "sqlite":
         with tempfile.TemporaryDirectory(prefix="payscore-bench-") as tmp:
             path = Path(tmp) / f"{label}.db"
@@ -58,8 +62,7 @@ def scratch_database(settings: Settings, label: str) -> Iterator[Settings]:
         raise ServiceUnavailable(
             f"cannot create scratch database {name}: {database_error(e, server.url)}"
         ) from e
-    scratch_url = url.set(database=name).render_as_string(hide_password=False)
-    scratch = settings.model_copy(update={"database_url": scratch_url, "database_password": None})
+    scratch = scratch_settings(settings, name)
     try:
         _init(scratch)
         yield scratch
@@ -72,6 +75,20 @@ def scratch_database(settings: Settings, label: str) -> Iterator[Settings]:
                 "could not drop scratch database %s: %s", name, database_error(e, server.url)
             )
         server.dispose()
+
+
+def scratch_settings(settings: Settings, database: str) -> Settings:
+    """``settings`` for another database on the same server, the password kept a secret."""
+    url = database_url(settings)
+    password = url.password
+    # ``URL.set`` ignores None; the named tuple's own ``_replace`` removes the password.
+    bare = url._replace(database=database, password=None).render_as_string(hide_password=False)
+    return settings.model_copy(
+        update={
+            "database_url": bare,
+            "database_password": None if password is None else SecretStr(str(password)),
+        }
+    )
 
 
 def _init(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -12,10 +13,31 @@ from rich.console import Console
 if TYPE_CHECKING:  # imported when settings are built: pydantic is not needed for --help
     from payscore.config import LoadedSettings, Settings
 
+
+
+def _warn_password_on_command_line(value: str | None) -> str | None:
+    """A password in ``--database-url`` is visible to every user of the machine (``ps``, the
+    shell history): say so, once, on stderr, and name the place meant for it."""
+    if value and urlsplit(value).password is not None:
+        err_console.print(
+            "warning: --database-url carries a password, which other users can see in `ps`; "
+            "set database_password in the settings file or PAYSCORE_DATABASE_PASSWORD instead.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    return value
+
+
 # Options several commands share, defined once so their flags and help stay identical.
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="SQLAlchemy database URL. Env: PAYSCORE_DATABASE_URL."),
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy database URL, without the password (database_password, "
+        "env PAYSCORE_DATABASE_PASSWORD). Env: PAYSCORE_DATABASE_URL.",
+        callback=_warn_password_on_command_line,
+    ),
 ]
 BootstrapServers = Annotated[
     str | None,

@@ -8,11 +8,17 @@ from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from payscore.config import Settings, mask_url
-from payscore.errors import MissingExtra, ServiceUnavailable
+from payscore.errors import ConfigError, MissingExtra, ServiceUnavailable
 
 #: Errors that always mean the database could not be reached or used at all: the connection
 #: broke or the pool is empty. An ``OperationalError`` may be that too, or a refused statement
@@ -40,7 +46,7 @@ def make_engine(
     uses ``engine.begin()`` (committed or rolled back on the way out), skips the pool's
     ``reset_on_return`` rollback as well.
     """
-    url = make_url(settings.sqlalchemy_url())
+    url = database_url(settings)
     backend = url.get_backend_name()
     if backend in {"mysql", "mariadb"} and url.drivername in {"mysql", "mariadb"}:
         url = url.set(drivername="mysql+mysqldb")
@@ -70,6 +76,36 @@ def make_engine(
     if read_only:
         event.listen(engine, "connect", _mysql_read_only)
     return engine
+
+
+def database_url(settings: Settings) -> URL:
+    """The configured URL with ``database_password`` set into it; never log the result.
+
+    Built with SQLAlchemy's own URL type, which encodes the password the way it decodes it
+    (any character, space and ``+`` included) and keeps an IPv6 host whole. A password needs
+    a user to go with it, and is set in one place only: both mistakes are refused.
+    """
+    try:
+        url = make_url(settings.database_url)
+    except (ArgumentError, ValueError) as e:
+        raise ConfigError("database_url", "settings", f"not a database URL: {e}") from None
+    if settings.database_password is None:
+        return url
+    shown = shown_url(url)
+    if not url.username:
+        raise ConfigError(
+            "database_password",
+            "settings",
+            f"database_url {shown} names no user for the password; write it as "
+            "mysql://USER@host/database",
+        )
+    if url.password is not None:
+        raise ConfigError(
+            "database_password",
+            "settings",
+            f"database_url {shown} carries a password too; keep only database_password",
+        )
+    return url.set(password=settings.database_password.get_secret_value())
 
 
 def database_error(error: SQLAlchemyError, url: str | URL | None = None) -> ServiceUnavailable:

@@ -184,7 +184,7 @@ def _serve(settings: Settings, conn: Connection) -> None:
         engine = make_engine(settings, pre_ping=False, reset_on_return=False)
         writer = DecisionWriter(engine)
     except Exception as e:  # reported to the parent, which raises it
-        _send_quietly(conn, (False, str(reported(e, settings.sqlalchemy_url()))))
+        _send_quietly(conn, (False, str(reported(e, settings.database_url))))
         return
     if not _send_quietly(conn, (True, None)):
         engine.dispose()

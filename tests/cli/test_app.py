@@ -120,7 +120,8 @@ def test_database_errors_share_one_wording(tmp_path: Path) -> None:
         ).output,
     ]
     for output in outputs:
-        assert output.startswith(
+        # A first line warns about the password on the command line (tested below).
+        assert output.splitlines()[-1].startswith(
             "error: cannot reach the database at mysql://nobody:********@127.0.0.1:1/none: "
             "Can't connect"
         ), output
@@ -211,3 +212,27 @@ def test_initdb_upgrades_an_older_database(tmp_path: Path) -> None:
         ).all()
     assert [tuple(r) for r in rows] == [(60, 3, 2, 1), (3600, 3, 2, 1)]
     engine.dispose()
+
+
+def test_a_password_on_the_command_line_is_warned_about_once() -> None:
+    result = runner.invoke(
+        app, ["initdb", "--database-url", "mysql://nobody:hunter%202@127.0.0.1:1/none"]
+    )
+    assert result.exit_code == 1  # nothing listens on port 1
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.stderr
+    assert "`ps`" in warnings[0] and "PAYSCORE_DATABASE_PASSWORD" in warnings[0]
+    assert "database_password" in warnings[0]
+    assert "hunter" not in result.output
+
+
+def test_no_warning_without_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same URL from the environment is not on the command line: no warning either.
+    monkeypatch.setenv("PAYSCORE_DATABASE_URL", "mysql://nobody:pw@127.0.0.1:1/none")
+    for argv in (
+        ["initdb", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
+        ["initdb", "--database-url", "mysql://nobody@127.0.0.1:1/none"],
+        ["initdb"],
+    ):
+        result = runner.invoke(app, argv)
+        assert "warning:" not in result.output, (argv, result.output)

@@ -22,6 +22,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from payscore.config import Settings, load_settings
 from payscore.core.schema import Payment, parse_payment, payment_to_json
+from payscore.store.engine import database_url
 from tests.conftest import make_payscore_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +109,13 @@ def test_toml_loads_and_sets_what_it_says(tmp_path: Path) -> None:
         assert getattr(settings, key) == value, key
         assert loaded.sources[key] == f"file {path}", key
     assert settings.database_url.startswith("mysql://")
-    assert "payscore:db-s3cret@mysql.internal:3306" in settings.sqlalchemy_url()
+    url = database_url(settings)
+    assert (url.username, url.password, url.host, url.port) == (
+        "payscore",
+        "db-s3cret",
+        "mysql.internal",
+        3306,
+    )
     options = settings.kafka_options()
     assert options["sasl_plain_password"] == "sasl-s3cret"
     assert len(options["bootstrap_servers"]) == 3
