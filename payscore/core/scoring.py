@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from payscore.core.decision import APPROVED, DECLINED, REVIEW, Decision, Policy, decide
+from payscore.core.protocol import LABEL_DELAY_DAYS
 from payscore.core.rules import velocity_feature
 from payscore.core.schema import Payment
 from payscore.errors import ConfigError
@@ -30,6 +31,7 @@ __all__ = [
     "Scorer",
     "engine_for",
     "engine_windows",
+    "label_delay_days",
 ]
 
 _VELOCITY = re.compile(r"customer_nb_tx_([0-9]+)s")
@@ -46,8 +48,20 @@ def engine_for(artifact: ModelArtifact, policy: Policy) -> FeatureEngine:
     """A fresh FeatureEngine that computes everything the model and the rules read."""
     from payscore.core.features import FeatureEngine
 
-    delay = artifact.metadata.get("label_delay_days", 7)
-    return FeatureEngine(velocity_windows=engine_windows(artifact, policy), label_delay_days=delay)
+    return FeatureEngine(
+        velocity_windows=engine_windows(artifact, policy),
+        label_delay_days=label_delay_days(artifact),
+    )
+
+
+def label_delay_days(artifact: ModelArtifact) -> int:
+    """The label delay the model was trained with: ``feature_engine.label_delay_days`` as
+    training writes it (a top-level key in older metadata), else the handbook's 7 days."""
+    meta = artifact.metadata
+    engine_meta = meta.get("feature_engine")
+    if isinstance(engine_meta, dict) and "label_delay_days" in engine_meta:
+        return int(engine_meta["label_delay_days"])
+    return int(meta.get("label_delay_days", LABEL_DELAY_DAYS))
 
 
 class Scorer:

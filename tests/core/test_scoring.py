@@ -184,3 +184,32 @@ def test_empty_batch(artifact) -> None:
     s = scorer(artifact)
     decisions, X = s.score_batch_with_features([])
     assert decisions == [] and X.shape == (0, len(s.engine.feature_names))
+
+
+def test_label_delay_is_the_one_the_model_was_trained_with(artifact) -> None:
+    """Training writes ``feature_engine.label_delay_days``; the serving engine must use it."""
+    from payscore.core.features import DAY
+
+    meta = {
+        **artifact.metadata,
+        "feature_engine": {"velocity_windows": [60, 3600], "label_delay_days": 3},
+    }
+    three_days = ModelArtifact(artifact.estimator, artifact.feature_names, meta)
+    # engine_for is what the consumer builds (and rebuilds) its engines with.
+    assert engine_for(three_days, Policy.from_values(THRESHOLDS)).label_delay_days == 3
+    s = scorer(three_days)
+    fraud = pay("d1", 0, customer="c7")
+    s.score_batch([fraud])
+    s.engine.add_label("d1", True, fraud.event_time.timestamp() + 3 * DAY)
+    # Four days on, at the same terminal: with a 3-day delay the labelled fraud is inside the
+    # terminal's window; with 7 days it would not be yet.
+    _, X = s.score_batch_with_features([pay("d2", 4 * 24 * 60, customer="c8")])
+    assert s.feature(X, "terminal_nb_tx_7day")[0] == 1.0
+    assert s.feature(X, "terminal_risk_7day")[0] == 1.0
+
+
+def test_label_delay_from_older_metadata_and_default(artifact) -> None:
+    policy = Policy.from_values(THRESHOLDS)
+    older = ModelArtifact(artifact.estimator, artifact.feature_names, {"label_delay_days": 2})
+    assert engine_for(older, policy).label_delay_days == 2
+    assert engine_for(artifact, policy).label_delay_days == 7  # no delay recorded: the handbook's
