@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from payscore.store import rollup
+from payscore.store import labels, rollup
 from payscore.store.engine import database_error
 from payscore.store.schema import decision_rollup, metadata, scored_transactions
 
@@ -20,10 +20,12 @@ class SchemaReport:
     present: list[str] = field(default_factory=list)
     indexes_added: list[str] = field(default_factory=list)
     rollup_rebuilt: int | None = None  # decisions counted when the rollup was back-filled
+    labels_carried: int = 0  # fraud_labels rows copied into label_events (an upgrade)
 
 
 def create_schema(engine: Engine) -> SchemaReport:
-    """Create missing tables and indexes; back-fill a new rollup from existing decisions."""
+    """Create missing tables and indexes; back-fill a new rollup from existing decisions and
+    the label history from existing labels."""
     report = SchemaReport()
     try:
         with engine.begin() as conn:
@@ -39,6 +41,9 @@ def create_schema(engine: Engine) -> SchemaReport:
                     if index.name not in have:
                         index.create(conn)
                         report.indexes_added.append(str(index.name))
+            # Every run, not only when label_events is new: on MariaDB the DDL above commits
+            # on its own, so a run that failed after it must still carry the rows over.
+            report.labels_carried = labels.carry_over(conn)
             needs_backfill = (
                 decision_rollup.name in report.created
                 and conn.execute(select(func.count()).select_from(scored_transactions)).scalar()

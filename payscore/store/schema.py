@@ -101,6 +101,8 @@ consumer_offsets = Table(
     PrimaryKeyConstraint("group_id", "topic", "kafka_partition"),
 )
 
+# The label that counts for each payment (the rule is in store/labels.py): what features,
+# the review queue and the fraud rate read. Every event behind it is kept in label_events.
 fraud_labels = Table(
     "fraud_labels",
     metadata,
@@ -112,6 +114,27 @@ fraud_labels = Table(
     Column("note", Text),
     Index("ix_labels_known_at", "known_at"),
     Index("ix_labels_fraud", "is_fraud", "transaction_id"),  # fraud rate: fraud labels only
+)
+
+# Every label ever received or given, append-only: chargebacks from the labels topic
+# (source "stream", with the message's coordinates, so a replayed message is stored once) and
+# analysts' verdicts (source "analyst", labelled_by = the signed-in analyst).
+label_events = Table(
+    "label_events",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), nullable=False),
+    Column("is_fraud", Boolean, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("labelled_by", String(64)),
+    Column("note", Text),
+    Column("known_at", _Time, nullable=False),
+    Column("recorded_at", _Time, nullable=False),  # wall clock of the write, naive UTC
+    Column("kafka_topic", String(249)),
+    Column("kafka_partition", Integer),
+    Column("kafka_offset", BigInteger),
+    Index("ix_label_events_tx", "transaction_id", "id"),
+    Index("ux_label_events_source", "kafka_topic", "kafka_partition", "kafka_offset", unique=True),
 )
 
 dead_letters = Table(

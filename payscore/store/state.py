@@ -110,7 +110,8 @@ def load_history(
 
 
 def load_labels(db: Engine, known_after: datetime | None = None) -> list[Label]:
-    """Fraud labels, optionally only those known after a moment (naive UTC)."""
+    """The counting fraud labels (``fraud_labels``: an analyst's verdict over labels-topic
+    labels, see store/labels.py), optionally only those known after a moment (naive UTC)."""
     c = fraud_labels.c
     query = select(c.transaction_id, c.is_fraud, c.known_at).order_by(c.known_at)
     if known_after is not None:

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from payscore.store.schema import consumer_offsets, fraud_labels, scored_transactions
+from payscore.store.schema import consumer_offsets, scored_transactions
 
 INSERT_DECISIONS = insert(scored_transactions)
 _c = consumer_offsets.c
@@ -51,19 +51,4 @@ def offsets_upsert(dialect: str) -> Any:
     return mstmt.on_duplicate_key_update(
         next_offset=func.greatest(_c.next_offset, mstmt.inserted.next_offset),
         updated_at=mstmt.inserted.updated_at,
-    )
-
-
-@functools.cache
-def labels_upsert(dialect: str) -> Any:
-    """INSERT of fraud labels; a label already stored takes the new verdict and time."""
-    if dialect == "sqlite":
-        stmt = sqlite_dialect.insert(fraud_labels)
-        return stmt.on_conflict_do_update(
-            index_elements=["transaction_id"],
-            set_={"is_fraud": stmt.excluded.is_fraud, "known_at": stmt.excluded.known_at},
-        )
-    mstmt = mysql_dialect.insert(fraud_labels)
-    return mstmt.on_duplicate_key_update(
-        is_fraud=mstmt.inserted.is_fraud, known_at=mstmt.inserted.known_at
     )

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from payscore.store.engine import database_error
+from payscore.store.labels import record_stream_labels
 from payscore.store.rollup import add_decisions
 from payscore.store.schema import (
     consumer_offsets,
@@ -32,7 +33,6 @@ from payscore.store.statements import (
     INSERT_DECISIONS,
     LOCK_OFFSETS,
     insert_ignore,
-    labels_upsert,
     offsets_upsert,
 )
 
@@ -157,8 +157,8 @@ class DecisionWriter:
 
         ``decisions`` are ``scored_transactions`` rows (column name -> value). Rows carrying
         ``kafka_topic``/``kafka_partition``/``kafka_offset`` below the stored next offset of
-        their partition are skipped as already written. ``labels`` are ``fraud_labels`` rows,
-        upserted (a later label for the same payment wins).
+        their partition are skipped as already written. ``labels`` are labels-topic labels,
+        stored by ``store.labels.record_stream_labels`` (an analyst's verdict is kept).
         """
         request = BatchRequest(
             list(decisions),
@@ -334,7 +334,7 @@ class DecisionWriter:
         conn.execute(offsets_upsert(self._dialect), values)
 
     def _upsert_labels(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        conn.execute(labels_upsert(self._dialect), list(rows))
+        record_stream_labels(conn, self._dialect, rows)
 
     def register_model(self, version: str, trained_at: datetime, metadata_json: str) -> bool:
         """Record a model version (first activation kept); True if it was new."""
