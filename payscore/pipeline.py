@@ -24,7 +24,6 @@ from payscore.core.features import Label
 from payscore.core.model import ModelArtifact
 from payscore.core.schema import InvalidMessage, Payment, parse_payment
 from payscore.core.scoring import Scorer
-from payscore.store.schema import scored_transactions
 from payscore.store.writer import (
     BatchRequest,
     DeadLetterRecord,
@@ -37,11 +36,6 @@ from payscore.store.writer import (
 log = logging.getLogger(__name__)
 
 SCORING_ERROR = "scoring_error"
-# Optional payment fields are bounded tighter by the table than by the message schema.
-_COLUMN_LIMITS = {
-    name: scored_transactions.c[name].type.length  # type: ignore[attr-defined]
-    for name in ("channel", "merchant_category", "country")
-}
 
 
 class Message(Protocol):
@@ -141,11 +135,6 @@ class Pipeline:
             result = parse_payment(m.value if m.value is not None else b"")
             if isinstance(result, InvalidMessage):
                 batch.rejected.append(self._reject(m, result.kind, result.field, result.message))
-                continue
-            too_long = _too_long_field(result)
-            if too_long is not None:
-                reason = f"{too_long}: longer than {_COLUMN_LIMITS[too_long]} characters"
-                batch.rejected.append(self._reject(m, "schema", too_long, reason))
                 continue
             parsed.append((m, result, at))
 
@@ -312,14 +301,6 @@ def parse_label(raw: bytes | None) -> Label | str:
     if at.tzinfo is None:
         return "label known_at needs a UTC offset"
     return Label(tx, fraud, at.astimezone(timezone.utc))
-
-
-def _too_long_field(p: Payment) -> str | None:
-    for name, limit in _COLUMN_LIMITS.items():
-        value = getattr(p, name)
-        if value is not None and limit is not None and len(value) > limit:
-            return name
-    return None
 
 
 def decision_row(

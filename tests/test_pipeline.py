@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from datetime import datetime, timezone
 
 import numpy as np
@@ -170,3 +172,63 @@ def test_replayed_batch_changes_nothing(pipeline, artifact_and_payments):
     second = pipeline.write(batch)  # e.g. a retry after an ambiguous commit
     assert first.decided == 30 and second.decided == 0 and second.skipped_replayed == 30
     assert count(pipeline) == 30
+
+
+# -- one schema: the same limits for the consumer, `payscore score` and parse_payment ----------
+
+OVER_LONG = {"channel": "e" * 17, "merchant_category": "54111", "country": "FRA"}
+
+
+def test_optional_field_limits_are_the_column_sizes():
+    from payscore.core.schema import OPTIONAL_TEXT_LIMITS
+
+    columns = {name: scored_transactions.c[name].type.length for name in OPTIONAL_TEXT_LIMITS}
+    assert columns == OPTIONAL_TEXT_LIMITS == {"channel": 16, "merchant_category": 4, "country": 2}
+
+
+@pytest.mark.parametrize("field", sorted(OVER_LONG))
+def test_an_over_long_field_is_rejected_alike_everywhere(
+    field, pipeline, artifact_and_payments, tmp_path
+):
+    """parse_payment, the consumer's pipeline and `payscore score` on a file give the same
+    kind, field and reason; one character less is accepted by all three."""
+    from typer.testing import CliRunner
+
+    from payscore.cli.app import app
+    from payscore.core.model import save_artifact
+    from payscore.core.schema import InvalidMessage, parse_payment
+
+    artifact, payments = artifact_and_payments
+    good, bad = payments[0], payments[1].model_copy(update={field: OVER_LONG[field]})
+    fits = payments[2].model_copy(update={field: OVER_LONG[field][:-1]})
+
+    parsed = parse_payment(payment_to_json(bad))
+    assert isinstance(parsed, InvalidMessage)
+    expected = ("schema", field, parsed.message)
+    assert parsed.message.startswith(f"{field}: ") and "at most" in parsed.message
+    assert not isinstance(parse_payment(payment_to_json(fits)), InvalidMessage)
+
+    batch = pipeline.prepare(messages([good, bad, fits]))
+    assert [(r.kind, r.field, r.reason) for r in batch.rejected] == [expected]
+
+    columns = ["transaction_id", "customer_id", "terminal_id", "amount", "currency"]
+    columns += ["event_time", "channel", "merchant_category", "country"]
+    data = tmp_path / "payments.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for p in (good, bad, fits):
+            body = json.loads(payment_to_json(p))
+            writer.writerow(["" if body[c] is None else body[c] for c in columns])
+    save_artifact(artifact, tmp_path / "model.joblib")
+    rejects = tmp_path / "rejects.csv"
+    argv = ["score", "-i", str(data), "-o", str(tmp_path / "out.csv")]
+    argv += ["--model", str(tmp_path / "model.joblib"), "--rejects", str(rejects)]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    with rejects.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["kind"], r["field"], r["message"]) for r in rows] == [expected]
+    with (tmp_path / "out.csv").open(newline="") as f:
+        scored = {r["transaction_id"] for r in csv.DictReader(f)}
+    assert scored == {good.transaction_id, fits.transaction_id}

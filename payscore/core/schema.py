@@ -26,6 +26,18 @@ from pydantic import (
 
 MAX_MESSAGE_BYTES = 16_384
 MAX_ID_CHARS = 64
+# The optional descriptive fields are bounded by what the decisions table stores (its column
+# sizes in store/schema.py; a test keeps the two equal): a longer value is rejected here, at
+# the one gate, so the consumer, ``score`` and ``train`` all refuse it alike.
+MAX_CHANNEL_CHARS = 16
+MAX_MERCHANT_CATEGORY_CHARS = 4
+MAX_COUNTRY_CHARS = 2
+#: Field name -> most characters, for every optional text field.
+OPTIONAL_TEXT_LIMITS = {
+    "channel": MAX_CHANNEL_CHARS,
+    "merchant_category": MAX_MERCHANT_CATEGORY_CHARS,
+    "country": MAX_COUNTRY_CHARS,
+}
 MAX_AMOUNT = Decimal("1000000")
 # Event times outside this range are typos or clock faults, not payments.
 MIN_EVENT_YEAR, MAX_EVENT_YEAR = 1971, 2099
@@ -67,11 +79,15 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-Text = Annotated[
-    str,
-    Field(strict=True, min_length=1, max_length=MAX_ID_CHARS),
-    AfterValidator(_check_text),
-]
+def _chars(most: int) -> Any:
+    """Length bounds of a text field, as metadata placed before its validator."""
+    return Field(strict=True, min_length=1, max_length=most)
+
+
+Text = Annotated[str, _chars(MAX_ID_CHARS), AfterValidator(_check_text)]
+Channel = Annotated[str, _chars(MAX_CHANNEL_CHARS), AfterValidator(_check_text)]
+MerchantCategory = Annotated[str, _chars(MAX_MERCHANT_CATEGORY_CHARS), AfterValidator(_check_text)]
+Country = Annotated[str, _chars(MAX_COUNTRY_CHARS), AfterValidator(_check_text)]
 # Constraints first: after a validator pydantic can only check them in Python (4 us a
 # payment); here the decimal schema checks them natively, after the input check.
 Amount = Annotated[
@@ -94,9 +110,9 @@ class Payment(BaseModel):
     amount: Amount
     currency: Currency
     event_time: EventTime
-    channel: Text | None = None
-    merchant_category: Text | None = None
-    country: Text | None = None
+    channel: Channel | None = None
+    merchant_category: MerchantCategory | None = None
+    country: Country | None = None
 
 
 @dataclass(frozen=True)

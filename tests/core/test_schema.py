@@ -118,7 +118,9 @@ BAD_FIELDS = [
     ("customer_id", None, "string"),
     ("terminal_id", "\x7f", "control"),
     ("channel", "web\r\n", "control"),
-    ("country", "x" * 100, "at most 64"),
+    ("country", "FRA", "at most 2"),
+    ("channel", "x" * 17, "at most 16"),
+    ("merchant_category", "54111", "at most 4"),
     ("merchant_category", 5411, "string"),
 ]
 
