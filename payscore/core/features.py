@@ -12,7 +12,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from operator import mul
 from typing import Any
 
@@ -119,6 +119,7 @@ class FeatureEngine:
         self._terminals: dict[str, _Terminal] = {}
         self._tx_terminal: dict[str, str] = {}  # payments in terminal state, for late labels
         self._pending: dict[str, tuple[bool, float]] = {}  # labels of payments not seen yet
+        self._newest = -_INF  # newest event time seen (epoch seconds): the engine's own clock
 
     # ----------------------------------------------------------------- transform
 
@@ -172,6 +173,8 @@ class FeatureEngine:
     def _row(self, txid: str, cid: str, tid: str, amount: float, t: float) -> list[float]:
         # The consumer's hottest Python: locals instead of attribute lookups, window widths
         # computed once (same floats), list comprehensions instead of generator sums.
+        if t > self._newest:
+            self._newest = t
         day_index = t // DAY
         weekday = (int(day_index) + _EPOCH_WEEKDAY) % 7
         hour = (t - day_index * DAY) // 3600
@@ -318,7 +321,13 @@ class FeatureEngine:
     # --------------------------------------------------------------- maintenance
 
     def expire(self, now: datetime) -> int:
-        """Drop state older than the longest window; returns customers + terminals dropped."""
+        """Drop state older than the longest window; returns customers + terminals dropped.
+
+        Scores do not change for payments at or after ``now``: each payment trims its own
+        customer's and terminal's history to the same horizon before reading it. A payment
+        older than ``now`` may find less history than without the call, so callers pass the
+        newest event time minus the lateness they allow (``newest_event_time``).
+        """
         t = now.timestamp()
         dropped = 0
         for cid in list(self._customers):
@@ -357,6 +366,21 @@ class FeatureEngine:
     @property
     def terminal_count(self) -> int:
         return len(self._terminals)
+
+    @property
+    def held_entries(self) -> int:
+        """Payments and labels held, summed over every customer and terminal: the engine's
+        size in list entries, for logs and for the test that it levels off."""
+        held = sum(len(c.times) for c in self._customers.values())
+        held += sum(len(term.times) for term in self._terminals.values())
+        return held + len(self._tx_terminal) + len(self._pending)
+
+    @property
+    def newest_event_time(self) -> datetime | None:
+        """The newest event time the engine has computed features for (UTC), if any."""
+        if self._newest == -_INF:
+            return None
+        return datetime.fromtimestamp(self._newest, timezone.utc)
 
     # ------------------------------------------------------------------ snapshot
 
@@ -399,6 +423,7 @@ class FeatureEngine:
             term.fraud_at = [_INF if f is None else float(f) for f in fraud_at]
             for txid in term.txids:
                 engine._tx_terminal[txid] = k
+            engine._newest = max([engine._newest, *term.times])
         for k, fraud, known in snapshot["pending"]:
             engine._pending[str(k)] = (bool(fraud), float(known))
         return engine

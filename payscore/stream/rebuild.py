@@ -20,6 +20,9 @@ from payscore.store import state
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
+#: How late, in event time, a payment may arrive and still be scored with all its history: the
+#: daily expiry keeps whatever the newest payment minus this could still read.
+EXPIRY_LATENESS = timedelta(days=1)
 
 
 class FeatureState:
@@ -39,6 +42,7 @@ class FeatureState:
         self._state_day: float | None = None  # event-time day of the last state refresh
         self._others_cursor = 0  # scored_transactions.id read for other consumers' payments
         self._labels_known_at: datetime | None = None
+        self._expired_day: float | None = None  # event-time day of the last expiry
 
     def rebuild(self) -> FeatureEngine:
         """Fresh engine from the database: every stored payment of the last 37 days of event
@@ -76,7 +80,9 @@ class FeatureState:
         return engine
 
     def maybe_refresh(self, engine: FeatureEngine, records: Sequence[Any]) -> None:
-        """Once per event-time day: new labels and other consumers' payments (terminals)."""
+        """Once per event-time day: new labels and other consumers' payments (terminals);
+        and customers and terminals gone quiet are dropped (``expire_quiet``)."""
+        self.expire_quiet(engine)
         newest = max((r.timestamp for r in records if r.topic == self.topic), default=None)
         if newest is None:
             return
@@ -115,3 +121,26 @@ class FeatureState:
                 self._others_cursor = max(self._others_cursor, others.last_id)
         except ServiceUnavailable as e:
             log.warning("state refresh skipped: %s", e)
+
+    def expire_quiet(self, engine: FeatureEngine) -> int:
+        """Once per day of the engine's own event time, drop the customers and terminals no
+        window can read any more, so that a stream of one-off cards levels off in memory
+        instead of growing until the next rebalance. The day is the payments' (the engine's
+        newest event time), not the records' timestamps: a replay of old payments expires
+        as it goes. Scores do not change for payments up to ``EXPIRY_LATENESS`` late."""
+        newest = engine.newest_event_time
+        if newest is None:
+            return 0
+        day = newest.timestamp() // DAY_S
+        if self._expired_day is not None and day <= self._expired_day:
+            return 0
+        self._expired_day = day
+        dropped = engine.expire(newest - EXPIRY_LATENESS)
+        log.info(
+            "feature state: %d quiet customers and terminals dropped; %d customers, "
+            "%d terminals held",
+            dropped,
+            engine.customer_count,
+            engine.terminal_count,
+        )
+        return dropped

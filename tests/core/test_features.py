@@ -223,3 +223,13 @@ def test_fraud_run_age_ignores_an_older_isolated_fraud():
     assert col(engine, X, "terminal_days_since_first_fraud").tolist() == [6.5]
     assert col(engine, X, "terminal_fraud_run_days").tolist() == [2.5]
 
+
+
+def test_the_engine_keeps_its_newest_event_time_across_a_snapshot():
+    engine = FeatureEngine()
+    assert engine.newest_event_time is None
+    engine.transform([pay("b", T0 + timedelta(hours=2)), pay("a", T0, cust="c2", term="t2")])
+    assert engine.newest_event_time == T0 + timedelta(hours=2)
+    restored = FeatureEngine.restore(json.loads(json.dumps(engine.snapshot())))
+    assert restored.newest_event_time == T0 + timedelta(hours=2)
+    assert restored.held_entries == engine.held_entries == 6  # 2 + 2 lists, 2 terminal txids

@@ -1,0 +1,169 @@
+"""The consumer's daily refresh expires quiet customers and terminals: under churn (cards
+that pay once) the feature state levels off instead of growing, and no score changes."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine
+
+from payscore.core.features import DAY, FeatureEngine
+from payscore.store.schema import metadata
+from payscore.stream.rebuild import EXPIRY_LATENESS, FeatureState
+
+T0 = 1_704_067_200.0  # 2024-01-01 00:00 UTC
+TOPIC = "payments"
+Batch = tuple[list[str], list[str], list[str], list[float], list[float]]
+
+
+def churn(days: int, per_day: int, seed: int = 7) -> Iterator[tuple[int, Batch]]:
+    """One day's payments at a time, in arrival order: ``per_day`` cards paying once, a few
+    regulars, cards coming back after 10 days (inside the 30-day window) and after 45 (past
+    it), one-off terminals beside long-lived ones; arrival up to 6 hours out of event order."""
+    rng = random.Random(seed)
+    for day in range(days):
+        rows = []
+        for i in range(per_day):
+            rows.append((f"once-{day}-{i}", f"term-{rng.randrange(60)}"))
+        for i in range(5):
+            rows.append((f"regular-{i}", f"term-{rng.randrange(60)}"))
+            rows.append((f"back10-{day // 10}-{i}", f"term-{rng.randrange(60)}"))
+            rows.append((f"back45-{day % 45}-{i}", f"term-{rng.randrange(60)}"))
+        for i in range(per_day // 10):
+            rows.append((f"once-{day}-{i}", f"one-off-{day}-{i}"))
+        times = sorted(T0 + day * DAY + rng.uniform(0, DAY) for _ in rows)
+        # Arrival order: each payment up to 6 hours late against the ones before it.
+        times = [t - rng.uniform(0, 6 * 3600) for t in times]
+        txids = [f"tx-{day}-{n}" for n in range(len(rows))]
+        amounts = [round(rng.uniform(1, 300), 2) for _ in rows]
+        yield day, (txids, [c for c, _ in rows], [t for _, t in rows], amounts, times)
+
+
+def label_some(engines: list[FeatureEngine], day: int, batch: Batch, rng: random.Random) -> None:
+    """Every 20th payment is fraud, known two days after it (labels arrive before their day)."""
+    for txid, t in zip(batch[0][::20], batch[4][::20], strict=True):
+        if rng.random() < 0.5:
+            for engine in engines:
+                engine.add_label(txid, True, t + 2 * DAY)
+
+
+def test_expiry_never_changes_a_score() -> None:
+    kept, expired = FeatureEngine(), FeatureEngine()
+    state = FeatureState(None, TOPIC, FeatureEngine, set)  # type: ignore[arg-type]
+    rng = random.Random(3)
+    returned_after_window: list[tuple[int, list[float]]] = []
+    fresh = FeatureEngine()
+    customer_columns = [i for i, n in enumerate(fresh.feature_names) if n.startswith("customer")]
+    dropped = 0
+    for day, batch in churn(days=120, per_day=40):
+        label_some([kept, expired], day, batch, rng)
+        dropped += state.expire_quiet(expired)
+        a = kept.transform_columns(*batch)
+        b = expired.transform_columns(*batch)
+        assert np.array_equal(a, b), f"day {day}: expiry changed a feature"
+        if day >= 45:  # back45 cards paid 45 days before: expired, they start afresh
+            for row, cid in enumerate(batch[1]):
+                if cid.startswith("back45-"):
+                    returned_after_window.append((row, b[row].tolist()))
+                    alone = fresh.transform_columns(
+                        [f"fresh-{day}-{row}"], [f"fresh-{cid}-{day}"], ["nowhere"],
+                        [batch[3][row]], [batch[4][row]],
+                    )[0]
+                    assert [b[row][i] for i in customer_columns] == [
+                        alone[i] for i in customer_columns
+                    ], f"day {day}: {cid} back after the window"
+    # The test means something only if the expiry did drop state the other engine holds.
+    assert dropped > 0 and returned_after_window
+    assert expired.customer_count < kept.customer_count / 2
+    assert expired.held_entries < kept.held_entries
+
+
+def test_expiry_keeps_what_a_late_payment_still_reads() -> None:
+    """A payment arriving up to EXPIRY_LATENESS late sees the same history as without it."""
+    lateness = EXPIRY_LATENESS.total_seconds()
+    kept, expired = FeatureEngine(), FeatureEngine()
+    state = FeatureState(None, TOPIC, FeatureEngine, set)  # type: ignore[arg-type]
+    for engine in (kept, expired):
+        engine.transform_columns(["a"], ["card"], ["term"], [10.0], [T0])
+        engine.transform_columns(["b"], ["other"], ["term2"], [10.0], [T0 + 31 * DAY])
+    state.expire_quiet(expired)
+    late = (["late"], ["card"], ["term"], [20.0], [T0 + 31 * DAY - lateness + 1])
+    assert np.array_equal(kept.transform_columns(*late), expired.transform_columns(*late))
+
+
+@pytest.fixture
+def refreshing_state(tmp_path: Path) -> Iterator[FeatureState]:
+    """The consumer's FeatureState on an empty SQLite database: no labels, no other rows."""
+    db = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    metadata.create_all(db)
+    yield FeatureState(db, TOPIC, FeatureEngine, set)
+    db.dispose()
+
+
+def _run(days: int, per_day: int, expire: Any, traced: bool) -> list[tuple[int, int, int, int]]:
+    """(customers, terminals, held entries, traced bytes or 0) at the end of each day;
+    ``expire(engine, batch)`` runs before each day's batch, as the consumer's refresh does."""
+    engine = FeatureEngine()
+    sizes = []
+    if traced:  # tracing every allocation makes the run 20 times slower: only when asked
+        tracemalloc.start()
+    try:
+        for _day, batch in churn(days, per_day):
+            expire(engine, batch)
+            engine.transform_columns(*batch)
+            current = tracemalloc.get_traced_memory()[0] if traced else 0
+            sizes.append(
+                (engine.customer_count, engine.terminal_count, engine.held_entries, current)
+            )
+    finally:
+        tracemalloc.stop()
+    return sizes
+
+
+def _peak(sizes: list[tuple[int, int, int, int]], days: range, what: int) -> int:
+    return max(sizes[d][what] for d in days)
+
+
+# After the longest window (30 days for cards, 37 for terminals) and the lateness, the state
+# is as large as it gets: from day 120 on it holds no more than from day 50 to 90.
+SETTLED, LATER = range(50, 90), range(120, 160)
+
+
+def test_the_daily_refresh_levels_the_state_off_under_churn(
+    refreshing_state: FeatureState,
+) -> None:
+    days, per_day = 160, 100
+
+    def refresh(engine: FeatureEngine, batch: Batch) -> None:
+        records = [SimpleNamespace(topic=TOPIC, timestamp=t * 1000) for t in batch[4]]
+        refreshing_state.maybe_refresh(engine, records)
+
+    refreshed = _run(days, per_day, refresh, traced=False)
+    for what in range(3):  # cards, terminals, entries
+        settled, later = _peak(refreshed, SETTLED, what), _peak(refreshed, LATER, what)
+        assert later <= settled * 1.02, (what, settled, later)
+    customers, terminals, held, _ = refreshed[-1]
+    assert customers <= 33 * (per_day + 15)
+    assert terminals <= 60 + 41 * (per_day // 10)
+    # Without it every card that ever paid is still held: the state grows with the stream.
+    unbounded = _run(days, per_day, lambda engine, batch: None, traced=False)
+    assert unbounded[-1][0] >= days * per_day > 4 * customers
+    assert unbounded[-1][2] > 2 * held
+
+
+def test_the_engines_memory_levels_off_under_churn() -> None:
+    """The bytes the engine holds, traced: flat once the windows are full."""
+    state = FeatureState(None, TOPIC, FeatureEngine, set)  # type: ignore[arg-type]
+    sizes = _run(160, 50, lambda engine, batch: state.expire_quiet(engine), traced=True)
+    settled, later = _peak(sizes, SETTLED, 3), _peak(sizes, LATER, 3)
+    # The ids get longer ("tx-99-" to "tx-100-"): a little slack, far below the growth.
+    assert later <= settled * 1.03, (settled, later)
+    unbounded = _run(160, 50, lambda engine, batch: None, traced=True)
+    assert _peak(unbounded, LATER, 3) > 1.5 * settled
