@@ -69,6 +69,18 @@ class Settings(BaseModel):
     model_path: str = Field(
         "models/payscore-model.joblib", description="Model artifact (digest file beside it)."
     )
+    model_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="Pinned SHA-256 of the model artifact (from `payscore model show`); a "
+        "model that does not match is refused before anything is unpickled.",
+    )
+    model_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="HMAC key: train signs the model with it, loading refuses a model "
+        "without a matching signature. Env PAYSCORE_MODEL_KEY; never logged.",
+    )
     batch_size: int = Field(500, ge=1, le=100_000, description="Payments per consumer batch.")
     max_wait_ms: int = Field(
         200, ge=1, le=60_000, description="Longest wait in one poll when no message is available."

@@ -129,7 +129,7 @@ def test_readme_settings_table_names_every_setting() -> None:
     for row in rows:
         first_cell = row.split("|")[1]
         # Parenthesised notes may mention other settings ("also publish to `decisions_topic`").
-        named |= set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", first_cell)))
+        named |= set(re.findall(r"`([a-z][a-z0-9_]*)`", re.sub(r"\([^)]*\)", "", first_cell)))
     assert rows, "no settings table under ## Configuration"
     fields = set(Settings.model_fields)
     assert not fields - named, f"README settings table lacks {sorted(fields - named)}"

@@ -93,7 +93,7 @@ def run_bench(
     from payscore.stream.sources import simulated_source
 
     generator = resolve(options.load_generator) if options.rate else ""
-    load_artifact(settings.model_path)  # fail before any work if there is no usable model
+    load_artifact(settings.model_path, settings)  # fail before any work if there is no usable model
     check_broker(settings)
     report = BenchReport(count=options.count, batch_size=options.batch_size)
     report.backend = make_url(settings.database_url).get_backend_name()

@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "payscore.cli.train",
         "Train the fraud model (simulated world by default) and print its test metrics.",
     ),
+    "model": (
+        "payscore.cli.model",
+        "Show a model's metadata and digest without unpickling it, or verify that it is trusted.",
+    ),
     "score": (
         "payscore.cli.score",
         "Backtest: score a file of payments with the same engine, model, rules and decisions.",

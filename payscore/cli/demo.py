@@ -18,6 +18,7 @@ from payscore.errors import InputError
 if TYPE_CHECKING:  # numpy, pandas, scikit-learn, SQLAlchemy: when the demo runs, not for --help
     import pandas as pd
 
+    from payscore.core.artifact import Trust
     from payscore.core.model import ModelArtifact
     from payscore.core.paymentfile import Progress
     from payscore.pipeline import Pipeline
@@ -56,7 +57,7 @@ def demo_cmd(
     settings = settings_from(
         ctx, batch_size=batch_size, database_url=database_url, model_path=model
     )
-    artifact = _model(settings.model_path)
+    artifact = _model(settings.model_path, settings)
     console.print("loading the simulated world (generated once, then cached)...")
     world = simulator.load_world()
     days = world["TX_TIME_DAYS"].to_numpy()
@@ -103,12 +104,12 @@ def _stages(announce: bool = False) -> Iterator[Progress]:
         yield first_line
 
 
-def _model(path: str) -> ModelArtifact:
+def _model(path: str, trust: Trust) -> ModelArtifact:
     from payscore.core import training
     from payscore.core.model import load_artifact, save_artifact
 
     if Path(path).exists():
-        return load_artifact(path)
+        return load_artifact(path, trust)
     console.print(  # the path is the user's: "[" is not markup
         f"no model at {path}: training the default model (a few minutes, once)...",
         highlight=False,
@@ -118,7 +119,7 @@ def _model(path: str) -> ModelArtifact:
     with _stages(announce=True) as progress:
         artifact, metrics = training.train_default_model(progress)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_artifact(artifact, path)
+    save_artifact(artifact, path, key=trust.model_key)
     console.print(
         "  trained: "
         + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))

@@ -75,7 +75,7 @@ def score_cmd(
     for path in (output, rejects):
         if path is not None:
             paymentfile.check_output(path)
-    artifact = load_artifact(settings.model_path)
+    artifact = load_artifact(settings.model_path, settings)
 
     label_file = backtest.read_labels(labels) if labels is not None else None
     with progress_bar(err_console) as progress:

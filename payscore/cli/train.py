@@ -63,7 +63,7 @@ def train(
             artifact, metrics = training.train_on_file(labelled, progress, baseline=baseline)
         else:
             artifact, metrics = training.train_default_model(progress, baseline=baseline)
-    save_artifact(artifact, settings.model_path)
+    digest = save_artifact(artifact, settings.model_path, key=settings.model_key)
     elapsed = time.perf_counter() - started
 
     meta = artifact.metadata
@@ -95,3 +95,12 @@ def train(
         markup=False,
         soft_wrap=True,
     )
+    signed = "signed with model_key" if settings.model_key is not None else "not signed"
+    console.print(f"digest {digest} ({signed})", highlight=False, markup=False, soft_wrap=True)
+    if settings.model_sha256 is not None and settings.model_sha256.lower() != digest:
+        err_console.print(
+            "note: model_sha256 pins another model; set it to this digest to load this one",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )

@@ -1,8 +1,13 @@
 """The model artifact: a scikit-learn estimator plus the metadata needed to trust and use it.
 
-On disk it is one joblib file and a ``<file>.sha256`` digest beside it. Loading checks the
-digest before anything is unpickled (a pickle can run code), then refuses an artifact made by
-an incompatible scikit-learn release, and only then unpickles the estimator.
+The files on disk and the checks made before unpickling (digest file, sidecar, pinned digest,
+HMAC signature, scikit-learn version) are in ``core/artifact.py``; this module pickles and
+unpickles the estimator and scores with it.
+
+Scoring uses a compiled walk of the trees (``core/treewalk.py``), built from private
+scikit-learn attributes. It is built under a guard and compared with ``predict_proba`` on a
+probe matrix the first time it is needed; on any failure or difference scoring falls back to
+scikit-learn's own predict, with one warning.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
+import logging
 import pickle
 import platform
 from collections.abc import Sequence
@@ -23,11 +28,13 @@ import sklearn
 from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from payscore.core import artifact as files
+from payscore.core.artifact import FORMAT, Secret, Trust
 from payscore.errors import ModelError
 
-FORMAT = "payscore-model/1"
-_MAX_ARTIFACT_BYTES = 2 * 1024**3
-_HINT = "run `payscore train` to create one"
+__all__ = ["FORMAT", "ModelArtifact", "library_versions", "load_artifact", "save_artifact"]
+
+log = logging.getLogger(__name__)
 
 
 def library_versions() -> dict[str, str]:
@@ -38,10 +45,6 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "joblib": joblib.__version__,
     }
-
-
-def _major_minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:2])
 
 
 class ModelArtifact:
@@ -64,6 +67,8 @@ class ModelArtifact:
         self._columns: dict[tuple[str, ...], np.ndarray] = {}
         self._flat: _FlatTrees | None = None
         self._flat_built = False  # _flat stays None after building: categorical splits
+        self._raw_ok = False  # scikit-learn's private single-thread predict checked equal
+        self.scoring_path = "not built yet"
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -96,7 +101,7 @@ class ModelArtifact:
         flat = self._flat_trees()
         if flat is not None:
             return np.clip(flat.predict_proba1(Xm), 0.0, 1.0)
-        if X.shape[0] <= _SINGLE_THREAD_ROWS and _is_hist_gb_binary(self.estimator):
+        if X.shape[0] <= _SINGLE_THREAD_ROWS and self._raw_ok:
             # OpenMP start-up and spinning cost more than the trees on a busy machine.
             raw = self.estimator._raw_predict(Xm, n_threads=1)
             proba = self.estimator._loss.predict_proba(raw)
@@ -112,13 +117,108 @@ class ModelArtifact:
 
     def _flat_trees(self) -> _FlatTrees | None:
         if not self._flat_built:
-            if _is_hist_gb_binary(self.estimator):
-                self._flat = _FlatTrees.build(self.estimator)
             self._flat_built = True
+            self._flat, self._raw_ok, self.scoring_path = _checked_fast_paths(self)
         return self._flat
+
+    def probe(self, rows: int = 256, seed: int = 0) -> np.ndarray:
+        """Rows to compare scoring paths on: within the training ranges, some NaN, and every
+        split threshold of the trees exactly and just above (where ``<=`` and ``<`` differ)."""
+        rng = np.random.default_rng(seed)
+        n = len(self.feature_names)
+        ranges = self.metadata.get("feature_ranges") or {}
+        lo = np.array([float(ranges.get(f, (0.0, 1.0))[0]) for f in self.feature_names])
+        hi = np.array([float(ranges.get(f, (0.0, 1.0))[1]) for f in self.feature_names])
+        span = np.where(hi > lo, hi - lo, 1.0)
+        X = lo - 0.1 * span + rng.random((rows, n)) * 1.2 * span
+        X[rng.random(X.shape) < 0.1] = np.nan
+        # Without recorded ranges, also try values over several orders of magnitude.
+        scale = 10.0 ** rng.integers(-2, 6, size=(rows // 2, n))
+        wide = (rng.random((rows // 2, n)) * 2 - 1) * scale
+        return np.vstack([X, wide, self._threshold_rows(rng)])
+
+    def _threshold_rows(self, rng: np.random.Generator) -> np.ndarray:
+        try:
+            flat = _FlatTrees.build(self.estimator) if _is_hist_gb_binary(self.estimator) else None
+        except Exception:  # a broken build is caught (and reported) by _checked_fast_paths
+            flat = None
+        n = len(self.feature_names)
+        if flat is None:
+            return np.empty((0, n))
+        split = ~flat.a["leaf"]
+        feature, threshold = flat.a["feature"][split], flat.a["threshold"][split]
+        if not len(feature) or feature.min() < 0 or feature.max() >= n:
+            return np.empty((0, n))
+        pick = rng.integers(0, len(feature), size=(256, n))
+        rows = np.full((256, n), np.nan)
+        for j in range(n):
+            mine = threshold[feature == j]
+            if len(mine):
+                rows[:, j] = mine[pick[:, j] % len(mine)]
+        above = np.nextafter(rows, np.inf)
+        return np.vstack([rows, above])
 
 
 _SINGLE_THREAD_ROWS = 4096
+
+
+def _checked_fast_paths(art: ModelArtifact) -> tuple[_FlatTrees | None, bool, str]:
+    """The compiled walk and scikit-learn's single-thread predict, each kept only if it scores a
+    probe exactly as ``predict_proba`` does. Both read private scikit-learn names, which a
+    release may change: then scoring falls back to ``predict_proba`` with one warning."""
+    est = art.estimator
+    if not _is_hist_gb_binary(est):
+        return None, False, "scikit-learn predict_proba"
+    probe = art.probe()
+    expected = est.predict_proba(probe)[:, 1]
+    flat: _FlatTrees | None = None
+    problems = []
+    categorical = False
+    try:
+        flat = _FlatTrees.build(est)
+        categorical = flat is None
+        if flat is not None and not np.array_equal(flat.predict_proba1(probe), expected):
+            flat = None
+            problems.append("the compiled tree walk scores a probe differently")
+    except Exception as e:
+        flat = None
+        problems.append(f"the compiled tree walk cannot be built ({type(e).__name__}: {e})")
+    raw_ok = False
+    if flat is None:
+        try:
+            raw = est._raw_predict(probe, n_threads=1)
+            raw_ok = bool(np.array_equal(est._loss.predict_proba(raw)[:, 1], expected))
+            if not raw_ok:
+                problems.append("the single-thread predict scores a probe differently")
+        except Exception as e:
+            problems.append(f"the single-thread predict fails ({type(e).__name__}: {e})")
+    if problems:
+        log.warning(
+            "model %s with scikit-learn %s: %s; scoring with scikit-learn's predict_proba",
+            art.version, sklearn.__version__, "; ".join(problems),
+        )
+    if flat is not None:
+        return flat, False, "compiled tree walk (equal to predict_proba on a probe)"
+    if raw_ok:
+        reason = "categorical splits" if categorical else "fallback"
+        return None, True, f"scikit-learn single-thread predict ({reason})"
+    return None, False, "scikit-learn predict_proba (fallback)"
+
+
+#: The private scikit-learn names the compiled walk reads. Kept here, in one place, so a test
+#: can rename one to play a scikit-learn release that renamed it.
+_PREDICTORS = "_predictors"
+_BASELINE = "_baseline_prediction"
+_NODE_FIELDS = {
+    "value": "value",
+    "feature": "feature_idx",
+    "threshold": "num_threshold",
+    "missing_left": "missing_go_to_left",
+    "left": "left",
+    "right": "right",
+    "leaf": "is_leaf",
+    "categorical": "is_categorical",
+}
 
 
 class _FlatTrees:
@@ -134,23 +234,30 @@ class _FlatTrees:
 
     @classmethod
     def build(cls, est: Any) -> _FlatTrees | None:
-        nodes = [predictors[0].nodes for predictors in est._predictors]
-        if not nodes or any(n["is_categorical"].any() for n in nodes):
+        """The flat form, or None for categorical splits; raises if scikit-learn changed."""
+        field = _NODE_FIELDS
+        nodes = [predictors[0].nodes for predictors in getattr(est, _PREDICTORS)]
+        if not nodes or any(n[field["categorical"]].any() for n in nodes):
             return None
         offsets = np.cumsum([0] + [len(n) for n in nodes[:-1]])
         allnodes = np.concatenate(nodes)
         shift = np.repeat(offsets, [len(n) for n in nodes])
         arrays = {
             "root": offsets.astype(np.intp),
-            "value": allnodes["value"].astype(np.float64),
-            "feature": allnodes["feature_idx"].astype(np.intp),
-            "threshold": allnodes["num_threshold"].astype(np.float64),
-            "missing_left": allnodes["missing_go_to_left"].astype(np.bool_),
-            "left": (allnodes["left"] + shift).astype(np.intp),
-            "right": (allnodes["right"] + shift).astype(np.intp),
-            "leaf": allnodes["is_leaf"].astype(np.bool_),
+            "value": allnodes[field["value"]].astype(np.float64),
+            "feature": allnodes[field["feature"]].astype(np.intp),
+            "threshold": allnodes[field["threshold"]].astype(np.float64),
+            "missing_left": allnodes[field["missing_left"]].astype(np.bool_),
+            "left": (allnodes[field["left"]] + shift).astype(np.intp),
+            "right": (allnodes[field["right"]] + shift).astype(np.intp),
+            "leaf": allnodes[field["leaf"]].astype(np.bool_),
         }
-        baseline = float(np.asarray(est._baseline_prediction).ravel()[0])
+        n_nodes = len(allnodes)
+        for name in ("left", "right"):  # a walk must never leave the arrays
+            inner = arrays[name][~arrays["leaf"]]
+            if len(inner) and (inner.min() < 0 or inner.max() >= n_nodes):
+                raise ValueError(f"node field {field[name]!r} points outside the trees")
+        baseline = float(np.asarray(getattr(est, _BASELINE)).ravel()[0])
         return cls(arrays, baseline)
 
     def predict_proba1(self, X: np.ndarray) -> np.ndarray:
@@ -166,11 +273,10 @@ class _FlatTrees:
 
 
 def _is_hist_gb_binary(estimator: Any) -> bool:
+    """Public attributes only: a private one gone is the guard's business (and warning)."""
     return (
         isinstance(estimator, HistGradientBoostingClassifier)
         and getattr(estimator, "n_trees_per_iteration_", None) == 1
-        and hasattr(estimator, "_raw_predict")
-        and hasattr(estimator, "_loss")
     )
 
 
@@ -182,73 +288,27 @@ def content_version(estimator_bytes: bytes, feature_names: Sequence[str], metada
     return digest.hexdigest()[:12]
 
 
-def digest_path(path: str | Path) -> Path:
-    return Path(f"{path}.sha256")
-
-
-def save_artifact(artifact: ModelArtifact, path: str | Path) -> None:
-    """Write the artifact (one joblib file) and its SHA-256 digest beside it, atomically."""
-    path = Path(path)
-    payload = {
-        "format": FORMAT,
-        "version": artifact.version,
-        "feature_names": list(artifact.feature_names),
-        "metadata": artifact.metadata,
-        # Pickled separately so load_artifact can check versions before unpickling it.
-        "estimator_pickle": pickle.dumps(artifact.estimator, protocol=5),
-    }
+def save_artifact(artifact: ModelArtifact, path: str | Path, key: Secret | None = None) -> str:
+    """Write the artifact (``core/artifact.py``: model, sidecar, digest file and, with a
+    ``key``, its HMAC signature); returns the artifact digest to pin as ``model_sha256``."""
     buffer = io.BytesIO()
-    joblib.dump(payload, buffer, compress=3)
-    data = buffer.getvalue()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        digest = hashlib.sha256(data).hexdigest()
-        tmp_digest = path.with_name(path.name + ".sha256.tmp")
-        tmp_digest.write_text(f"{digest}  {path.name}\n", encoding="utf-8")
-        os.replace(tmp_digest, digest_path(path))
-    except OSError as e:
-        raise ModelError(f"cannot write model artifact {path}: {e.strerror or e}") from e
+    joblib.dump(artifact.estimator, buffer, compress=3)
+    model_bytes = buffer.getvalue()
+    sidecar = files.sidecar_bytes(
+        model_bytes, artifact.version, list(artifact.feature_names), artifact.metadata
+    )
+    return files.write(path, model_bytes, sidecar, key)
 
 
-def load_artifact(path: str | Path) -> ModelArtifact:
-    """Read, verify (digest, then scikit-learn version) and unpickle an artifact."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no model artifact at {path}; {_HINT}")
-    dpath = digest_path(path)
-    if not dpath.is_file():
-        raise ModelError(f"model artifact {path} has no digest file {dpath.name}; refusing it")
+def load_artifact(path: str | Path, trust: Trust | None = None) -> ModelArtifact:
+    """Check (digest file, sidecar, pinned digest and signature as ``trust`` sets them,
+    scikit-learn version), then unpickle. Nothing is unpickled before every check passed."""
+    checked = files.verified(path, trust, sklearn.__version__)
     try:
-        if path.stat().st_size > _MAX_ARTIFACT_BYTES:
-            raise ModelError(f"model artifact {path} is larger than 2 GiB; refusing it")
-        data = path.read_bytes()
-        expected = dpath.read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ModelError(f"cannot read model artifact {path}: {e}") from e
-    actual = hashlib.sha256(data).hexdigest()
-    if not expected or expected[0].lower() != actual:
-        raise ModelError(
-            f"model artifact {path} does not match its SHA-256 digest (tampered or "
-            f"half-written); refusing it; {_HINT}"
-        )
-    try:
-        payload = joblib.load(io.BytesIO(data))
+        estimator = joblib.load(io.BytesIO(checked.model_bytes))
     except Exception as e:  # a verified file that still cannot be read
-        raise ModelError(f"cannot read model artifact {path}: {type(e).__name__}: {e}") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelError(f"{path} is not a payscore model artifact ({FORMAT})")
-    metadata = payload["metadata"]
-    made_with = str(metadata.get("library_versions", {}).get("scikit-learn", "unknown"))
-    if _major_minor(made_with) != _major_minor(sklearn.__version__):
-        raise ModelError(
-            f"model artifact {path} was made with scikit-learn {made_with}, but "
-            f"{sklearn.__version__} is installed; retrain it with `payscore train`"
-        )
-    try:
-        estimator = pickle.loads(payload["estimator_pickle"])  # noqa: S301 - digest verified
-    except Exception as e:
-        raise ModelError(f"cannot unpickle the estimator in {path}: {e}") from e
-    return ModelArtifact(estimator, payload["feature_names"], metadata, payload["version"])
+        raise ModelError(f"cannot unpickle the estimator in {path}: {type(e).__name__}: {e}") from e
+    if not callable(getattr(estimator, "predict_proba", None)):
+        raise ModelError(f"{path} does not hold a fitted classifier; retrain with `payscore train`")
+    doc = checked.sidecar
+    return ModelArtifact(estimator, doc["feature_names"], doc["metadata"], doc["version"])

@@ -102,7 +102,7 @@ def compute_features(
     """
     engine = engine or FeatureEngine(label_delay_days=LABEL_DELAY_DAYS)
     n = len(history.transaction_ids)
-    delay = LABEL_DELAY_DAYS * DAY
+    delay = engine.label_delay_days * DAY  # the engine's own delay, recorded in the metadata
     out = np.empty((n, len(engine.feature_names)), dtype=np.float64)
     times = history.times.tolist()
     amounts = history.amounts.tolist()
@@ -287,9 +287,21 @@ def _fit_and_evaluate(
             "velocity_windows": list(engine.velocity_windows),
             "label_delay_days": engine.label_delay_days,
         },
+        "feature_ranges": _ranges(names, X[train][:, cols]),
     }
     artifact = ModelArtifact(estimator, names, metadata)
     return artifact, metrics
+
+
+def _ranges(names: tuple[str, ...], X: np.ndarray) -> dict[str, list[float]]:
+    """Each feature's [min, max] over the training rows (NaN ignored): where the scoring
+    paths are compared at load (``ModelArtifact.probe``)."""
+    out = {}
+    for j, name in enumerate(names):
+        column = X[:, j][~np.isnan(X[:, j])]
+        if len(column):
+            out[name] = [float(column.min()), float(column.max())]
+    return out
 
 
 def _model_type(estimator: Any) -> str:

@@ -117,7 +117,7 @@ def build_consumer_app(
     from payscore.store.writer import DecisionWriter
     from payscore.stream.dlq import next_attempt
 
-    artifact = load_artifact(settings.model_path)
+    artifact = load_artifact(settings.model_path, settings)
     scorer = build_scorer(settings, artifact)
     policy = scorer.policy
     # No pre-ping on the hot path: every use is retried, and a ping costs a round trip (and a

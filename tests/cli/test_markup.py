@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from payscore.cli import demo
 from payscore.cli.app import app
+from payscore.config import Settings
 from payscore.core import model, training
 from payscore.stream import producer
 from tests.conftest import make_payscore_env
@@ -62,9 +63,9 @@ def test_demo_prints_a_bracketed_model_path_as_typed(
 ) -> None:
     saved: list[str] = []
     monkeypatch.setattr(training, "train_default_model", lambda progress: (object(), METRICS))
-    monkeypatch.setattr(model, "save_artifact", lambda artifact, path: saved.append(str(path)))
+    monkeypatch.setattr(model, "save_artifact", lambda artifact, path, key: saved.append(str(path)))
     path = str(tmp_path / "models[v2]" / "m[1].joblib")
-    demo._model(path)
+    demo._model(path, Settings())
     out = capsys.readouterr().out
     assert saved == [path]
     assert f"no model at {path}: training" in out
@@ -78,7 +79,7 @@ def test_train_prints_the_artifacts_words_and_a_bracketed_output_as_typed(
         return _fake_artifact("hist[gb]"), METRICS
 
     monkeypatch.setattr(training, "train_default_model", fake_train)
-    monkeypatch.setattr(model, "save_artifact", lambda artifact, path: None)
+    monkeypatch.setattr(model, "save_artifact", lambda artifact, path, key: "0" * 64)
     output = str(tmp_path / "m[1].joblib")
     result = runner.invoke(
         app, ["train", "-o", output], env=make_payscore_env(), terminal_width=300

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import sklearn
@@ -72,10 +74,59 @@ def test_categorical_model_falls_back_to_scikit_learn():
                                       est.predict_proba(X[:n])[:, 1])
 
 
+def _nan_model():
+    rng = np.random.default_rng(5)
+    X = rng.random((1500, 3))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    y = ((np.nan_to_num(X[:, 0]) + 0.3 * rng.random(1500)) > 0.9).astype(int)
+    est = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y)
+    return est, X
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("_NODE_FIELDS", {**model_mod._NODE_FIELDS, "threshold": "bin_threshold"}),  # semantics
+        ("_NODE_FIELDS", {**model_mod._NODE_FIELDS, "missing_left": "no_such_field"}),
+        ("_PREDICTORS", "_predictors_renamed"),
+        ("_BASELINE", "_baseline_renamed"),
+    ],
+)
+def test_a_changed_private_attribute_falls_back_to_scikit_learn(change, monkeypatch, caplog):
+    """As if a scikit-learn release renamed a private attribute or changed a node field."""
+    est, X = _nan_model()
+    monkeypatch.setattr(model_mod, *change)
+    art = ModelArtifact(est, NAMES, {})
+    with caplog.at_level("WARNING", logger="payscore.core.model"):
+        art.warm_up()
+        for n in (1, 7, 1500):
+            np.testing.assert_array_equal(art.predict_scores(NAMES, X[:n]),
+                                          est.predict_proba(X[:n])[:, 1])
+    assert art._flat_trees() is None
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "predict_proba" in warnings[0].getMessage()
+
+
+def test_the_walk_is_kept_when_it_equals_predict_proba(caplog):
+    est, X = _nan_model()
+    art = ModelArtifact(est, NAMES, {"feature_ranges": {n: [0.0, 1.0] for n in NAMES}})
+    with caplog.at_level("WARNING", logger="payscore.core.model"):
+        art.warm_up()
+    assert art._flat_trees() is not None and "compiled" in art.scoring_path
+    assert not caplog.records
+    probe = art.probe()
+    assert np.isnan(probe).any() and len(probe) > 256  # NaNs, and rows at the split thresholds
+
+
 def test_round_trip(tmp_path, artifact):
     path = tmp_path / "sub" / "m.joblib"
     save_artifact(artifact, path)
     assert (tmp_path / "sub" / "m.joblib.sha256").is_file()
+    assert not (tmp_path / "sub" / "m.joblib.sig").exists()  # no key, no signature
+    sidecar = json.loads((tmp_path / "sub" / "m.joblib.json").read_text())
+    assert sidecar["version"] == artifact.version
+    assert sidecar["metadata"]["thresholds"] == {"review": 0.3, "decline": 0.8}
     loaded = load_artifact(path)
     assert loaded.version == artifact.version and len(loaded.version) == 12
     assert loaded.feature_names == NAMES
@@ -137,6 +188,9 @@ def test_not_an_artifact_is_refused(tmp_path):
     joblib.dump({"hello": "world"}, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (tmp_path / "m.joblib.sha256").write_text(f"{digest}  m.joblib\n")
+    with pytest.raises(ModelError, match="no metadata sidecar"):
+        load_artifact(path)
+    (tmp_path / "m.joblib.json").write_text('{"format": "something else"}')
     with pytest.raises(ModelError, match=model_mod.FORMAT):
         load_artifact(path)
 
