@@ -71,6 +71,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    checked: bool = True  # False: not configured (no pin, no key), so not made
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _digest_file_check(f: Files, text: bytes | None, model_sha: str, side_sha: s
 
 def _pin_check(f: Files, pin: str | None, side_sha: str | None) -> Check:
     if pin is None:
-        return Check("pinned digest", True, "not checked: model_sha256 is not set")
+        return Check("pinned digest", True, "not checked: model_sha256 is not set", False)
     if side_sha is not None and hmac.compare_digest(pin.strip().lower(), side_sha):
         return Check("pinned digest", True, "the artifact digest equals model_sha256")
     return Check("pinned digest", False, f"model artifact {f.model} does not match the pinned "
@@ -210,8 +211,8 @@ def _pin_check(f: Files, pin: str | None, side_sha: str | None) -> Check:
 
 def _signature_check(f: Files, key: Secret | None, side: bytes | None) -> Check:
     if key is None:
-        found = "present, unchecked" if f.signature.is_file() else "none"
-        return Check("signature", True, f"not checked: model_key is not set (signature {found})")
+        found = "present" if f.signature.is_file() else "none"
+        return Check("signature", True, f"model_key is not set (signature {found})", False)
     mac = _read_optional(f.signature, _MAX_SMALL_BYTES)
     if mac is None:
         return Check("signature", False, f"model artifact {f.model} has no signature file "

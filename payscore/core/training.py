@@ -287,18 +287,21 @@ def _fit_and_evaluate(
             "velocity_windows": list(engine.velocity_windows),
             "label_delay_days": engine.label_delay_days,
         },
-        "feature_ranges": _ranges(names, X[train][:, cols]),
+        "feature_ranges": _ranges(names, X, train, cols),
     }
     artifact = ModelArtifact(estimator, names, metadata)
     return artifact, metrics
 
 
-def _ranges(names: tuple[str, ...], X: np.ndarray) -> dict[str, list[float]]:
+def _ranges(
+    names: tuple[str, ...], X: np.ndarray, rows: np.ndarray, cols: list[int]
+) -> dict[str, list[float]]:
     """Each feature's [min, max] over the training rows (NaN ignored): where the scoring
-    paths are compared at load (``ModelArtifact.probe``)."""
+    paths are compared at load (``ModelArtifact.probe``). One column at a time, no copy of X."""
     out = {}
-    for j, name in enumerate(names):
-        column = X[:, j][~np.isnan(X[:, j])]
+    for name, col in zip(names, cols, strict=True):
+        column = X[rows, col]
+        column = column[~np.isnan(column)]
         if len(column):
             out[name] = [float(column.min()), float(column.max())]
     return out

@@ -58,6 +58,7 @@ def test_verify_passes_with_the_right_pin_and_fails_with_another(saved) -> None:
     ok = runner.invoke(app, ["model", "verify", str(path)], env={"PAYSCORE_MODEL_SHA256": digest})
     assert ok.exit_code == 0, ok.output
     assert "ok   pinned digest" in ok.output and "ok   probe:" in ok.output
+    assert "skip signature: model_key is not set (signature none)" in ok.output
     assert "compiled tree walk" in ok.output
     bad = runner.invoke(
         app, ["model", "verify", str(path)], env={"PAYSCORE_MODEL_SHA256": "0" * 64}
