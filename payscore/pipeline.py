@@ -24,6 +24,7 @@ from payscore.core.features import Label
 from payscore.core.model import ModelArtifact
 from payscore.core.schema import InvalidMessage, Payment, parse_payment
 from payscore.core.scoring import Scorer
+from payscore.store.labels import analyst_labelled
 from payscore.store.writer import (
     BatchRequest,
     DeadLetterRecord,
@@ -115,8 +116,9 @@ class Pipeline:
     def prepare(
         self, messages: Sequence[Any], received_at: Sequence[datetime] | datetime | None = None
     ) -> PreparedBatch:
-        """Everything but the write. Reads the database once (known ids), before any state
-        changes, so a ``ServiceUnavailable`` here can simply be retried."""
+        """Everything but the write. Reads the database (known ids; analysts' verdicts when
+        labels came) before any state changes, so a ``ServiceUnavailable`` here can simply be
+        retried."""
         now = utcnow()
         if received_at is None or isinstance(received_at, datetime):
             received = [received_at or now] * len(messages)
@@ -128,9 +130,10 @@ class Pipeline:
             batch.offsets[key] = max(batch.offsets.get(key, 0), m.offset + 1)
 
         parsed: list[tuple[Any, Payment, datetime]] = []
+        taken: list[Label] = []
         for m, at in zip(messages, received, strict=True):
             if self.labels_topic is not None and m.topic == self.labels_topic:
-                self._take_label(m, batch)
+                self._take_label(m, batch, taken)
                 continue
             result = parse_payment(m.value if m.value is not None else b"")
             if isinstance(result, InvalidMessage):
@@ -143,6 +146,11 @@ class Pipeline:
         ids = [p.transaction_id for _, p, _ in parsed]
         known = self.writer.existing_ids(i for i in ids if i not in unwritten)
         known |= unwritten
+        if taken:
+            # An analyst's verdict outranks a labels-topic label (store/labels.py), so the
+            # features must not take one for a payment an analyst has decided.
+            held = analyst_labelled(self.writer.lookup, (lb.transaction_id for lb in taken))
+            self.scorer.engine.add_labels(lb for lb in taken if lb.transaction_id not in held)
         valid: list[tuple[Any, Payment, datetime]] = []
         for m, p, at in parsed:
             if p.transaction_id in known:
@@ -257,19 +265,22 @@ class Pipeline:
         log.warning("dead-lettering %s/%s@%s: %s", m.topic, m.partition, m.offset, reason)
         batch.rejected.append(self._reject(m, SCORING_ERROR, None, reason))
 
-    def _take_label(self, m: Any, batch: PreparedBatch) -> None:
-        """A fraud label from the labels topic: feeds the engine now, fraud_labels on write."""
+    def _take_label(self, m: Any, batch: PreparedBatch, taken: list[Label]) -> None:
+        """A fraud label from the labels topic: for the engine (``taken``, once the database
+        has said which payments an analyst decided) and for the label tables on write."""
         label = parse_label(m.value)
         if isinstance(label, str):
             batch.rejected.append(self._reject(m, "schema", None, label))
             return
-        self.scorer.engine.add_labels([label])
+        taken.append(label)
         batch.labels.append(
             {
                 "transaction_id": label.transaction_id,
                 "is_fraud": label.is_fraud,
                 "known_at": label.known_at.replace(tzinfo=None),
-                "source": "stream",
+                "kafka_topic": m.topic,
+                "kafka_partition": m.partition,
+                "kafka_offset": m.offset,
             }
         )
 
