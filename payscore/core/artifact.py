@@ -179,7 +179,8 @@ def _parse_sidecar(f: Files, data: bytes, model_sha: str) -> tuple[dict[str, Any
     )
     if not ok_shape or doc.get("format") != FORMAT:
         return None, f"sidecar {f.sidecar} is not a {FORMAT} sidecar; retrain with `payscore train`"
-    if not hmac.compare_digest(doc["model_file"]["sha256"].lower(), model_sha):
+    recorded = doc["model_file"]["sha256"].lower().encode()
+    if not hmac.compare_digest(recorded, model_sha.encode()):
         return None, (
             f"model file {f.model} does not match the SHA-256 recorded in its sidecar "
             f"(replaced or half-written); refusing it"
@@ -203,7 +204,8 @@ def _digest_file_check(f: Files, text: bytes | None, model_sha: str, side_sha: s
 def _pin_check(f: Files, pin: str | None, side_sha: str | None) -> Check:
     if pin is None:
         return Check("pinned digest", True, "not checked: model_sha256 is not set", False)
-    if side_sha is not None and hmac.compare_digest(pin.strip().lower(), side_sha):
+    pinned = pin.strip().lower().encode()
+    if side_sha is not None and hmac.compare_digest(pinned, side_sha.encode()):
         return Check("pinned digest", True, "the artifact digest equals model_sha256")
     return Check("pinned digest", False, f"model artifact {f.model} does not match the pinned "
                  "model_sha256; refusing it (its digest: `payscore model show`)")

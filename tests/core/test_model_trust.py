@@ -179,3 +179,14 @@ def test_verify_lists_every_check(tmp_path, trusted) -> None:
         ("signature", False),
         ("scikit-learn", False),
     ]
+
+
+def test_a_sidecar_with_a_non_hex_digest_is_a_clean_refusal(tmp_path, trusted) -> None:
+    path = tmp_path / "m.joblib"
+    save_artifact(trusted, path)
+    sidecar = tmp_path / "m.joblib.json"
+    doc = json.loads(sidecar.read_text())
+    doc["model_file"]["sha256"] = "é" * 64
+    sidecar.write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="recorded in its sidecar"):
+        load_artifact(path)
