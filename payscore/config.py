@@ -9,6 +9,7 @@ came from, so ``payscore config`` can explain itself and a bad value names its s
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -132,6 +133,16 @@ class Settings(BaseModel):
     log_interval_seconds: float = Field(
         10.0, gt=0, description="Seconds between consumer summary lines."
     )
+    dashboard_labelling: bool = Field(
+        False,
+        description="The dashboard lets signed-in analysts label review payments; off by "
+        "default, when the page is read-only.",
+    )
+    dashboard_users: SecretStr | None = Field(
+        None,
+        description="Analysts who may sign in to label: comma-separated name:bcrypt-hash "
+        "entries (make one with `payscore dashboard hash-password NAME`); never plaintext.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -170,6 +181,13 @@ class Settings(BaseModel):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
 
+    @field_validator("dashboard_users")
+    @classmethod
+    def _check_users(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_dashboard_users(value.get_secret_value())
+        return value
+
     def kafka_options(self) -> dict[str, Any]:
         """Connection and security options for kafka-python clients (secrets included)."""
         options: dict[str, Any] = {
@@ -188,6 +206,37 @@ class Settings(BaseModel):
         }
         options.update({k: v for k, v in optional.items() if v is not None})
         return options
+
+
+_USER_NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+
+
+def parse_dashboard_users(value: str) -> dict[str, str]:
+    """The analysts of ``dashboard_users`` ("name:hash, ...") as name -> bcrypt hash.
+
+    Only hashes are accepted, so a plaintext password in the config is an error, not a login.
+    Names are lower case: the sign-in library compares them in lower case.
+    """
+    users: dict[str, str] = {}
+    for entry in value.split(","):
+        if not entry.strip():
+            continue
+        name, sep, hashed = entry.strip().partition(":")
+        if not sep or not _USER_NAME.fullmatch(name):
+            raise ValueError(
+                "expected name:bcrypt-hash entries separated by commas, names in lower case "
+                "(letters, digits, . _ @ -)"
+            )
+        if not _BCRYPT_HASH.fullmatch(hashed):
+            raise ValueError(
+                f"the password of {name!r} is not a bcrypt hash; make one with "
+                "`payscore dashboard hash-password`"
+            )
+        if name in users:
+            raise ValueError(f"analyst {name!r} is listed twice")
+        users[name] = hashed
+    return users
 
 
 SECRET_FIELDS = frozenset(

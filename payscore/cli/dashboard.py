@@ -1,4 +1,5 @@
-"""``payscore dashboard``: serve the Streamlit monitoring page as a child process."""
+"""``payscore dashboard``: serve the Streamlit monitoring page as a child process; and
+``payscore dashboard hash-password``: make an analyst's ``dashboard_users`` entry."""
 
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ from payscore.errors import InputError, PayscoreError
 REFRESH_ENV = "PAYSCORE_DASHBOARD_REFRESH"
 
 
+MAX_PASSWORD_BYTES = 72  # bcrypt reads no further
+MIN_PASSWORD_CHARS = 12
+
+
 def register(app: typer.Typer) -> None:
-    app.command("dashboard")(dashboard)
+    """A group: serving is its own callback, so ``payscore dashboard --port ...`` still works."""
+    app.info.name = "dashboard"
+    app.callback(invoke_without_command=True)(dashboard)
+    app.command("hash-password")(hash_password)
 
 
 def app_path() -> Path:
@@ -88,7 +96,14 @@ def dashboard(
     ),
 ) -> None:
     """Start the Streamlit monitoring dashboard on the decisions database (Ctrl-C stops it)."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = settings_from(ctx, database_url=database_url)
+    if settings.dashboard_labelling and settings.dashboard_users is None:
+        raise InputError(
+            "dashboard_labelling is on but dashboard_users names no analyst; add one with "
+            "`payscore dashboard hash-password NAME`, or turn labelling off"
+        )
     if not host or len(host) > 255 or any(c.isspace() for c in host):
         raise InputError(f"--host {host!r} is not a host name or address")
     shown_host = f"[{host}]" if ":" in host else host
@@ -120,3 +135,31 @@ def dashboard(
 
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def hash_password(
+    name: str = typer.Argument(..., help="The analyst's sign-in name (lower case)."),
+) -> None:
+    """Print a dashboard_users entry (name:bcrypt-hash) for a password typed at a prompt.
+
+    The password is read from the terminal without echo (twice), or from the first line of
+    standard input when that is not a terminal; never from the command line.
+    """
+    from payscore.config import parse_dashboard_users
+    from payscore.dashboard.auth import hash_password as bcrypt_hash
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InputError(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise InputError(f"the password must fit in {MAX_PASSWORD_BYTES} bytes (bcrypt's limit)")
+    entry = f"{name}:{bcrypt_hash(password)}"
+    try:
+        parse_dashboard_users(entry)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    # Only the hash is printed; the password itself is never shown or logged.
+    console.print(entry, markup=False, highlight=False, soft_wrap=True)

@@ -2,7 +2,8 @@
 
 Settings come from the environment (PAYSCORE_*), like every payscore process. Everything is
 read through a read-only engine; only the analyst's review label uses a separate write engine,
-so the page works with a read-only database user for all but labelling.
+so the page works with a read-only database user for all but labelling. Labelling is off unless
+``dashboard_labelling`` is set, and then needs a signed-in analyst (``auth.py``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings, load_settings
+from payscore.dashboard import auth, views
 from payscore.dashboard import queries as q
-from payscore.dashboard import views
 from payscore.dashboard.figures import TimeRange, utc_now
-from payscore.errors import PayscoreError
+from payscore.errors import InputError, PayscoreError
 from payscore.store.engine import database_error, driver_message, make_engine
 from payscore.store.labels import record_analyst_label
 
@@ -87,12 +88,16 @@ def _time_range(choice: str) -> TimeRange | None:
     return TimeRange(start, end)
 
 
-def _label(tx: str, is_fraud: bool, analyst: str, note: str | None) -> str:
+def _label(tx: str, is_fraud: bool, note: str | None) -> str:
+    """Store the signed-in analyst's verdict; checked again here, not only by hiding buttons."""
     settings = _settings()
+    analyst = auth.signed_in() if auth.labelling_off_reason(settings) is None else None
+    if analyst is None:
+        raise InputError("sign in before labelling")
     engine = _engine(settings.database_url, False)
     when = record_analyst_label(engine, tx, is_fraud, analyst, note)
     verdict = "fraud" if is_fraud else "legitimate"
-    return f"{tx} marked {verdict} by {analyst.strip()} at {when:%Y-%m-%d %H:%M:%S} UTC."
+    return f"{tx} marked {verdict} by {analyst} at {when:%Y-%m-%d %H:%M:%S} UTC."
 
 
 def _schema_problem(engine: Engine) -> str | None:
@@ -119,7 +124,7 @@ def _schema_problem(engine: Engine) -> str | None:
     return None
 
 
-def _live(choice: str) -> None:
+def _live(choice: str, analyst: str | None, labelling_off: str | None) -> None:
     """Everything that follows the clock; re-run alone by the fragment timer."""
     tr = _time_range(choice)
     if tr is None:
@@ -136,7 +141,7 @@ def _live(choice: str) -> None:
             with tabs[2]:
                 views.risk(conn, tr)
             with tabs[3]:
-                views.review_queue(conn, _label, backlog)
+                views.review_queue(conn, _label, backlog, analyst, labelling_off)
             with tabs[4]:
                 views.customer(conn)
             with tabs[5]:
@@ -155,12 +160,14 @@ def main() -> None:
         st.error(f"Configuration problem: {e}")
         return
     choice, refresh = _sidebar()
+    labelling_off = auth.labelling_off_reason(settings)
+    analyst = auth.sign_in(settings) if labelling_off is None else None
     problem = _schema_problem(_engine(settings.database_url, True))
     if problem:
         st.warning(problem)
         return
     live = st.fragment(run_every=refresh or None)(_live)
-    live(choice)
+    live(choice, analyst, labelling_off)
 
 
 main()

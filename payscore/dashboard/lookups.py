@@ -1,4 +1,5 @@
-"""The dashboard's lookups: the review queue, one customer's profile and history, the model.
+"""The dashboard's lookups: the review queue, a payment's labels, one customer's profile and
+history, the model.
 
 Point queries by key (not time-range figures), split from ``queries.py``; the same rules hold:
 SQLAlchemy Core, bound parameters, bounded row sets.
@@ -23,7 +24,7 @@ from payscore.dashboard.queries import (
     fl,
     st,
 )
-from payscore.store.schema import model_versions
+from payscore.store.schema import label_events, model_versions
 
 BACKLOG_CAP = 1_000  # the backlog figure reads '1,000+' beyond this
 
@@ -48,6 +49,53 @@ def stmt_review_backlog(cap: int = BACKLOG_CAP) -> Select:
         .subquery()
     )
     return select(func.count()).select_from(waiting)
+
+
+LABEL_HISTORY_COLUMNS = ["recorded_at", "verdict", "source", "labelled_by", "known_at", "note"]
+MAX_LABEL_EVENTS = 200
+
+
+def stmt_label_history(transaction_id: str) -> Select:
+    """Every label event of one payment, oldest first (``ix_label_events_tx``)."""
+    ev = label_events.c
+    return (
+        select(ev.recorded_at, ev.is_fraud, ev.source, ev.labelled_by, ev.known_at, ev.note)
+        .where(ev.transaction_id == transaction_id)
+        .order_by(ev.id)
+        .limit(MAX_LABEL_EVENTS)
+    )
+
+
+def stmt_counting_label(transaction_id: str) -> Select:
+    return select(fl.c.is_fraud, fl.c.source, fl.c.labelled_by, fl.c.known_at).where(
+        fl.c.transaction_id == transaction_id
+    )
+
+
+def label_history(conn: Connection, transaction_id: str) -> pd.DataFrame:
+    """A payment's label events, oldest first, verdicts spelled out."""
+    transaction_id = transaction_id.strip()[:MAX_FILTER_CHARS]
+    rows = [
+        (recorded, "fraud" if fraud else "legitimate", source, who, known, note)
+        for recorded, fraud, source, who, known, note in conn.execute(
+            stmt_label_history(transaction_id)
+        )
+    ]
+    return pd.DataFrame(rows, columns=LABEL_HISTORY_COLUMNS)
+
+
+def counting_label(conn: Connection, transaction_id: str) -> dict[str, Any] | None:
+    """The label that counts for a payment (features, queue, fraud rate), or None."""
+    transaction_id = transaction_id.strip()[:MAX_FILTER_CHARS]
+    row = conn.execute(stmt_counting_label(transaction_id)).first()
+    if row is None:
+        return None
+    return {
+        "verdict": "fraud" if row.is_fraud else "legitimate",
+        "source": row.source,
+        "labelled_by": row.labelled_by,
+        "known_at": row.known_at,
+    }
 
 
 def stmt_customer_stats(customer_id: str) -> Select:

@@ -18,7 +18,13 @@ from sqlalchemy import Engine, insert
 
 from payscore.dashboard.figures import utc_now
 from payscore.store.rollup import add_decisions
-from payscore.store.schema import dead_letters, fraud_labels, model_versions, scored_transactions
+from payscore.store.schema import (
+    dead_letters,
+    fraud_labels,
+    label_events,
+    model_versions,
+    scored_transactions,
+)
 
 REVIEW_AT, DECLINE_AT = 0.5, 0.8
 MODEL_VERSION = "synthetic-1"
@@ -82,7 +88,7 @@ def synthetic_rows(
 def label_for(row: dict[str, Any]) -> dict[str, Any] | None:
     """A label for some decisions: most declines, one approval in a hundred, some reviews."""
     digit = zlib.crc32(row["transaction_id"].encode()) % 100  # stable across runs
-    source = "chargeback"
+    source = "stream"  # a chargeback from the labels topic
     if row["status"] == "DECLINED" and digit < 60:
         is_fraud = True
     elif row["status"] == "APPROVED" and digit == 7:
@@ -133,6 +139,11 @@ def seed_database(
                     conn.execute(insert(table), rows)
                     if table is scored_transactions:
                         add_decisions(conn, rows)  # as DecisionWriter does
+                    if table is fraud_labels:  # each counting label is also its one event
+                        conn.execute(
+                            insert(label_events),
+                            [{**r, "recorded_at": r["known_at"]} for r in rows],
+                        )
                     totals[slot] += len(rows)
                     rows.clear()
 

@@ -65,6 +65,8 @@ COLUMN_FORMATS = {
     "mean_score": st.column_config.NumberColumn(format="%.4f"),
     "scored_at": st.column_config.DatetimeColumn(format=_TIME + ".SSS"),
     "event_time": st.column_config.DatetimeColumn(format=_TIME),
+    "recorded_at": st.column_config.DatetimeColumn(format=_TIME),
+    "known_at": st.column_config.DatetimeColumn(format=_TIME),
 }
 
 
@@ -249,11 +251,14 @@ def customer(conn: Connection) -> None:
 
 def review_queue(
     conn: Connection,
-    label: Callable[[str, bool, str, str | None], str],
+    label: Callable[[str, bool, str | None], str],
     backlog: int,
+    analyst: str | None,
+    labelling_off: str | None,
     limit: int = 100,
 ) -> None:
-    """The unlabelled REVIEW decisions, oldest first, with the analyst's verdict buttons."""
+    """The unlabelled REVIEW decisions, oldest first; verdict buttons for a signed-in analyst
+    only; then one payment's label history."""
     st.subheader("Review queue")
     frame = lookups.review_queue(conn, limit)
     st.caption(f"{fmt_backlog(backlog)} payment(s) waiting; oldest first (up to {limit} shown).")
@@ -262,34 +267,66 @@ def review_queue(
         (st.success if message[0] == "ok" else st.error)(message[1])
     if frame.empty:
         st.info("Nothing to review.")
-        return
+    elif analyst is None:
+        st.info(labelling_off or "Sign in (sidebar) to label review payments.")
+    else:
+        _verdict_controls(frame, label, analyst)
+    if not frame.empty:
+        table(frame, "review queue")
+    label_history(conn)
+
+
+def _verdict_controls(
+    frame: pd.DataFrame, label: Callable[[str, bool, str | None], str], analyst: str
+) -> None:
     rows = {r.transaction_id: r for r in frame.itertuples()}
 
     def describe(tx: str) -> str:
         r = rows[tx]
         return f"{tx} - customer {r.customer_id}, {r.amount:,.2f} {r.currency}, score {r.score:.3f}"
 
-    cols = st.columns([3, 2, 3])
+    cols = st.columns([3, 3])
     cols[0].selectbox("Payment", list(rows), format_func=describe, key="review_tx")
-    cols[1].text_input("Analyst", key="analyst", max_chars=64)
-    cols[2].text_input("Note (optional)", key="review_note", max_chars=500)
+    cols[1].text_input("Note (optional)", key="review_note", max_chars=500)
 
     def submit(is_fraud: bool) -> None:
         tx = st.session_state.get("review_tx")
-        analyst = st.session_state.get("analyst", "")
         note = st.session_state.get("review_note") or None
         if not tx:
             return
         try:
-            st.session_state["review_message"] = ("ok", label(tx, is_fraud, analyst, note))
+            st.session_state["review_message"] = ("ok", label(tx, is_fraud, note))
             st.session_state["review_note"] = ""
+            st.session_state["history_tx"] = tx
         except Exception as e:  # noqa: BLE001 - shown to the analyst, never a trace
             st.session_state["review_message"] = ("error", str(e))
 
+    st.caption(f"Your verdict is recorded as **{analyst}**.")
     buttons = st.columns(6)
     buttons[0].button("Mark fraud", key="mark_fraud", on_click=submit, args=(True,))
     buttons[1].button("Mark legitimate", key="mark_legit", on_click=submit, args=(False,))
-    table(frame, "review queue")
+
+
+def label_history(conn: Connection) -> None:
+    """Every label a payment received (chargebacks and analysts), and the one that counts."""
+    st.subheader("Label history")
+    wanted = st.text_input("Transaction id", key="history_tx", max_chars=64).strip()
+    if not wanted:
+        st.caption(
+            "Enter a transaction id to see every label it received. An analyst's verdict "
+            "counts over chargebacks from the labels topic; among those, the latest counts."
+        )
+        return
+    current = lookups.counting_label(conn, wanted)
+    if current is None:
+        st.info(f"No label for transaction {wanted!r}.")
+        return
+    who = f" by {current['labelled_by']}" if current["labelled_by"] else ""
+    st.markdown(
+        f"Counts: **{current['verdict']}** ({current['source']}{who}, known "
+        f"{current['known_at']:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    table(lookups.label_history(conn, wanted), "label history", colour_status=False)
 
 
 def model_info(conn: Connection) -> None:

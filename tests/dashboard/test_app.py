@@ -18,7 +18,7 @@ from payscore.errors import InputError
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.labels import LabelWriteError, record_analyst_label
-from payscore.store.schema import fraud_labels
+from payscore.store.schema import fraud_labels, label_events
 from tests.dashboard.seed import Seeded, seed_small
 
 APP = str(Path(payscore.dashboard.__file__).parent / "app.py")
@@ -95,33 +95,121 @@ def test_status_filter_changes_the_table(seeded_url: tuple[str, Seeded]) -> None
     assert at.selectbox(key="f_status").value == "DECLINED"  # filters survive reruns
 
 
-def test_review_action_stores_label(seeded_url: tuple[str, Seeded]) -> None:
-    url, s = seeded_url
+ANALYST_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def analyst_entry() -> str:
+    """alice's dashboard_users entry; a low bcrypt cost keeps the tests quick."""
+    import bcrypt
+
+    hashed = bcrypt.hashpw(ANALYST_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return f"alice:{hashed}"
+
+
+@pytest.fixture
+def labelling(
+    seeded_url: tuple[str, Seeded], analyst_entry: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Seeded]:
+    monkeypatch.setenv("PAYSCORE_DASHBOARD_LABELLING", "true")
+    monkeypatch.setenv("PAYSCORE_DASHBOARD_USERS", analyst_entry)
+    return seeded_url
+
+
+def _sign_in(at: AppTest, name: str, password: str) -> AppTest:
+    at.sidebar.text_input[0].input(name)
+    at.sidebar.text_input[1].input(password)
+    next(b for b in at.sidebar.button if b.label == "Sign in").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _label_controls(at: AppTest) -> list[str]:
+    keys = {"review_tx", "review_note", "mark_fraud", "mark_legit"}
+    found = [w.key for w in [*at.selectbox, *at.text_input, *at.button] if w.key in keys]
+    return sorted(found)
+
+
+def _history(at: AppTest) -> Any:
+    return next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+
+
+def test_labelling_is_off_by_default(seeded_url: tuple[str, Seeded]) -> None:
     at = _run()
+    assert _label_controls(at) == []
+    assert not [b for b in at.sidebar.button if b.label == "Sign in"]  # no sign-in either
+    assert any("Labelling is off" in i.value for i in at.info)
+
+
+def test_no_label_controls_without_signing_in(labelling: tuple[str, Seeded]) -> None:
+    at = _run()
+    assert _label_controls(at) == []
+    assert any("Sign in" in i.value for i in at.info)
+    assert [b.label for b in at.sidebar.button if b.label == "Sign in"] == ["Sign in"]
+    # The read-only views need no sign-in.
+    assert _metrics(at)["Payments decided"] != "0"
+
+
+def test_a_wrong_password_is_refused(labelling: tuple[str, Seeded]) -> None:
+    at = _sign_in(_run(), "alice", "not the password")
+    assert "Wrong analyst name or password." in [e.value for e in at.sidebar.error]
+    assert _label_controls(at) == []
+    at = _sign_in(_run(), "mallory", ANALYST_PASSWORD)
+    assert _label_controls(at) == []
+
+
+def test_a_signed_in_analysts_label_records_who_and_shows_in_history(
+    labelling: tuple[str, Seeded],
+) -> None:
+    url, s = labelling
+    at = _sign_in(_run(), "alice", ANALYST_PASSWORD)
+    assert _label_controls(at) == ["mark_fraud", "mark_legit", "review_note", "review_tx"]
+    assert not at.text_input(key="review_note").value  # no free-text analyst name any more
     first = at.selectbox(key="review_tx").value
     waiting = sorted(
         (r for r in s.rows if r["status"] == "REVIEW" and r["transaction_id"] not in s.labels),
         key=lambda r: r["event_time"],
     )
     assert first == waiting[0]["transaction_id"]  # oldest first
-    at.button(key="mark_fraud").click().run()
-    assert "analyst name" in at.error[0].value  # no name, no label
-    at.text_input(key="analyst").input("alice")
     at.text_input(key="review_note").input("card reported stolen")
     at.button(key="mark_fraud").click().run()
     assert not at.exception
     assert f"{first} marked fraud by alice" in at.success[0].value
-    assert at.selectbox(key="review_tx").value != first  # it left the queue
-    assert first not in list(at.selectbox(key="review_tx").options)
+    assert first not in list(at.selectbox(key="review_tx").options)  # it left the queue
     with make_engine(Settings(database_url=url)).connect() as conn:
         row = conn.execute(select(fraud_labels).where(fraud_labels.c.transaction_id == first)).one()
+        events = conn.execute(
+            select(label_events.c.source, label_events.c.labelled_by).where(
+                label_events.c.transaction_id == first
+            )
+        ).all()
     assert (row.is_fraud, row.source, row.labelled_by, row.note) == (
         True,
         "analyst",
         "alice",
         "card reported stolen",
     )
+    assert [tuple(e) for e in events] == [("analyst", "alice")]
     assert abs((utc_now() - row.known_at).total_seconds()) < 120
+    # The history opens on the payment just labelled.
+    assert at.text_input(key="history_tx").value == first
+    history = _history(at)
+    assert list(
+        history[["verdict", "source", "labelled_by"]].itertuples(index=False, name=None)
+    ) == [("fraud", "analyst", "alice")]
+    assert any("Counts: **fraud** (analyst by alice" in m.value for m in at.markdown)
+
+
+def test_history_of_a_payment_with_a_chargeback(seeded_url: tuple[str, Seeded]) -> None:
+    _, s = seeded_url
+    tx, label = next((t, lab) for t, lab in s.labels.items() if lab["source"] == "stream")
+    at = _run()
+    at.text_input(key="history_tx").input(tx).run()
+    history = _history(at)
+    verdict = "fraud" if label["is_fraud"] else "legitimate"
+    assert list(history[["verdict", "source"]].itertuples(index=False, name=None)) == [
+        (verdict, "stream")
+    ]
 
 
 def test_customer_profile(seeded_url: tuple[str, Seeded]) -> None:
@@ -130,7 +218,7 @@ def test_customer_profile(seeded_url: tuple[str, Seeded]) -> None:
     metrics = _metrics(at)
     assert metrics["Payments"] == "13" and metrics["Last hour"] == "3"
     at.text_input(key="customer_query").input("nobody").run()
-    assert "No decisions for customer 'nobody'" in at.info[0].value
+    assert any("No decisions for customer 'nobody'" in i.value for i in at.info)
 
 
 @pytest.mark.parametrize("case", ["missing_file", "no_schema", "bad_url"])
@@ -171,7 +259,7 @@ def test_label_writes_are_checked(seeded_url: tuple[str, Seeded]) -> None:
     with pytest.raises(InputError, match="at most 64"):
         record_analyst_label(writer, tx, True, "x" * 65)
     record_analyst_label(writer, tx, False, "carol")
-    with pytest.raises(InputError, match="already has a label"):
+    with pytest.raises(InputError, match="already has a verdict by carol"):
         record_analyst_label(writer, tx, True, "dave")
 
 
@@ -184,6 +272,8 @@ def test_cli_passes_settings_by_environment_not_argv(monkeypatch: pytest.MonkeyP
     settings = Settings(
         database_url="mysql://reader@db.example/payscore",
         database_password=SecretStr("s3cret-pw"),
+        dashboard_labelling=True,
+        dashboard_users=SecretStr("alice:$2b$04$" + "a" * 53),
     )
     command = streamlit_command("127.0.0.1", 8765)
     env = child_env(settings, refresh=15)
@@ -193,6 +283,8 @@ def test_cli_passes_settings_by_environment_not_argv(monkeypatch: pytest.MonkeyP
     assert env["PAYSCORE_DATABASE_PASSWORD"] == "s3cret-pw"
     assert env["PAYSCORE_DATABASE_URL"] == "mysql://reader@db.example/payscore"
     assert env["PAYSCORE_DASHBOARD_REFRESH"] == "15"
+    assert env["PAYSCORE_DASHBOARD_USERS"] == "alice:$2b$04$" + "a" * 53
+    assert env["PAYSCORE_DASHBOARD_LABELLING"] == "true"
     assert "PAYSCORE_CONFIG" not in env
     from payscore.config import load_settings
 

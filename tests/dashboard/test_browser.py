@@ -24,7 +24,8 @@ from payscore.config import Settings
 from payscore.dashboard.figures import utc_now
 from payscore.dashboard.seed import label_for, seed_database, synthetic_rows
 from payscore.store.engine import make_engine
-from payscore.store.schema import fraud_labels
+from payscore.store.schema import fraud_labels, label_events
+from payscore.store.writer import DecisionWriter
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -72,15 +73,16 @@ def _free_port() -> int:
 
 @contextmanager
 def _serving(
-    db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
+    db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path, **settings: Any
 ) -> Iterator[str]:
-    """`payscore dashboard` on ``db_url``; yields its URL, and checks that it goes away."""
+    """`payscore dashboard` on ``db_url`` (and ``settings``); yields its URL, and checks that
+    it goes away."""
     port = _free_port()
     log = (tmp_path / "dashboard.log").open("w")
     command = [sys.executable, "-c", "from payscore.cli.app import main; main()"]
     proc = subprocess.Popen(
         [*command, "dashboard", "--port", str(port)],
-        env=payscore_env(database_url=db_url),
+        env=payscore_env(database_url=db_url, **settings),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
@@ -191,32 +193,163 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
                 timeout=30_000
             )
 
-            # An analyst marks the oldest review item; the label lands in the database.
+            # By default the page is read-only: the queue shows, with no way to label it.
             page.get_by_role("tab", name="Review queue").click()
-            analyst = page.get_by_label("Analyst")
-            analyst.fill("erin")
-            analyst.press("Enter")
-            page.get_by_role("button", name="Mark fraud").click()
-            done = page.get_by_text(re.compile(r"marked fraud by erin"))
-            expect(done).to_be_visible(timeout=30_000)
-            tx = done.inner_text().split()[0]
+            expect(page.get_by_text(re.compile("Labelling is off"))).to_be_visible(timeout=30_000)
+            assert page.get_by_role("button", name="Mark fraud").count() == 0
+            assert page.get_by_role("button", name="Sign in").count() == 0
         finally:
             browser.close()
-
-    engine = make_engine(Settings(database_url=seeded["db_url"]))
-    with engine.connect() as conn:
-        label = conn.execute(select(fraud_labels).where(fraud_labels.c.transaction_id == tx)).one()
-    engine.dispose()
-    assert (label.is_fraud, label.source, label.labelled_by) == (True, "analyst", "erin")
-    waiting = [
-        r for r in rows if r["status"] == "REVIEW" and r["transaction_id"] not in seeded["labels"]
-    ]
-    assert tx == min(waiting, key=lambda r: r["event_time"])["transaction_id"]
 
     assert shot.stat().st_size > 20_000
     if os.environ.get(SCREENSHOT_ENV) == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+
+ANALYST, PASSWORD = "erin", "correct horse battery staple"
+
+
+@pytest.fixture
+def labelling_dashboard(
+    db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The seeded dashboard with labelling on and one analyst, erin (hash made by the CLI)."""
+    now = utc_now()
+    engine = make_engine(Settings(database_url=db_url))
+    seed_database(engine, ROWS, now=now, span_seconds=SPAN, seed=SEED)
+    engine.dispose()
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from payscore.cli.app import main; main()",
+            "dashboard",
+            "hash-password",
+            ANALYST,
+        ],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env=payscore_env(),
+        check=True,
+    )
+    entry = made.stdout.strip()
+    assert entry.startswith(f"{ANALYST}:$2b$") and PASSWORD not in made.stdout + made.stderr
+    rows = list(synthetic_rows(ROWS, now=now, span_seconds=SPAN, seed=SEED))
+    with _serving(
+        db_url, payscore_env, tmp_path, dashboard_labelling=True, dashboard_users=entry
+    ) as url:
+        yield url, rows
+
+
+def test_labelling_needs_signing_in_in_chromium(
+    labelling_dashboard: tuple[str, list[dict[str, Any]]], db_url: str, tmp_path: Path
+) -> None:
+    """No label control before signing in; a wrong password is refused; the right one lets
+    erin label; the label records her, and a later chargeback does not erase it."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, rows = labelling_dashboard
+    labels = {lab["transaction_id"] for lab in map(label_for, rows) if lab}
+    waiting = [r for r in rows if r["status"] == "REVIEW" and r["transaction_id"] not in labels]
+    oldest = min(waiting, key=lambda r: r["event_time"])["transaction_id"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1500, "height": 1100})
+            context.add_init_script(RECORD_CANVAS_TEXT)
+            page = context.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            expect(page.get_by_text("Payments decided")).to_be_visible(timeout=60_000)
+            page.get_by_role("tab", name="Review queue").click()
+            expect(page.get_by_text(re.compile(r"Sign in \(sidebar\) to label"))).to_be_visible(
+                timeout=30_000
+            )
+            assert page.get_by_role("button", name="Mark fraud").count() == 0
+            page.screenshot(path=str(tmp_path / "signed-out.png"), full_page=True)
+
+            sidebar = page.locator("[data-testid='stSidebar']")
+            sidebar.get_by_role("textbox", name="Analyst").fill(ANALYST)
+            sidebar.get_by_role("textbox", name="Password").fill("not her password")
+            sidebar.get_by_role("button", name="Sign in").click()
+            expect(sidebar.get_by_text("Wrong analyst name or password.")).to_be_visible(
+                timeout=30_000
+            )
+            assert page.get_by_role("button", name="Mark fraud").count() == 0
+
+            sidebar.get_by_role("textbox", name="Analyst").fill(ANALYST)
+            sidebar.get_by_role("textbox", name="Password").fill(PASSWORD)
+            sidebar.get_by_role("button", name="Sign in").click()
+            expect(sidebar.get_by_text(f"Signed in as {ANALYST}")).to_be_visible(timeout=30_000)
+            mark = page.get_by_role("button", name="Mark fraud")
+            expect(mark).to_be_visible(timeout=30_000)
+            mark.click()
+            done = page.get_by_text(re.compile(f"marked fraud by {ANALYST}"))
+            expect(done).to_be_visible(timeout=30_000)
+            tx = done.inner_text().split()[0]
+            assert tx == oldest
+            # The history opens on that payment: erin's verdict, and it counts.
+            expect(page.get_by_text(f"(analyst by {ANALYST}")).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1500)  # let the canvas-drawn tables draw
+            assert ANALYST in set(page.evaluate("window.__drawn"))
+            page.get_by_text("Label history", exact=True).scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "signed-in.png"))
+
+            # A chargeback saying "legitimate" arrives from the labels topic afterwards.
+            engine = make_engine(Settings(database_url=db_url))
+            known = rows[0]["scored_at"]
+            DecisionWriter(engine).write_batch(
+                [],
+                labels=[
+                    {
+                        "transaction_id": tx,
+                        "is_fraud": False,
+                        "known_at": known,
+                        "kafka_topic": "payments.labels",
+                        "kafka_partition": 0,
+                        "kafka_offset": 9,
+                    }
+                ],
+            )
+            with engine.connect() as conn:
+                counted = conn.execute(
+                    select(fraud_labels).where(fraud_labels.c.transaction_id == tx)
+                ).one()
+                history = conn.execute(
+                    select(label_events.c.source, label_events.c.labelled_by)
+                    .where(label_events.c.transaction_id == tx)
+                    .order_by(label_events.c.id)
+                ).all()
+            engine.dispose()
+            assert (counted.is_fraud, counted.source, counted.labelled_by) == (
+                True,
+                "analyst",
+                ANALYST,
+            )
+            assert [tuple(h) for h in history] == [("analyst", ANALYST), ("stream", None)]
+
+            # A new visitor (no sign-in) sees both events, and erin's verdict still counts.
+            page = context.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            expect(page.get_by_text("Payments decided")).to_be_visible(timeout=60_000)
+            page.get_by_role("tab", name="Review queue").click()
+            assert page.get_by_role("button", name="Mark fraud").count() == 0
+            box = page.get_by_label("Transaction id")
+            box.fill(tx)
+            box.press("Enter")
+            expect(page.get_by_text(f"(analyst by {ANALYST}")).to_be_visible(timeout=30_000)
+            review = page.get_by_role("tabpanel", name="Review queue")
+            expect(review.get_by_text("2 row(s) shown", exact=True)).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1500)
+            drawn = set(page.evaluate("window.__drawn"))
+            assert {"stream", "analyst", "legitimate", "fraud"} <= drawn, sorted(drawn)[:80]
+            review.get_by_role("button", name="Download label history (CSV)").hover()
+            page.screenshot(path=str(tmp_path / "history.png"))
+        finally:
+            browser.close()
 
 
 @pytest.fixture
