@@ -141,3 +141,50 @@ def test_initdb_carries_existing_labels_over_once(db: Engine) -> None:
     with db.connect() as conn:
         names = {ix["name"] for ix in inspect(conn).get_indexes("label_events")}
     assert {"ix_label_events_tx", "ux_label_events_source"} <= names
+
+
+@pytest.mark.integration
+def test_a_select_only_user_reads_labels_and_cannot_write_one(
+    db_url: str, _db_admin_engine: Any
+) -> None:
+    """The dashboard's read-only views need SELECT only; a label then fails with the grants
+    it needs, instead of a trace."""
+    import re
+    import secrets
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import URL, make_url
+
+    from payscore.dashboard import lookups
+    from payscore.store.labels import LabelWriteError
+
+    admin = make_engine(Settings(database_url=db_url))
+    with admin.begin() as conn:
+        conn.execute(insert(scored_transactions), [row("tx1", 1), row("tx2", 2)])
+    record_analyst_label(admin, "tx1", True, "erin")
+    admin.dispose()
+    url = make_url(db_url)
+    user, password = f"ro_{uuid.uuid4().hex[:12]}", secrets.token_hex(16)
+    assert re.fullmatch(r"ro_[0-9a-f]{12}", user) and url.database  # our own names in DDL
+    with _db_admin_engine.begin() as conn:
+        conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY :pw"), {"pw": password})
+        conn.execute(text(f"GRANT SELECT ON `{url.database}`.* TO '{user}'@'%'"))
+    reader_url = URL.create(
+        url.drivername, user, None, url.host, url.port, url.database
+    ).render_as_string(hide_password=False)
+    settings = Settings(database_url=reader_url, database_password=password)
+    reader = make_engine(settings, read_only=True)
+    writer = make_engine(settings)
+    try:
+        with reader.connect() as conn:
+            history = lookups.label_history(conn, "tx1")
+            assert list(history["labelled_by"]) == ["erin"]
+            assert lookups.counting_label(conn, "tx1")["source"] == "analyst"  # type: ignore[index]
+        with pytest.raises(LabelWriteError, match="needs INSERT on label_events"):
+            record_analyst_label(writer, "tx2", False, "frank")
+    finally:
+        reader.dispose()
+        writer.dispose()
+        with _db_admin_engine.begin() as conn:
+            conn.execute(text(f"DROP USER '{user}'@'%'"))
