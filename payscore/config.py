@@ -54,6 +54,14 @@ class Settings(BaseModel):
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle for SSL.")
     kafka_ssl_certfile: str | None = Field(None, description="Client certificate for SSL.")
     kafka_ssl_keyfile: str | None = Field(None, description="Client key for SSL.")
+    kafka_ssl_password: SecretStr | None = Field(
+        None, description="Password of the encrypted client key (kafka_ssl_keyfile)."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True,
+        description="Check that the broker's certificate names the host connected to; "
+        "false only for a test broker whose certificate cannot.",
+    )
     input_topic: str = Field("payments", description="Topic the consumer reads payments from.")
     dlq_topic: str = Field("payments.dlq", description="Dead-letter topic for bad messages.")
     decisions_topic: str = Field(
@@ -203,8 +211,13 @@ class Settings(BaseModel):
             "ssl_cafile": self.kafka_ssl_cafile,
             "ssl_certfile": self.kafka_ssl_certfile,
             "ssl_keyfile": self.kafka_ssl_keyfile,
+            "ssl_password": (
+                self.kafka_ssl_password.get_secret_value() if self.kafka_ssl_password else None
+            ),
         }
         options.update({k: v for k, v in optional.items() if v is not None})
+        if self.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+            options["ssl_check_hostname"] = self.kafka_ssl_check_hostname
         return options
 
 

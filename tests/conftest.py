@@ -11,16 +11,25 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.bed._proc import spawn, tail, terminate
-from tests.bed.kafka import READY_LINE, BedError, KafkaBroker, fetch_kafka, kafka_home
+from tests.bed.kafka import (
+    READY_LINE,
+    SCRAM_MECHANISMS,
+    BedError,
+    KafkaBroker,
+    fetch_kafka,
+    kafka_home,
+)
 from tests.bed.mariadb import MariaDBServer
 
 KAFKA_ENV = "PAYSCORE_TEST_KAFKA_BOOTSTRAP"
@@ -171,6 +180,10 @@ def _wait_for_leaders(admin: Any, name: str, partitions: int, timeout: float = 3
 @pytest.fixture
 def new_topic(kafka_admin: Any) -> Iterator[Callable[..., str]]:
     """Factory: ``new_topic(partitions=3)`` creates a fresh uniquely named topic, ready to use."""
+    yield from _topic_factory(kafka_admin)
+
+
+def _topic_factory(kafka_admin: Any) -> Iterator[Callable[..., str]]:
     from kafka.admin import NewTopic
 
     created: list[str] = []
@@ -203,6 +216,103 @@ def topic(new_topic: Callable[..., str]) -> str:
 def group_id() -> str:
     """A fresh consumer group id for this test."""
     return f"ps-group-{uuid.uuid4().hex[:16]}"
+
+
+# ----------------------------------------------------------------------- Kafka over TLS / SASL
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """A broker with a mutual-TLS listener and a SASL_SSL (SCRAM) listener, and its secrets.
+
+    ``tls_settings()`` / ``sasl_settings()`` are payscore settings for ``payscore_env``: the
+    passwords travel to subprocesses in PAYSCORE_* variables, never on a command line.
+    """
+
+    plain: str  # for the test's own set-up (topics, reading back); no security
+    ssl: str
+    sasl: str
+    ca_file: str
+    cert_file: str
+    key_file: str
+    key_password: str
+    sasl_user: str
+    sasl_password: str
+    sasl_mechanism: str
+
+    def tls_settings(self) -> dict[str, Any]:
+        return {
+            "kafka_bootstrap_servers": self.ssl,
+            "kafka_security_protocol": "SSL",
+            "kafka_ssl_cafile": self.ca_file,
+            "kafka_ssl_certfile": self.cert_file,
+            "kafka_ssl_keyfile": self.key_file,
+            "kafka_ssl_password": self.key_password,
+        }
+
+    def sasl_settings(self) -> dict[str, Any]:
+        return {
+            "kafka_bootstrap_servers": self.sasl,
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_ssl_cafile": self.ca_file,
+            "kafka_sasl_mechanism": self.sasl_mechanism,
+            "kafka_sasl_username": self.sasl_user,
+            "kafka_sasl_password": self.sasl_password,
+        }
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> Iterator[SecureKafka]:
+    """A second broker of its own, with TLS and SASL listeners, started only when asked for.
+
+    Separate from the plain session broker because the secure listeners slow every broker
+    start (about 1.5 s of CPU) and cannot be added to a running one.
+    """
+    started = time.monotonic()
+    try:
+        libs = fetch_kafka()
+        broker = _start_twice(lambda: KafkaBroker(libs, secure=True), "stop")
+        password = secrets.token_urlsafe(16)
+        broker.add_scram_user("payscore-test", password, SCRAM_MECHANISMS[1])
+    except BedError as e:
+        pytest.fail(f"test bed: the TLS/SASL Kafka broker did not start: {e}", pytrace=False)
+    _report(
+        f"Kafka broker with TLS {broker.ssl_bootstrap} and SASL_SSL {broker.sasl_bootstrap} "
+        f"ready in {time.monotonic() - started:.1f}s"
+    )
+    tls = broker.tls_dir
+    try:
+        yield SecureKafka(
+            plain=broker.bootstrap,
+            ssl=broker.ssl_bootstrap,
+            sasl=broker.sasl_bootstrap,
+            ca_file=str(tls / "ca.crt"),
+            cert_file=str(tls / "client.crt"),
+            key_file=str(tls / "client.key"),
+            key_password=broker.client_key_password,
+            sasl_user="payscore-test",
+            sasl_password=password,
+            sasl_mechanism=SCRAM_MECHANISMS[1],
+        )
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def _secure_kafka_admin(secure_kafka: SecureKafka) -> Iterator[Any]:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=secure_kafka.plain, client_id="payscore-test-bed")
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def secure_new_topic(_secure_kafka_admin: Any) -> Iterator[Callable[..., str]]:
+    """``new_topic`` on the TLS/SASL broker (created through its plain listener)."""
+    yield from _topic_factory(_secure_kafka_admin)
 
 
 # ------------------------------------------------------------------------------------- MariaDB

@@ -135,6 +135,9 @@ def confluent_config(settings: Settings, linger_ms: int) -> dict[str, Any]:
         "ssl_cafile": "ssl.ca.location",
         "ssl_certfile": "ssl.certificate.location",
         "ssl_keyfile": "ssl.key.location",
+        "ssl_password": "ssl.key.password",
     }
     config.update({renamed[k]: v for k, v in options.items() if k in renamed})
+    if options.get("ssl_check_hostname") is False:
+        config["ssl.endpoint.identification.algorithm"] = "none"
     return config

@@ -16,7 +16,13 @@ from typing import Any
 
 import kafka
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    AuthorizationError,
+    KafkaConfigurationError,
+    KafkaError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+)
 
 from payscore.config import Settings
 from payscore.errors import ConfigError, PayscoreError, ServiceUnavailable
@@ -56,6 +62,7 @@ class _BootstrapQuiet:
         self._lock = threading.Lock()
         self._depth = 0
         self._saved = logging.NOTSET
+        self._saved_manager: tuple[int, bool] = (logging.NOTSET, True)
 
     @contextmanager
     def __call__(self, settings: Settings) -> Iterator[None]:
@@ -63,10 +70,15 @@ class _BootstrapQuiet:
             yield
             return
         logger = logging.getLogger("kafka")
+        manager = logging.getLogger(_MANAGER_LOGGER)
         with self._lock:
             if self._depth == 0:
                 self._saved = logger.level
                 logger.setLevel(logging.CRITICAL)
+                # Still let the manager's WARNINGs be made, for _BootstrapFailures only.
+                self._saved_manager = (manager.level, manager.propagate)
+                manager.setLevel(logging.WARNING)
+                manager.propagate = False
             self._depth += 1
         try:
             yield
@@ -75,9 +87,43 @@ class _BootstrapQuiet:
                 self._depth -= 1
                 if self._depth == 0:
                     logger.setLevel(self._saved)
+                    manager.setLevel(self._saved_manager[0])
+                    manager.propagate = self._saved_manager[1]
 
 
 _bootstrap_quietly = _BootstrapQuiet()
+_MANAGER_LOGGER = "kafka.net.manager"
+
+
+class _BootstrapFailures(logging.Handler):
+    """The last reason kafka-python gave for a failed bootstrap attempt.
+
+    A refused SASL login or a certificate that fails verification is retried until the
+    bootstrap timeout, then reported only as "Unable to bootstrap"; the cause is in a log
+    record of ``kafka.net.manager`` (its exception is the record's argument), kept here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: BaseException | None = None
+        self.refused: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for arg in record.args if isinstance(record.args, tuple) else ():
+            # The last record repeats the final "Unable to bootstrap"; the cause came before.
+            if isinstance(arg, BaseException) and "Unable to bootstrap" not in str(arg):
+                self.last = arg
+                if isinstance(arg, (SaslAuthenticationFailedError, AuthorizationError)):
+                    self.refused = arg
+
+    @contextmanager
+    def watching(self) -> Iterator[_BootstrapFailures]:
+        logger = logging.getLogger(_MANAGER_LOGGER)
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
 
 
 def describe_servers(settings: Settings) -> str:
@@ -106,15 +152,22 @@ def _supported(client_cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _build(client_cls: type, settings: Settings, options: dict[str, Any]) -> Any:
+    failures = _BootstrapFailures()
     try:
-        with _bootstrap_quietly(settings):
+        with _bootstrap_quietly(settings), failures.watching():
             return client_cls(**options)
     except KafkaConfigurationError as e:
         raise ConfigError("kafka", "settings", str(e)) from e
     except (KafkaError, OSError) as e:
-        raise ServiceUnavailable(
-            f"cannot reach Kafka at {describe_servers(settings)}: {_reason(e)}"
-        ) from e
+        servers = describe_servers(settings)
+        if failures.refused is not None:
+            user = settings.kafka_sasl_username
+            who = f" of user {user!r}" if user else ""
+            raise ServiceUnavailable(
+                f"Kafka at {servers} refused the login{who}: {_reason(failures.refused)}"
+            ) from e
+        last = f" (last attempt: {_reason(failures.last)})" if failures.last is not None else ""
+        raise ServiceUnavailable(f"cannot reach Kafka at {servers}: {_reason(e)}{last}") from e
 
 
 def _reason(error: BaseException) -> str:

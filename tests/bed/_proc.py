@@ -13,6 +13,10 @@ from pathlib import Path
 BED_DIR = Path(__file__).resolve().parent
 
 
+class BedError(RuntimeError):
+    """A test-bed service could not be fetched or started; the message says why."""
+
+
 def cache_dir() -> Path:
     """Where downloads are cached between runs: $PAYSCORE_CACHE_DIR or ~/.cache/payscore."""
     configured = os.environ.get("PAYSCORE_CACHE_DIR")
