@@ -165,4 +165,5 @@ def test_produce_bad_file_is_one_line_error(kafka_bootstrap, payscore_env, tmp_p
         timeout=120,
     )
     assert done.returncode == 1
-    assert "broken.jsonl:1" in done.stderr and "Traceback" not in done.stderr
+    assert "line 1: schema" in done.stderr and "Traceback" not in done.stderr
+    assert "broken.jsonl: no usable payments" in done.stderr

@@ -19,7 +19,7 @@ def test_progress_counts_every_record_read_and_sent(kafka_bootstrap, new_topic, 
     letters.append(_letter(source, 8, b"x", kind="json"))  # not selected: read, not sent
     _put_dead_letters(kafka_bootstrap, dlq_topic, letters)
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=db_url)
-    settings = settings.model_copy(update={"dlq_topic": dlq_topic})
+    settings = settings.model_copy(update={"dlq_topic": dlq_topic, "input_topic": source})
     heard: list[tuple[str, int, int | None]] = []
     result = replay_dead_letters(
         settings,
