@@ -30,6 +30,8 @@ def initdb(
         console.print(f"created index {name}")
     if report.rollup_rebuilt is not None:
         console.print(f"back-filled decision_rollup from {report.rollup_rebuilt} decisions")
+    if report.labels_carried:
+        console.print(f"carried {report.labels_carried} fraud labels over into label_events")
     if report.present:
         console.print(f"already present: {', '.join(report.present)}")
     if not report.created and not report.indexes_added:

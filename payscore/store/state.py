@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.core.features import Label
 from payscore.store.engine import database_error
-from payscore.store.schema import fraud_labels, scored_transactions
+from payscore.store.schema import fraud_labels, label_events, scored_transactions
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,41 @@ def load_labels(db: Engine, known_after: datetime | None = None) -> list[Label]:
             ]
     except SQLAlchemyError as e:
         raise database_error(e, db.url) from e
+
+
+def label_cursor(db: Engine) -> int:
+    """The newest ``label_events.id`` (0 when none): where the next ``labels_after`` starts."""
+    try:
+        with db.connect() as conn:
+            return int(conn.execute(select(func.max(label_events.c.id))).scalar() or 0)
+    except SQLAlchemyError as e:
+        raise database_error(e, db.url) from e
+
+
+def labels_after(db: Engine, cursor: int) -> tuple[list[Label], int]:
+    """The counting labels of every payment with a label event after ``cursor``, and the new
+    cursor. Events are ordered by their id, the order they were stored in: ``known_at`` is no
+    cursor, since an analyst's is a wall-clock time and a stream label's an event time that
+    may be years older, so the newest of one would hide the other."""
+    e, f = label_events.c, fraud_labels.c
+    try:
+        with db.connect() as conn:
+            newest = int(conn.execute(select(func.max(e.id))).scalar() or 0)
+            if newest <= cursor:
+                return [], cursor
+            changed = select(e.transaction_id).where(e.id > cursor, e.id <= newest)
+            query = (
+                select(f.transaction_id, f.is_fraud, f.known_at)
+                .where(f.transaction_id.in_(changed))
+                .order_by(f.known_at)
+            )
+            labels = [
+                Label(tx, bool(fraud), at.replace(tzinfo=timezone.utc))
+                for tx, fraud, at in conn.execute(query)
+            ]
+    except SQLAlchemyError as e:
+        raise database_error(e, db.url) from e
+    return labels, newest
 
 
 def history_start(latest: datetime, label_delay_days: int) -> datetime:

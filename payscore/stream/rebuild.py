@@ -41,7 +41,7 @@ class FeatureState:
         self._owned_partitions = owned_partitions
         self._state_day: float | None = None  # event-time day of the last state refresh
         self._others_cursor = 0  # scored_transactions.id read for other consumers' payments
-        self._labels_known_at: datetime | None = None
+        self._label_cursor = 0  # label_events.id read so far (see state.labels_after)
         self._expired_day: float | None = None  # event-time day of the last expiry
 
     def rebuild(self) -> FeatureEngine:
@@ -53,9 +53,9 @@ class FeatureState:
         replayed = 0
         if latest is not None:
             since = state.history_start(latest, engine.label_delay_days)
-            labels = state.load_labels(self.db, known_after=since)
-            engine.add_labels(labels)
-            self._labels_known_at = max((lb.known_at for lb in labels), default=None)
+            cursor = state.label_cursor(self.db)  # first: a label stored meanwhile is re-read
+            engine.add_labels(state.load_labels(self.db, known_after=since))
+            self._label_cursor = cursor
             history = state.load_history(self.db, self.topic, since)
             for part in state.iter_chunks(history):
                 engine.transform_columns(
@@ -94,10 +94,9 @@ class FeatureState:
             return
         self._state_day = day
         try:
-            labels = state.load_labels(self.db, known_after=self._labels_known_at)
+            labels, cursor = state.labels_after(self.db, self._label_cursor)
             engine.add_labels(labels)
-            if labels:
-                self._labels_known_at = max(lb.known_at for lb in labels)
+            self._label_cursor = cursor
             owned = self._owned_partitions()
             since = datetime.fromtimestamp(newest / 1000, timezone.utc).replace(tzinfo=None)
             since -= timedelta(days=state.HISTORY_DAYS + engine.label_delay_days)

@@ -171,3 +171,39 @@ def test_the_engines_memory_levels_off_under_churn(caplog: pytest.LogCaptureFixt
     assert later <= settled * 1.03, (settled, later)
     unbounded = _run(160, 50, lambda engine, batch: None, traced=True)
     assert _peak(unbounded, LATER, 3) > 1.5 * settled
+
+
+def test_the_daily_refresh_reads_stream_labels_stored_after_an_analysts_verdict(tmp_path):
+    """An analyst's verdict is known at a wall-clock time, a stream label at an event time that
+    may be years older: the refresh must read both, whatever their known_at (it kept its place
+    by the newest known_at, and skipped every later stream label older than the verdict)."""
+    from datetime import datetime
+
+    from payscore.store import labels
+
+    db = create_engine(f"sqlite:///{tmp_path / 'labels.db'}")
+    metadata.create_all(db)
+    engine = FeatureEngine()
+    state = FeatureState(db, TOPIC, FeatureEngine, set)
+    day0 = SimpleNamespace(topic=TOPIC, timestamp=T0 * 1000)
+    state.maybe_refresh(engine, [day0])  # the first batch sets the day
+    from payscore.store.schema import scored_transactions
+    from tests.store.rows import row
+
+    with db.begin() as conn:
+        conn.execute(scored_transactions.insert(), [row("tx-analyst", 1)])
+    labels.record_analyst_label(db, "tx-analyst", True, "erin", now=datetime(2026, 12, 1))
+    with db.begin() as conn:
+        labels.record_stream_labels(
+            conn, "sqlite",
+            [{"transaction_id": "tx-stream", "is_fraud": True, "known_at": datetime(2024, 1, 3)}],
+        )
+    state.maybe_refresh(engine, [SimpleNamespace(topic=TOPIC, timestamp=(T0 + DAY) * 1000)])
+    assert set(engine._pending) == {"tx-analyst", "tx-stream"}
+    with db.begin() as conn:  # a later stream label, older than the verdict again
+        labels.record_stream_labels(
+            conn, "sqlite",
+            [{"transaction_id": "tx-late", "is_fraud": True, "known_at": datetime(2024, 1, 4)}],
+        )
+    state.maybe_refresh(engine, [SimpleNamespace(topic=TOPIC, timestamp=(T0 + 2 * DAY) * 1000)])
+    assert "tx-late" in engine._pending
