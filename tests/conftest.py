@@ -362,6 +362,49 @@ def db_server(_mariadb_server: MariaDBServer | None) -> Iterator[MariaDBServer]:
         _mariadb_server.start()
 
 
+@dataclass(frozen=True)
+class TlsDatabase:
+    """A database whose user is created ``REQUIRE SSL`` on the session's MariaDB server."""
+
+    user: str
+    password: str
+    port: int
+    database: str
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+    def url(self, host: str = "127.0.0.1", **options: str) -> str:
+        """``database_url`` without the password, with these ssl_* (etc.) query options."""
+        from urllib.parse import urlencode
+
+        query = f"?{urlencode(options)}" if options else ""
+        return f"mysql://{self.user}@{host}:{self.port}/{self.database}{query}"
+
+
+@pytest.fixture(scope="session")
+def mariadb_tls(_mariadb_server: MariaDBServer | None) -> TlsDatabase:
+    """A TLS-only user and its database on the session's MariaDB (made on first use)."""
+    if _mariadb_server is None:
+        pytest.fail(
+            f"the MySQL TLS tests need the suite's own MariaDB (TLS on, certificates made by "
+            f"the test bed); unset {DATABASE_ENV} to run them",
+            pytrace=False,
+        )
+    user, password = "payscore_tls", secrets.token_urlsafe(16)
+    _mariadb_server.add_user(user, password, "payscore_tls", require="SSL")
+    client = _mariadb_server.client_tls
+    return TlsDatabase(
+        user=user,
+        password=password,
+        port=_mariadb_server.port,
+        database="payscore_tls",
+        ca_file=str(_mariadb_server.ca_file),
+        cert_file=str(client.cert),
+        key_file=str(client.key),
+    )
+
+
 @pytest.fixture(scope="session")
 def _db_admin_engine(mariadb_url: str) -> Iterator[Any]:
     from sqlalchemy import create_engine

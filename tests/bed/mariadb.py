@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bed._proc import free_ports, spawn, tail, terminate
-from tests.bed.kafka import BedError
+from tests.bed._proc import BedError, free_ports, spawn, tail, terminate
+from tests.bed.tls import Issued, TestCA
 
 USER = "payscore"
 DATABASE = "payscore_test"
@@ -58,6 +58,49 @@ class MariaDBServer:
         self.password = secrets.token_urlsafe(16)
         self.proc: subprocess.Popen[bytes] | None = None
         self._installed = False
+        self.tls_dir = self.workdir / "tls"
+        self._tls: tuple[Issued, Issued] | None = None  # server's, a client's
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the server's certificate (and ``client_tls``)."""
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def client_tls(self) -> Issued:
+        """A client certificate and key from the server's CA, for clients that present one."""
+        if self._tls is None:
+            raise BedError("MariaDB has not been started yet")
+        return self._tls[1]
+
+    def _make_tls(self) -> list[str]:
+        """Server options for TLS, with a CA and certificates made now (once per data dir).
+
+        TLS is offered to every client but required only of users created ``REQUIRE SSL``
+        (``add_user``); a client asks for it with ssl_* options (e.g. ``ssl_ca``).
+        """
+        if self._tls is None:
+            ca = TestCA(self.tls_dir)
+            self._tls = (ca.issue("mariadb"), ca.issue("client"))
+        server = self._tls[0]
+        return [f"--ssl-ca={self.ca_file}", f"--ssl-cert={server.cert}", f"--ssl-key={server.key}"]
+
+    def add_user(self, user: str, password: str, database: str, require: str = "SSL") -> None:
+        """A user with all rights on its own new database, who must connect as ``require``."""
+        if require not in {"SSL", "X509", "NONE"}:
+            raise ValueError(require)
+        conn = self._root_connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s REQUIRE {require}",
+                (password,),
+            )
+            cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+            cur.execute(f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'127.0.0.1'")
+            conn.commit()
+        finally:
+            conn.close()
 
     def url(self, database: str = DATABASE) -> str:
         """SQLAlchemy URL for the test user (password included: tests only)."""
@@ -110,6 +153,7 @@ class MariaDBServer:
             f"--port={self.port}",
             "--bind-address=127.0.0.1",
             *SERVER_OPTIONS,
+            *self._make_tls(),
             *_as_root_args(),
         ]
         self.proc = spawn(args, self.workdir / "stdout.log")
