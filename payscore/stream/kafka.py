@@ -19,6 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import (
     AuthorizationError,
     KafkaConfigurationError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
@@ -152,6 +153,10 @@ def _supported(client_cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _build(client_cls: type, settings: Settings, options: dict[str, Any]) -> Any:
+    if options.get("ssl_certfile") and options.get("ssl_password") is None:
+        # Without a password OpenSSL asks for an encrypted key's on the terminal, at every
+        # reconnect; an empty one makes such a key a load error instead (a plain key ignores it).
+        options = {**options, "ssl_password": ""}
     failures = _BootstrapFailures()
     try:
         with _bootstrap_quietly(settings), failures.watching():
@@ -160,14 +165,27 @@ def _build(client_cls: type, settings: Settings, options: dict[str, Any]) -> Any
         raise ConfigError("kafka", "settings", str(e)) from e
     except (KafkaError, OSError) as e:
         servers = describe_servers(settings)
+        user = settings.kafka_sasl_username
+        who = f" of user {user!r}" if user else ""
         if failures.refused is not None:
-            user = settings.kafka_sasl_username
-            who = f" of user {user!r}" if user else ""
             raise ServiceUnavailable(
                 f"Kafka at {servers} refused the login{who}: {_reason(failures.refused)}"
             ) from e
+        if settings.kafka_sasl_mechanism and failures.last and _disconnected(failures.last):
+            # kafka-python 3.0 drops the broker's refusal when the broker's close arrives in
+            # the same read (often: the broker sends both after a delay); only "socket
+            # disconnected" is left, and a SASL listener closes like that on a failed login.
+            raise ServiceUnavailable(
+                f"Kafka at {servers} closed the connection before the login{who} completed "
+                "(a wrong password, user name or kafka_sasl_mechanism does this): "
+                f"{_reason(failures.last)}"
+            ) from e
         last = f" (last attempt: {_reason(failures.last)})" if failures.last is not None else ""
         raise ServiceUnavailable(f"cannot reach Kafka at {servers}: {_reason(e)}{last}") from e
+
+
+def _disconnected(error: BaseException) -> bool:
+    return isinstance(error, KafkaConnectionError) and "socket disconnected" in str(error)
 
 
 def _reason(error: BaseException) -> str:
