@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian 12 machine (run as root, no Docker):
-# MariaDB server + client headers, pkg-config, Chromium, payscore with its dev and mysql
-# extras, and the Kafka broker jars (cached). Safe to run again: it only adds what is missing.
+# MariaDB server + client headers, pkg-config, Chromium, openssl (the bed's TLS certificates),
+# payscore with its dev and mysql extras, and the Kafka broker jars (cached). Safe to run
+# again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -9,7 +10,7 @@ say() { printf '[install] %s\n' "$*"; }
 
 # dpkg-query reports "install ok installed" only for fully installed packages.
 missing=()
-for pkg in mariadb-server libmariadb-dev pkg-config chromium; do
+for pkg in mariadb-server libmariadb-dev pkg-config chromium openssl; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$pkg")
     fi
