@@ -90,7 +90,9 @@ def test_initdb_cli_creates_schema_on_fresh_mariadb(mariadb_url, payscore_env, _
         conn.execute(text(f"CREATE DATABASE `{name}`"))
     full = make_url(mariadb_url).set(database=name)
     # Password only in the environment, never on the command line.
-    no_password = full.set(password=None).render_as_string(hide_password=False)
+    # (URL.set(password=None) leaves the password in place: build the URL without it.)
+    no_password = full._replace(password=None).render_as_string(hide_password=False)
+    assert full.password and full.password not in no_password
     env = payscore_env(database_url=no_password, database_password=full.password)
     try:
         first = subprocess.run(
