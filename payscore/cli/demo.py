@@ -182,6 +182,7 @@ def _stream(pipeline: Pipeline, df: pd.DataFrame, first_offset: int, batch_size:
         f"decided {decided:,} payments in {elapsed:.1f} s "
         f"({len(payments) / max(elapsed, 1e-9):,.0f} payments/s): {statuses}",
         highlight=False,
+        soft_wrap=True,  # one line in logs too, not cut at 80 columns
     )
     if skipped:
         console.print(f"{skipped:,} were already in the database from an earlier run: skipped")
