@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -140,6 +140,16 @@ class Settings(BaseModel):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_interval_seconds: float = Field(
         10.0, gt=0, description="Seconds between consumer summary lines."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object a line (time, level, logger, message)."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of `consume`'s Prometheus /metrics, /healthz and /readyz (e.g. 9464); "
+        "unset: off.",
     )
     dashboard_labelling: bool = Field(
         False,

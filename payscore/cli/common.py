@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
@@ -64,20 +66,42 @@ def loaded_from(ctx: typer.Context, **overrides: Any) -> LoadedSettings:
     if root.obj is None:
         root.obj = {}
     loaded = load_settings(root.obj.get("config_file"), overrides)
-    setup_logging(loaded.settings.log_level)
+    setup_logging(loaded.settings.log_level, loaded.settings.log_format)
     if loaded.settings.cache_dir:
         # Through the environment, so child processes (writer, dashboard) use it too.
         os.environ[CACHE_ENV] = loaded.settings.cache_dir
     return loaded
 
 
-def setup_logging(level: str) -> None:
-    """Configure logging once, for the whole process, to stderr."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message (and exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Configure logging once, for the whole process, to stderr, as text or JSON lines."""
     root = logging.getLogger()
     if getattr(setup_logging, "_done", False):
         root.setLevel(level)
         return
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # kafka-python is chatty at INFO about every connection; keep its warnings only.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     setup_logging._done = True  # type: ignore[attr-defined]

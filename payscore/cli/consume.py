@@ -48,6 +48,14 @@ def consume(
     idle_exit: float = typer.Option(
         None, "--idle-exit", min=0.1, help="Exit after this many seconds without messages."
     ),
+    metrics_port: int = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve Prometheus /metrics, /healthz and /readyz on this port (e.g. 9464). "
+        "Env: PAYSCORE_METRICS_PORT.",
+    ),
 ) -> None:
     """Consume payments from Kafka, score them, and store every decision exactly once.
 
@@ -66,9 +74,15 @@ def consume(
         kafka_bootstrap_servers=bootstrap_servers,
         database_url=database_url,
         model_path=model,
+        metrics_port=metrics_port,
     )
     app = build_consumer_app(settings, max_messages=max_messages, idle_exit_s=idle_exit)
+    server = None
     try:
+        if settings.metrics_port is not None:
+            from payscore.stream.metrics import MetricsServer
+
+            server = MetricsServer(app.consumer.stats, app.artifact.version, settings.metrics_port)
         app.consumer.install_signal_handlers()
         console.print(
             f"consuming {settings.input_topic} as group {settings.consumer_group} "
@@ -78,6 +92,8 @@ def consume(
         )
         result = app.consumer.run()
     finally:
+        if server is not None:
+            server.close()
         app.close()
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(result.by_status.items())) or "none"
     console.print(

@@ -243,7 +243,7 @@ class StreamConsumer:
         request_size = max(1_048_576, self.dlq_max_bytes + 65_536)
         self._producer = make_producer(self.settings, max_request_size=request_size)
         self._writer = BatchWriterThread(
-            self.pipeline.write,
+            self._timed_write,
             self.pipeline.release,
             self._producer,
             self.settings.dlq_topic,
@@ -310,6 +310,7 @@ class StreamConsumer:
         assert self._writer is not None
         idle_since = unassigned_since = time.monotonic()
         while not self._stop and not self._writer.abandoned:
+            self.stats.last_loop = time.monotonic()  # for /healthz
             polled = self._poll()
             self._collect()
             if self._pending:
@@ -374,6 +375,7 @@ class StreamConsumer:
         assert self._writer is not None
         records = [r for r, _, _ in buffered]
         self._state.maybe_refresh(self.pipeline.scorer.engine, records)
+        started = time.monotonic()
         batch = retry(
             lambda: self.pipeline.prepare(records, buffered[0][2]),
             "read the database",
@@ -382,6 +384,7 @@ class StreamConsumer:
         if batch is None:
             self._unprepared += len(records)
             return False
+        self.stats.prepare_s.observe([time.monotonic() - started])
         item = InFlight(batch, [m for _, m, _ in buffered])
         if self.settings.publish_decisions and batch.decided:
             producer = self._writer.producer
@@ -403,6 +406,7 @@ class StreamConsumer:
                 item.polled_at,
                 item.committed_at,
                 labels=len(batch.labels),
+                dead_kinds=[r.kind for r in batch.rejected],
             )
             for (_, t, p), o in batch.offsets.items():
                 self._to_commit[TopicPartition(t, p)] = OffsetAndMetadata(o, "", -1)
@@ -410,6 +414,13 @@ class StreamConsumer:
         if self._to_commit and (final or now - self._kafka_committed_at >= KAFKA_COMMIT_S):
             self._commit_kafka(self._to_commit, final)
             self._to_commit, self._kafka_committed_at = {}, now
+
+    def _timed_write(self, batch: Any) -> Any:
+        """The pipeline's write, timed for the write-latency histogram (writer thread)."""
+        started = time.monotonic()
+        result = self.pipeline.write(batch)
+        self.stats.write_s.observe([time.monotonic() - started])
+        return result
 
     def _commit_kafka(self, offsets: dict[TopicPartition, OffsetAndMetadata], sync: bool) -> None:
         """Informational: the database holds the true offsets, so failures are only logged."""
@@ -435,10 +446,12 @@ class StreamConsumer:
         if self._writer is not None and not self._stop:
             self._writer.drain()
         self._pending -= revoked
+        self.stats.ready = False
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         # Database reads do not belong on the IO loop: pause, and position them on the loop.
         self._pending |= assigned
+        self.stats.ready = False
         self._consumer.pause(*assigned)
 
     def _catch_up(self) -> bool:
@@ -451,10 +464,13 @@ class StreamConsumer:
                     self._consumer.seek(tp, stored[tp.partition])
                 else:  # never written by this group: from the beginning of the partition
                     self._consumer.seek_to_beginning(tp)
+        started = time.monotonic()
         self.pipeline.scorer.engine = self._state.rebuild()
+        self.stats.record_rebuild(time.monotonic() - started)
         self._settle_heap()
         self._pending -= pending
         self._consumer.resume(*pending)
+        self.stats.ready = bool(self._consumer.assignment())
         log.info("positioned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(pending)))
         return True
 
@@ -513,6 +529,7 @@ class StreamConsumer:
         self._writer.drain()
         self._collect()
         self._pending.clear()  # the next assignment seeks to the database offsets again
+        self.stats.ready = False
         self._consumer.unsubscribe()
         self._consumer.subscribe(topics=self._topics, listener=_Listener(self))
 
@@ -523,9 +540,13 @@ class StreamConsumer:
         try:
             assigned = list(self._consumer.assignment())
             if not assigned:
+                self.stats.lag = {}
                 return 0
             ends = self._consumer.end_offsets(assigned)
-            return sum(max(ends[tp] - self._consumer.position(tp), 0) for tp in assigned)
+            lag = {(tp.topic, tp.partition): max(ends[tp] - self._consumer.position(tp), 0)
+                   for tp in assigned}
+            self.stats.lag = lag  # the per-partition gauge, as fresh as the summary line
+            return sum(lag.values())
         except Exception:  # lag is informational only
             return None
 

@@ -1,15 +1,46 @@
-"""Running totals and decision latency for the consumer's periodic summary line."""
+"""Running totals and latencies of the consumer: its summary line and its Prometheus metrics.
+
+Plain numbers, updated once per batch; ``stream/metrics.py`` reads them when scraped.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 # Latencies kept for percentiles: the most recent ones only, so memory stays bounded.
 _LATENCY_WINDOW = 50_000
+#: Histogram bucket upper bounds, in seconds (latencies) and payments (batch size).
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class Buckets:
+    """A cumulative histogram kept as plain counts, filled a batch at a time with numpy
+    (prometheus-client's Histogram takes one value a call: one call a payment)."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = np.asarray(bounds, dtype=float)
+        self.counts = np.zeros(len(bounds) + 1, dtype=np.int64)  # the last one: above all
+        self.total = 0.0
+
+    def observe(self, values: Iterable[float] | np.ndarray) -> None:
+        arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
+        if arr.size == 0:
+            return
+        # side="left": a value equal to a bound falls in that bound's bucket (le is inclusive).
+        index = np.searchsorted(self.bounds, arr, side="left")
+        self.counts += np.bincount(index, minlength=len(self.counts))
+        self.total += float(arr.sum())
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, count of values at or below it) pairs, ending with infinity."""
+        running = np.cumsum(self.counts)
+        les = [*(float(b) for b in self.bounds), float("inf")]
+        return list(zip(les, (int(n) for n in running), strict=True))
 
 
 class ConsumerStats:
@@ -27,6 +58,19 @@ class ConsumerStats:
         self.dead_letters = 0
         self.labels = 0
         self.batches = 0
+        self.dead_by_kind: dict[str, int] = {}
+        self.batch_size = Buckets(BATCH_BUCKETS)
+        self.prepare_s = Buckets(LATENCY_BUCKETS_S)
+        self.write_s = Buckets(LATENCY_BUCKETS_S)  # filled by the writer thread only
+        self.commit_latency_s = Buckets(LATENCY_BUCKETS_S)  # poll to database commit
+        self.rebuilds = 0
+        self.rebuild_s = 0.0  # the last rebuild's duration
+        self.rebuild_seconds_total = 0.0
+        self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> messages behind
+        # For /healthz and /readyz: the last turn of the poll loop, and whether the assigned
+        # partitions are positioned and the feature state rebuilt.
+        self.last_loop = self.started
+        self.ready = False
         self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._last_report = self.started
         self._decided_at_last_report = 0
@@ -40,6 +84,7 @@ class ConsumerStats:
         polled_at: Iterable[float],
         committed_at: float,
         labels: int = 0,
+        dead_kinds: Iterable[str] = (),
     ) -> None:
         self.batches += 1
         self.decided += decided
@@ -48,7 +93,17 @@ class ConsumerStats:
         self.labels += labels
         for status, n in by_status.items():
             self.by_status[status] = self.by_status.get(status, 0) + n
-        self._latencies.extend(committed_at - t for t in polled_at)
+        for kind in dead_kinds:
+            self.dead_by_kind[kind] = self.dead_by_kind.get(kind, 0) + 1
+        latencies = committed_at - np.fromiter(polled_at, float)
+        self._latencies.extend(latencies.tolist())
+        self.commit_latency_s.observe(latencies)
+        self.batch_size.observe([latencies.size])
+
+    def record_rebuild(self, seconds: float) -> None:
+        self.rebuilds += 1
+        self.rebuild_s = seconds
+        self.rebuild_seconds_total += seconds
 
     def latency_percentiles(self) -> tuple[float, float, float] | None:
         """p50, p95, p99 in milliseconds over the recent window, None before any batch."""

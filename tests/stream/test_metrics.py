@@ -1,0 +1,131 @@
+"""The Prometheus exporter reads ConsumerStats; the health probes answer from the same stats."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from payscore.stream.metrics import MetricsServer, build_registry, health_app
+from payscore.stream.stats import Buckets, ConsumerStats
+
+
+def _fake_batch(stats: ConsumerStats) -> None:
+    now = time.monotonic()
+    stats.record_batch(
+        decided=3,
+        by_status={"APPROVE": 2, "REVIEW": 1},
+        duplicates=1,
+        dead_letters=2,
+        polled_at=[now - 0.003, now - 0.003, now - 0.2, now - 0.2, now - 0.2, now - 40.0],
+        committed_at=now,
+        dead_kinds=["schema", "json"],
+    )
+
+
+def _samples(registry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # type: ignore[no-untyped-def]
+    from prometheus_client import generate_latest
+
+    text = generate_latest(registry).decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_counters_after_a_fake_batch() -> None:
+    stats = ConsumerStats()
+    _fake_batch(stats)
+    _fake_batch(stats)
+    got = _samples(build_registry(stats, "model-v7"))
+    assert got[("payscore_payments_total", (("status", "APPROVE"),))] == 4
+    assert got[("payscore_payments_total", (("status", "REVIEW"),))] == 2
+    assert got[("payscore_dead_letters_total", (("kind", "json"),))] == 2
+    assert got[("payscore_dead_letters_total", (("kind", "schema"),))] == 2
+    assert got[("payscore_duplicates_total", ())] == 2
+    assert got[("payscore_batches_total", ())] == 2
+    assert got[("payscore_model_info", (("version", "model-v7"),))] == 1
+    # Six messages a batch, two batches: all in the batch-size bucket le=10, none at le=5.
+    assert got[("payscore_batch_size_bucket", (("le", "5.0"),))] == 0
+    assert got[("payscore_batch_size_bucket", (("le", "10.0"),))] == 2
+    assert got[("payscore_batch_size_count", ())] == 2
+    lat = "payscore_poll_to_commit_seconds_bucket"
+    assert got[(lat, (("le", "0.005"),))] == 4
+    assert got[(lat, (("le", "0.25"),))] == 10
+    assert got[(lat, (("le", "30.0"),))] == 10  # the 40 s one is above every bound
+    assert got[(lat, (("le", "+Inf"),))] == 12
+    assert got[("payscore_poll_to_commit_seconds_count", ())] == 12
+
+
+def test_registries_are_per_consumer() -> None:
+    a, b = ConsumerStats(), ConsumerStats()
+    _fake_batch(a)
+    got_a = _samples(build_registry(a, "x"))
+    got_b = _samples(build_registry(b, "y"))
+    assert got_a[("payscore_duplicates_total", ())] == 1
+    assert got_b[("payscore_duplicates_total", ())] == 0
+    assert ("payscore_payments_total", (("status", "APPROVE"),)) not in got_b
+
+
+def test_lag_and_rebuild_gauges() -> None:
+    stats = ConsumerStats()
+    stats.lag = {("payments", 0): 5, ("payments", 3): 0}
+    stats.record_rebuild(1.5)
+    stats.record_rebuild(0.5)
+    got = _samples(build_registry(stats, "x"))
+    assert got[("payscore_consumer_lag", (("partition", "0"), ("topic", "payments")))] == 5
+    assert got[("payscore_consumer_lag", (("partition", "3"), ("topic", "payments")))] == 0
+    assert got[("payscore_state_rebuilds_total", ())] == 2
+    assert got[("payscore_state_rebuild_seconds_total", ())] == 2.0
+    assert got[("payscore_state_last_rebuild_seconds", ())] == 0.5
+
+
+def test_bucket_bounds_are_inclusive() -> None:
+    b = Buckets([1.0, 2.0])
+    b.observe([1.0, 1.5, 2.0, 3.0])
+    assert b.cumulative() == [(1.0, 1), (2.0, 3), (float("inf"), 4)]
+    assert b.total == 7.5
+
+
+def _call(app, path: str) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
+    seen = {}
+
+    def start_response(status: str, headers: list) -> None:  # type: ignore[type-arg]
+        seen["status"] = status
+
+    body = b"".join(app({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, start_response))
+    return seen["status"], body
+
+
+def test_health_probes() -> None:
+    stats = ConsumerStats()
+    app = health_app(stats, build_registry(stats, "x"), liveness_s=60)
+    assert _call(app, "/readyz")[0].startswith("503")
+    stats.ready = True
+    assert _call(app, "/readyz")[0].startswith("200")
+    stats.last_loop = time.monotonic()
+    assert _call(app, "/healthz")[0].startswith("200")
+    stats.last_loop = time.monotonic() - 120
+    assert _call(app, "/healthz")[0].startswith("503")
+
+
+def test_server_serves_metrics_and_probes_over_http() -> None:
+    stats = ConsumerStats()
+    _fake_batch(stats)
+    server = MetricsServer(stats, "v1", port=0, host="127.0.0.1")
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()  # noqa: S310
+        assert 'payscore_payments_total{status="APPROVE"} 2.0' in text
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=10)  # noqa: S310
+            raise AssertionError("/readyz answered 200 before the consumer was positioned")
+        except urllib.error.HTTPError as e:
+            assert e.code == 503
+        stats.ready = True
+        assert urllib.request.urlopen(base + "/readyz", timeout=10).status == 200  # noqa: S310
+    finally:
+        server.close()
