@@ -28,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from payscore.errors import PayscoreError
 from payscore.stream.stats import Buckets, ConsumerStats
 
 log = logging.getLogger(__name__)
@@ -158,9 +159,12 @@ class MetricsServer:
 
     def __init__(self, stats: ConsumerStats, model_version: str, port: int, host: str = "") -> None:
         self.registry = build_registry(stats, model_version)
-        self._server = make_server(
-            host, port, health_app(stats, self.registry), _ThreadingServer, _QuietHandler
-        )
+        try:
+            self._server = make_server(
+                host, port, health_app(stats, self.registry), _ThreadingServer, _QuietHandler
+            )
+        except OSError as e:  # most often: the port is taken
+            raise PayscoreError(f"cannot serve metrics on port {port}: {e.strerror or e}") from e
         self.port = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="payscore-metrics", daemon=True

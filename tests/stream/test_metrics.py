@@ -6,8 +6,10 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from payscore.errors import PayscoreError
 from payscore.stream.metrics import MetricsServer, build_registry, health_app
 from payscore.stream.stats import Buckets, ConsumerStats
 
@@ -129,3 +131,12 @@ def test_server_serves_metrics_and_probes_over_http() -> None:
         assert urllib.request.urlopen(base + "/readyz", timeout=10).status == 200  # noqa: S310
     finally:
         server.close()
+
+
+def test_a_taken_port_is_a_clean_error() -> None:
+    first = MetricsServer(ConsumerStats(), "v1", port=0, host="127.0.0.1")
+    try:
+        with pytest.raises(PayscoreError, match=f"port {first.port}"):
+            MetricsServer(ConsumerStats(), "v1", port=first.port, host="127.0.0.1")
+    finally:
+        first.close()
