@@ -9,6 +9,29 @@ from typing import Any
 
 STATUSES = ("APPROVED", "REVIEW", "DECLINED")
 
+# The one status palette of every table and chart, from Okabe and Ito's colour-blind-safe set:
+# blue, orange and vermillion stay apart under protanopia, deuteranopia and tritanopia. Charts
+# add a shape per status and tables show the status as text, so colour never carries it alone.
+STATUS_COLOURS = {"APPROVED": "#0072B2", "REVIEW": "#E69F00", "DECLINED": "#D55E00"}
+STATUS_SHAPES = {"APPROVED": "circle", "REVIEW": "square", "DECLINED": "triangle-up"}
+# The activity chart's series: all payments in neutral grey, then the two statuses that matter.
+SERIES_COLOURS = {
+    "payments": "#555555",
+    "review": STATUS_COLOURS["REVIEW"],
+    "declined": STATUS_COLOURS["DECLINED"],
+}
+SERIES_SHAPES = {
+    "payments": "circle",
+    "review": STATUS_SHAPES["REVIEW"],
+    "declined": STATUS_SHAPES["DECLINED"],
+}
+
+
+def tint(colour: str, alpha: float) -> str:
+    """``#RRGGBB`` as a CSS ``rgba()`` with ``alpha``: a table cell's background in the palette."""
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
 
 def utc_now() -> datetime:
     """Now as a naive UTC datetime, the form every stored time has."""

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Select, func, select
 from payscore.dashboard.figures import CustomerProfile
 from payscore.dashboard.queries import (
     DECISION_COLUMNS,
+    FETCH_CAP,
     MAX_FILTER_CHARS,
     MAX_ROWS,
     _frame,
@@ -114,7 +115,7 @@ def stmt_customer_history(customer_id: str, limit: int = 500) -> Select:
         select(*(st.c[name] for name in DECISION_COLUMNS))
         .where(st.c.customer_id == customer_id)
         .order_by(st.c.event_time.desc(), st.c.id.desc())
-        .limit(min(limit, MAX_ROWS))
+        .limit(min(limit, FETCH_CAP))
     )
 
 

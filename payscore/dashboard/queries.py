@@ -54,6 +54,8 @@ fl = fraud_labels
 LATENCY_SAMPLE = 10_000  # most recent decisions used for latency percentiles
 SCORE_BINS = ROLLUP_SCORE_BINS  # the rollup keeps the page's histogram bins
 MAX_ROWS = 1_000  # hard cap on any table the page shows
+# A capped list is fetched one row longer than it is shown: that row tells the page to say so.
+FETCH_CAP = MAX_ROWS + 1
 MAX_FILTER_CHARS = 64
 DECISION_COLUMNS = (
     "scored_at", "transaction_id", "customer_id", "terminal_id", "amount", "currency",
@@ -204,7 +206,7 @@ def stmt_latest(tr: TimeRange, flt: DecisionFilter, limit: int = 200) -> Select:
         select(*(st.c[name] for name in DECISION_COLUMNS))
         .where(*tr.clauses(st.c.scored_at), *flt.clauses())
         .order_by(st.c.scored_at.desc(), st.c.id.desc())
-        .limit(min(limit, MAX_ROWS))
+        .limit(min(limit, FETCH_CAP))
     )
 
 

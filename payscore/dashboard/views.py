@@ -17,14 +17,25 @@ from sqlalchemy import Connection
 
 from payscore.dashboard import lookups
 from payscore.dashboard import queries as q
-from payscore.dashboard.figures import Headline, TimeRange, bin_name, time_axis_format
+from payscore.dashboard.figures import (
+    SERIES_COLOURS,
+    SERIES_SHAPES,
+    STATUS_COLOURS,
+    STATUS_SHAPES,
+    Headline,
+    TimeRange,
+    bin_name,
+    time_axis_format,
+    tint,
+)
 
-SERIES_COLOURS = {"payments": "#4e79a7", "review": "#f29900", "declined": "#d63031"}
-STATUS_COLOURS = {
-    "APPROVED": "background-color: rgba(33, 150, 83, 0.18)",
-    "REVIEW": "background-color: rgba(242, 153, 0, 0.25)",
-    "DECLINED": "background-color: rgba(214, 48, 49, 0.25)",
-}
+ALERTS = 100  # velocity alerts shown
+HISTORY = 500  # a customer's latest payments shown
+STATUS_CELLS = {s: f"background-color: {tint(c, 0.3)}" for s, c in STATUS_COLOURS.items()}
+
+
+def _scale(palette: dict[str, str]) -> alt.Scale:
+    return alt.Scale(domain=list(palette), range=list(palette.values()))
 
 
 def fmt_count(n: int) -> str:
@@ -70,12 +81,24 @@ COLUMN_FORMATS = {
 }
 
 
-def table(frame: pd.DataFrame, name: str, *, colour_status: bool = True) -> None:
-    """Show a table with status colouring and a CSV download of exactly what is shown."""
-    st.caption(f"{len(frame):,} row(s) shown" if len(frame) else "No rows.")
+def table(
+    frame: pd.DataFrame, name: str, *, colour_status: bool = True, cap: int | None = None
+) -> None:
+    """Show a table with status colouring and a CSV download of exactly what is shown.
+
+    With ``cap``, ``frame`` may hold one row more than the cap (fetched to tell): then only
+    ``cap`` rows are shown and the caption says the list is capped."""
+    if cap is not None and len(frame) > cap:
+        frame = frame.head(cap)
+        st.caption(
+            f"{cap:,} row(s) shown, capped: more {name} match. Narrow the time range or the "
+            "filters to see the rest."
+        )
+    else:
+        st.caption(f"{len(frame):,} row(s) shown" if len(frame) else "No rows.")
     shown: Any = frame
     if colour_status and "status" in frame and not frame.empty:
-        shown = frame.style.map(lambda v: STATUS_COLOURS.get(v, ""), subset=["status"])
+        shown = frame.style.map(lambda v: STATUS_CELLS.get(v, ""), subset=["status"])
     config = {c: COLUMN_FORMATS[c] for c in frame.columns if c in COLUMN_FORMATS}
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     st.download_button(
@@ -145,37 +168,74 @@ def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
         if activity.empty:
             st.caption("No decisions in this range.")
         else:
-            span = (activity["bucket"].iloc[-1] - activity["bucket"].iloc[0]).total_seconds()
-            fmt = time_axis_format(seconds, span)
-            long = activity.melt(
-                id_vars="bucket", value_vars=["payments", "review", "declined"], var_name="series"
+            st.altair_chart(activity_figure(activity, seconds), width="stretch")
+            partial = (
+                " The first and last bins hold part of a period only (from the first decision, "
+                "to the latest): their points are hollow and the line to them dashed."
+                if len(activity) > 1
+                else ""
             )
-            long["from"] = long["bucket"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
-            chart = time_chart(
-                long,
-                "bucket",
-                fmt,
-                y=alt.Y("value:Q", title=None),
-                color=alt.Color(
-                    "series:N",
-                    title=None,
-                    legend=alt.Legend(orient="bottom"),
-                    scale=alt.Scale(
-                        domain=list(SERIES_COLOURS), range=list(SERIES_COLOURS.values())
-                    ),
-                ),
-                tooltip=["from:N", "series:N", alt.Tooltip("value:Q", format=",")],
-            )
-            # Points as well as lines: a single busy bin still shows.
-            st.altair_chart(chart.mark_line(point=True), width="stretch")
             st.caption(
                 f"Times in UTC; the bin ({bin_name(seconds)}) is chosen from the span of the "
-                "decisions in the range."
+                f"decisions in the range.{partial}"
             )
     with right:
         st.subheader("Score distribution")
         hist = q.score_histogram(conn, tr)
-        st.bar_chart(hist.set_index("score_from"))
+        bars = alt.Chart(hist).mark_bar(color=SERIES_COLOURS["payments"])
+        st.altair_chart(
+            bars.encode(
+                x=alt.X(
+                    "score_from:Q", bin=alt.Bin(binned=True, step=1 / len(hist)), title="score"
+                ),
+                x2="score_to:Q",
+                y=alt.Y("payments:Q", title=None),
+                tooltip=[
+                    alt.Tooltip("score_from:Q", format=".2f"),
+                    alt.Tooltip("payments:Q", format=","),
+                ],
+            ).transform_calculate(score_to=f"datum.score_from + {1 / len(hist)}"),
+            width="stretch",
+        )
+
+
+def activity_figure(activity: pd.DataFrame, seconds: int) -> alt.LayerChart | alt.FacetChart:
+    """Payments, reviews and declines per bin. The first and last bins cover part of a bin
+    only (the decisions start and stop inside them), so they would read as a ramp: their
+    points are hollow and the line reaching them is dashed."""
+    span = (activity["bucket"].iloc[-1] - activity["bucket"].iloc[0]).total_seconds()
+    long = activity.melt(id_vars="bucket", value_vars=list(SERIES_COLOURS), var_name="series")
+    ends = {activity["bucket"].iloc[0], activity["bucket"].iloc[-1]}
+    long["partial"] = long["bucket"].isin(ends) if len(activity) > 1 else False
+    long["from"] = long["bucket"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+    base = time_chart(
+        long,
+        "bucket",
+        time_axis_format(seconds, span),
+        y=alt.Y("value:Q", title=None),
+        color=alt.Color(
+            "series:N",
+            title=None,
+            legend=alt.Legend(orient="bottom"),
+            scale=_scale(SERIES_COLOURS),
+        ),
+        tooltip=["from:N", "series:N", alt.Tooltip("value:Q", format=","), "partial:N"],
+    )
+    dashed = base.mark_line(strokeDash=[4, 3], opacity=0.6)
+    whole = base.mark_line().transform_filter("!datum.partial")
+    # Points as well as lines: a single busy bin still shows; shapes tell the series apart
+    # without colour.
+    shape = alt.Shape(
+        "series:N", title=None, legend=alt.Legend(orient="bottom"), scale=_scale(SERIES_SHAPES)
+    )
+    full = base.mark_point(size=40, filled=True).encode(shape=shape)
+    hollow = base.mark_point(size=40, filled=False, strokeWidth=1.5).encode(shape=shape)
+    return alt.layer(
+        dashed,
+        whole,
+        full.transform_filter("!datum.partial"),
+        hollow.transform_filter("datum.partial"),
+    )
 
 
 def decisions(conn: Connection, tr: TimeRange) -> None:
@@ -192,12 +252,13 @@ def decisions(conn: Connection, tr: TimeRange) -> None:
         terminal_id=terminal.strip() or None,
         reason=reason.strip() or None,
     )
-    table(q.latest_decisions(conn, tr, flt, int(limit)), "latest decisions")
+    shown = int(limit)
+    table(q.latest_decisions(conn, tr, flt, shown + 1), "latest decisions", cap=shown)
 
 
 def risk(conn: Connection, tr: TimeRange) -> None:
     st.subheader("Velocity alerts")
-    table(q.velocity_alerts(conn, tr), "velocity alerts")
+    table(q.velocity_alerts(conn, tr, ALERTS + 1), "velocity alerts", cap=ALERTS)
     left, right = st.columns(2)
     with left:
         st.subheader("Riskiest customers")
@@ -235,18 +296,20 @@ def customer(conn: Connection) -> None:
         f"{profile.last_event:%Y-%m-%d %H:%M} (event time, UTC). Statuses: "
         + ", ".join(f"{k} {v}" for k, v in sorted(profile.statuses.items()))
     )
-    history = lookups.customer_history(conn, wanted)
-    plotted = history.assign(when=history["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    history = lookups.customer_history(conn, wanted, HISTORY + 1)
+    plotted = history.head(HISTORY)
+    plotted = plotted.assign(when=plotted["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"))
     chart = time_chart(
         plotted,
         "event_time",
         "%m-%d %H:%M",
         y=alt.Y("amount:Q", title="amount"),
-        color=alt.Color("status:N"),
+        color=alt.Color("status:N", scale=_scale(STATUS_COLOURS)),
+        shape=alt.Shape("status:N", scale=_scale(STATUS_SHAPES)),
         tooltip=["when:N", alt.Tooltip("amount:Q", format=",.2f"), "status:N"],
     )
-    st.altair_chart(chart.mark_circle(size=60), width="stretch")
-    table(history, "customer history")
+    st.altair_chart(chart.mark_point(size=60, filled=True), width="stretch")
+    table(history, "customer history", cap=HISTORY)
 
 
 def review_queue(
@@ -261,7 +324,10 @@ def review_queue(
     only; then one payment's label history."""
     st.subheader("Review queue")
     frame = lookups.review_queue(conn, limit)
-    st.caption(f"{fmt_backlog(backlog)} payment(s) waiting; oldest first (up to {limit} shown).")
+    if backlog > limit:
+        st.caption(f"Showing the oldest {limit:,} of {fmt_backlog(backlog)} payments waiting.")
+    else:
+        st.caption(f"{backlog:,} payment(s) waiting; oldest first.")
     message = st.session_state.pop("review_message", None)
     if message:
         (st.success if message[0] == "ok" else st.error)(message[1])
@@ -282,10 +348,11 @@ def _verdict_controls(
     rows = {r.transaction_id: r for r in frame.itertuples()}
 
     def describe(tx: str) -> str:
+        # Short enough to show whole in the picker: "tx · cust · 12.50 EUR · 0.6123".
         r = rows[tx]
-        return f"{tx} - customer {r.customer_id}, {r.amount:,.2f} {r.currency}, score {r.score:.3f}"
+        return f"{tx} · {r.customer_id} · {r.amount:,.2f} {r.currency} · {r.score:.4f}"
 
-    cols = st.columns([3, 3])
+    cols = st.columns([3, 2])
     cols[0].selectbox("Payment", list(rows), format_func=describe, key="review_tx")
     cols[1].text_input("Note (optional)", key="review_note", max_chars=500)
 

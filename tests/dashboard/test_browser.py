@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from payscore.config import Settings
-from payscore.dashboard.figures import utc_now
+from payscore.dashboard.figures import SERIES_COLOURS, STATUS_COLOURS, utc_now
 from payscore.dashboard.seed import label_for, seed_database, synthetic_rows
 from payscore.store.engine import make_engine
 from payscore.store.schema import fraud_labels, label_events
@@ -60,6 +60,23 @@ CLIPPED_METRICS = """
         return range.getBoundingClientRect().width > el.getBoundingClientRect().width + 0.5;
     })
     .map(el => el.innerText)
+"""
+
+# Stroke and fill colours of every mark of a chart (Vega draws SVG), upper-cased.
+CHART_COLOURS = """
+el => Array.from(el.querySelectorAll("svg path, svg line"))
+    .flatMap(p => [p.getAttribute("stroke"), p.getAttribute("fill")])
+    .filter(c => c && c.startsWith("#"))
+    .map(c => c.toUpperCase())
+"""
+# Of the elements under `root` that show `text` (as text or an input's value): how many, and
+# how many of them are narrower than their content, that is cut off.
+TEXT_CLIPPED = """
+(root, text) => {
+    const holding = [root, ...root.querySelectorAll("*")]
+        .filter(el => (el.value || el.textContent || "").includes(text));
+    return [holding.length, holding.filter(el => el.scrollWidth > el.clientWidth + 1).length];
+}
 """
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -144,6 +161,17 @@ def _metrics(page: Any, part: str = "stMetricValue") -> dict[str, str]:
     return out
 
 
+def _watch_console(page: Any) -> list[str]:
+    """Every console message of ``page`` from now on, as "type: text"."""
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    return console
+
+
+def _vega_warnings(console: list[str]) -> list[str]:
+    return [m for m in console if "WARN" in m or "Infinite extent" in m or "Scale bind" in m]
+
+
 def _rows_shown(page: Any) -> int:
     text = page.locator("[data-testid='stCaptionContainer']:visible").first.inner_text()
     match = re.search(r"([\d,]+) row\(s\) shown|No rows", text)
@@ -163,6 +191,7 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            console = _watch_console(page)
             page.goto(url, wait_until="domcontentloaded")
 
             # Headline figures for the default range (last hour) match the seeded decisions.
@@ -198,6 +227,14 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
             expect(page.get_by_text(re.compile("Labelling is off"))).to_be_visible(timeout=30_000)
             assert page.get_by_role("button", name="Mark fraud").count() == 0
             assert page.get_by_role("button", name="Sign in").count() == 0
+
+            # Every range, including all time, draws its charts without a Vega warning.
+            page.get_by_role("tab", name="Overview").click()
+            for choice in ("Last 15 minutes", "Last day", "All time"):
+                page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
+                page.get_by_role("option", name=choice).click()
+                page.wait_for_timeout(1500)
+            assert _vega_warnings(console) == [], console
         finally:
             browser.close()
 
@@ -286,6 +323,13 @@ def test_labelling_needs_signing_in_in_chromium(
             expect(sidebar.get_by_text(f"Signed in as {ANALYST}")).to_be_visible(timeout=30_000)
             mark = page.get_by_role("button", name="Mark fraud")
             expect(mark).to_be_visible(timeout=30_000)
+            # The picker shows the whole label of the oldest payment, score included.
+            combo = page.get_by_role("combobox", name="Payment")
+            shown = combo.input_value()
+            assert re.fullmatch(rf"{oldest} · C\d+ · [\d,]+\.\d\d \w+ · \d\.\d{{4}}", shown), shown
+            picker = page.locator("[data-testid='stSelectbox']").filter(has=combo)
+            holding, clipped = picker.evaluate(TEXT_CLIPPED, oldest)
+            assert holding >= 1 and clipped == 0, (holding, clipped)
             mark.click()
             done = page.get_by_text(re.compile(f"marked fraud by {ANALYST}"))
             expect(done).to_be_visible(timeout=30_000)
@@ -386,6 +430,7 @@ def test_demo_run_in_chromium(
             )
             context.add_init_script(RECORD_CANVAS_TEXT)
             page = context.new_page()
+            console = _watch_console(page)
             page.goto(url, wait_until="domcontentloaded")
             expect(page.get_by_text("Payments decided")).to_be_visible(timeout=60_000)
             page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
@@ -411,6 +456,14 @@ def test_demo_run_in_chromium(
             labels = chart.locator("svg text").evaluate_all("els => els.map(e => e.textContent)")
             times = [t for t in labels if re.fullmatch(r"\d\d:\d\d:\d\d", t or "")]
             assert len(times) >= 3 and all(t.startswith("22:16:0") for t in times), labels
+            # One colour-blind-safe palette: reviews orange, declines vermillion; the partial
+            # first and last seconds are dashed and said to be.
+            colours = set(chart.evaluate(CHART_COLOURS))
+            assert {SERIES_COLOURS["review"], SERIES_COLOURS["declined"]} <= colours, colours
+            assert {"#F29900", "#D63031", "#4E79A7"}.isdisjoint(colours)
+            dashes = chart.locator("svg path[stroke-dasharray]")
+            assert dashes.count() >= 1
+            expect(page.get_by_text(re.compile("first and last bins hold part"))).to_be_visible()
             page.wait_for_timeout(1500)  # let the charts finish drawing
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
 
@@ -425,5 +478,30 @@ def test_demo_run_in_chromium(
                 assert f"{r['amount']:.6f}" not in drawn
             day = newest[0]["scored_at"].date().isoformat()
             assert any(t.startswith(f"{day} 22:16:0") for t in drawn), sorted(drawn)[:50]
+
+            # 400 velocity alerts in the demo: the list of 100 says it is capped.
+            page.get_by_role("tab", name="Risk").click()
+            risk = page.get_by_role("tabpanel", name="Risk")
+            expect(
+                risk.get_by_text("100 row(s) shown, capped: more velocity alerts")
+            ).to_be_visible(timeout=30_000)
+
+            # A customer's payments in the same palette, statuses in shapes too.
+            page.get_by_role("tab", name="Customer").click()
+            box = page.get_by_role("tabpanel", name="Customer").get_by_label("Customer id")
+            box.fill(newest[0]["customer_id"])
+            box.press("Enter")
+            scatter = page.get_by_role("tabpanel", name="Customer").locator(
+                "[data-testid='stVegaLiteChart']"
+            )
+            expect(scatter.locator("svg path").first).to_be_attached(timeout=30_000)
+            page.wait_for_timeout(1500)
+            statuses = {r["status"] for r in rows if r["customer_id"] == newest[0]["customer_id"]}
+            drawn_colours = set(scatter.evaluate(CHART_COLOURS))
+            assert {STATUS_COLOURS[s] for s in statuses} <= drawn_colours, drawn_colours
+
+            page.get_by_role("tab", name="Overview").click()
+            page.wait_for_timeout(1000)
+            assert _vega_warnings(console) == [], console
         finally:
             browser.close()

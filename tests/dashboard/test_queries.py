@@ -191,6 +191,11 @@ def check_latest(conn: Any, s: Seeded, tr: TimeRange) -> None:
 
     assert got(q.DecisionFilter()) == expect(lambda r: True)
     assert got(q.DecisionFilter(), 7) == expect(lambda r: True, 7)
+    # A list is fetched one row longer than shown, even at the cap, so the page can say
+    # "capped"; never more.
+    everything = expect(lambda r: True, len(s.rows))
+    assert got(q.DecisionFilter(), 8) == everything[:8]
+    assert len(got(q.DecisionFilter(), 10**6)) == min(len(everything), q.FETCH_CAP)
     assert got(q.DecisionFilter(status="REVIEW")) == expect(lambda r: r["status"] == "REVIEW")
     customer = s.rows[5]["customer_id"]
     assert got(q.DecisionFilter(customer_id=customer)) == expect(

@@ -1,0 +1,50 @@
+"""The charts' specs: one status palette, shapes beside colours, partial end bins marked."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from payscore.dashboard.figures import SERIES_COLOURS, STATUS_COLOURS, tint
+from payscore.dashboard.views import STATUS_CELLS, activity_figure
+
+
+def _activity(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "bucket": pd.date_range("2026-12-01 22:16:00", periods=n, freq="1s"),
+            "payments": [3] * n,
+            "approved": [1] * n,
+            "review": [1] * n,
+            "declined": [1] * n,
+        }
+    )
+
+
+def test_one_palette_for_tables_and_charts() -> None:
+    assert SERIES_COLOURS["review"] == STATUS_COLOURS["REVIEW"] == "#E69F00"
+    assert SERIES_COLOURS["declined"] == STATUS_COLOURS["DECLINED"] == "#D55E00"
+    assert STATUS_CELLS["DECLINED"] == f"background-color: {tint('#D55E00', 0.3)}"
+    assert tint("#D55E00", 0.3) == "rgba(213, 94, 0, 0.3)"
+
+
+def test_activity_marks_the_partial_end_bins() -> None:
+    spec = activity_figure(_activity(5), 1).to_dict()
+    text = json.dumps(spec)
+    assert json.dumps(list(SERIES_COLOURS.values())) in text
+    layers = spec["layer"]
+    marks = [(layer["mark"]["type"], layer.get("transform")) for layer in layers]
+    assert marks[0] == ("line", None)  # the dashed line through every bin
+    assert layers[0]["mark"]["strokeDash"]
+    assert marks[1][1] == [{"filter": "!datum.partial"}]  # solid between whole bins
+    assert layers[3]["mark"]["filled"] is False
+    data = next(iter(spec["datasets"].values()))
+    partial = sorted({(d["bucket"], d["partial"]) for d in data})
+    assert [p for _, p in partial] == [True, False, False, False, True]
+
+
+def test_a_single_bin_is_not_partial() -> None:
+    spec = activity_figure(_activity(1), 1).to_dict()
+    data = next(iter(spec["datasets"].values()))
+    assert {d["partial"] for d in data} == {False}
