@@ -9,10 +9,11 @@ so the page works with a read-only database user for all but labelling. Labellin
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings, load_settings
@@ -124,31 +125,52 @@ def _schema_problem(engine: Engine) -> str | None:
     return None
 
 
+TABS = ("Overview", "Decisions", "Risk", "Review queue", "Customer", "Model")
+
+
 def _live(choice: str, analyst: str | None, labelling_off: str | None) -> None:
-    """Everything that follows the clock; re-run alone by the fragment timer."""
+    """Everything that follows the clock; re-run alone by the fragment timer.
+
+    Only the open tab is computed (the tabs rerun the page when switched), and each tab with
+    inputs is a fragment of its own: typing a customer id re-runs the customer's queries
+    only, not every figure of the range."""
+    if _time_range(choice) is None:
+        return
+    tabs = st.tabs(TABS, key="tab", on_change="rerun")
+    views_of = {
+        "Overview": lambda: _tab(choice, views.overview),
+        "Decisions": lambda: _tab_fragment(choice, views.decisions),
+        "Risk": lambda: _tab(choice, views.risk),
+        "Review queue": lambda: _tab_fragment(
+            choice,
+            lambda conn, tr: views.review_queue(conn, _label, analyst, labelling_off),
+        ),
+        "Customer": lambda: _tab_fragment(choice, lambda conn, tr: views.customer(conn)),
+        "Model": lambda: _tab(choice, lambda conn, tr: views.model_info(conn)),
+    }
+    for name, tab in zip(TABS, tabs, strict=True):
+        if tab.open:
+            with tab:
+                views_of[name]()
+    st.caption(f"Updated {utc_now():%Y-%m-%d %H:%M:%S} UTC; decision times are UTC.")
+
+
+def _tab(choice: str, view: Callable[[Connection, TimeRange], None]) -> None:
+    """One tab's view on its own read-only connection."""
     tr = _time_range(choice)
     if tr is None:
         return
-    engine = _engine(_settings().database_url, True)
     try:
-        with engine.connect() as conn:
-            tabs = st.tabs(["Overview", "Decisions", "Risk", "Review queue", "Customer", "Model"])
-            with tabs[0]:
-                figures, backlog = views.headline(conn, tr)
-                views.charts(conn, tr, figures.decided)
-            with tabs[1]:
-                views.decisions(conn, tr)
-            with tabs[2]:
-                views.risk(conn, tr)
-            with tabs[3]:
-                views.review_queue(conn, _label, backlog, analyst, labelling_off)
-            with tabs[4]:
-                views.customer(conn)
-            with tabs[5]:
-                views.model_info(conn)
-        st.caption(f"Updated {utc_now():%Y-%m-%d %H:%M:%S} UTC; decision times are UTC.")
+        with _engine(_settings().database_url, True).connect() as conn:
+            view(conn, tr)
     except SQLAlchemyError as e:
         st.error(f"The database query failed: {database_error(e)}")
+
+
+@st.fragment
+def _tab_fragment(choice: str, view: Callable[[Connection, TimeRange], None]) -> None:
+    """A tab with inputs: they re-run this tab alone (its range read afresh), not the page."""
+    _tab(choice, view)
 
 
 def main() -> None:

@@ -115,8 +115,14 @@ def fmt_backlog(n: int) -> str:
     return f"{n:,}+" if n >= lookups.BACKLOG_CAP else f"{n:,}"
 
 
-def headline(conn: Connection, tr: TimeRange) -> tuple[Headline, int]:
-    """The figures at the top; returns them and the review backlog (shown again in its tab)."""
+def overview(conn: Connection, tr: TimeRange) -> None:
+    """The overview tab: the headline figures, then the activity chart and score histogram."""
+    figures = headline(conn, tr)
+    charts(conn, tr, figures.decided)
+
+
+def headline(conn: Connection, tr: TimeRange) -> Headline:
+    """The figures at the top."""
     h = q.headline(conn, tr)
     backlog = lookups.review_backlog(conn)
     row1 = st.columns(5)
@@ -140,7 +146,7 @@ def headline(conn: Connection, tr: TimeRange) -> tuple[Headline, int]:
     row2[2].metric("Latency p99", fmt_ms(h.latency_p99_ms), help=sample)
     row2[3].metric("Dead letters", fmt_count(h.dead_letters))
     row2[4].metric("Review backlog", fmt_backlog(backlog), help="REVIEW decisions with no label")
-    return h, backlog
+    return h
 
 
 def _note(text: str | None) -> dict[str, Any]:
@@ -315,7 +321,6 @@ def customer(conn: Connection) -> None:
 def review_queue(
     conn: Connection,
     label: Callable[[str, bool, str | None], str],
-    backlog: int,
     analyst: str | None,
     labelling_off: str | None,
     limit: int = 100,
@@ -324,6 +329,7 @@ def review_queue(
     only; then one payment's label history."""
     st.subheader("Review queue")
     frame = lookups.review_queue(conn, limit)
+    backlog = lookups.review_backlog(conn)
     if backlog > limit:
         st.caption(f"Showing the oldest {limit:,} of {fmt_backlog(backlog)} payments waiting.")
     else:

@@ -42,11 +42,19 @@ def _env(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.chdir(Path(url.removeprefix("sqlite:///")).parent)
 
 
-def _run(range_choice: str = "All time") -> AppTest:
+def _run(range_choice: str = "All time", tab: str = "Overview") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.sidebar.selectbox(key="range").select(range_choice).run()
+    if tab != "Overview":
+        _open(at, tab)
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def _open(at: AppTest, tab: str) -> AppTest:
+    """Switch to ``tab`` the way a click does: only the open tab is computed."""
+    at.session_state["tab"] = tab
+    return at.run()
 
 
 def _metrics(at: AppTest) -> dict[str, str]:
@@ -78,12 +86,12 @@ def test_headline_matches_seed(seeded_url: tuple[str, Seeded]) -> None:
         1 for r in s.rows if r["status"] == "REVIEW" and r["transaction_id"] not in s.labels
     )
     assert metrics["Review backlog"] == f"{waiting:,}"
-    assert metrics["Version"] == s.model["version"]
+    assert _metrics(_open(at, "Model"))["Version"] == s.model["version"]
 
 
 def test_status_filter_changes_the_table(seeded_url: tuple[str, Seeded]) -> None:
     _, s = seeded_url
-    at = _run()
+    at = _run(tab="Decisions")
     latest = at.dataframe[0].value
     assert len(latest) == 200 and set(latest["status"]) == {"APPROVED", "REVIEW", "DECLINED"}
     at.selectbox(key="f_status").select("DECLINED").run()
@@ -135,26 +143,26 @@ def _history(at: AppTest) -> Any:
 
 
 def test_labelling_is_off_by_default(seeded_url: tuple[str, Seeded]) -> None:
-    at = _run()
+    at = _run(tab="Review queue")
     assert _label_controls(at) == []
     assert not [b for b in at.sidebar.button if b.label == "Sign in"]  # no sign-in either
     assert any("Labelling is off" in i.value for i in at.info)
 
 
 def test_no_label_controls_without_signing_in(labelling: tuple[str, Seeded]) -> None:
-    at = _run()
+    at = _run(tab="Review queue")
     assert _label_controls(at) == []
     assert any("Sign in" in i.value for i in at.info)
     assert [b.label for b in at.sidebar.button if b.label == "Sign in"] == ["Sign in"]
     # The read-only views need no sign-in.
-    assert _metrics(at)["Payments decided"] != "0"
+    assert _metrics(_open(at, "Overview"))["Payments decided"] != "0"
 
 
 def test_a_wrong_password_is_refused(labelling: tuple[str, Seeded]) -> None:
-    at = _sign_in(_run(), "alice", "not the password")
+    at = _sign_in(_run(tab="Review queue"), "alice", "not the password")
     assert "Wrong analyst name or password." in [e.value for e in at.sidebar.error]
     assert _label_controls(at) == []
-    at = _sign_in(_run(), "mallory", ANALYST_PASSWORD)
+    at = _sign_in(_run(tab="Review queue"), "mallory", ANALYST_PASSWORD)
     assert _label_controls(at) == []
 
 
@@ -162,7 +170,7 @@ def test_a_signed_in_analysts_label_records_who_and_shows_in_history(
     labelling: tuple[str, Seeded],
 ) -> None:
     url, s = labelling
-    at = _sign_in(_run(), "alice", ANALYST_PASSWORD)
+    at = _sign_in(_run(tab="Review queue"), "alice", ANALYST_PASSWORD)
     assert _label_controls(at) == ["mark_fraud", "mark_legit", "review_note", "review_tx"]
     assert not at.text_input(key="review_note").value  # no free-text analyst name any more
     first = at.selectbox(key="review_tx").value
@@ -203,7 +211,7 @@ def test_a_signed_in_analysts_label_records_who_and_shows_in_history(
 def test_history_of_a_payment_with_a_chargeback(seeded_url: tuple[str, Seeded]) -> None:
     _, s = seeded_url
     tx, label = next((t, lab) for t, lab in s.labels.items() if lab["source"] == "stream")
-    at = _run()
+    at = _run(tab="Review queue")
     at.text_input(key="history_tx").input(tx).run()
     history = _history(at)
     verdict = "fraud" if label["is_fraud"] else "legitimate"
@@ -213,12 +221,43 @@ def test_history_of_a_payment_with_a_chargeback(seeded_url: tuple[str, Seeded]) 
 
 
 def test_customer_profile(seeded_url: tuple[str, Seeded]) -> None:
-    at = _run()
+    at = _run(tab="Customer")
     at.text_input(key="customer_query").input("C-PROFILE").run()
     metrics = _metrics(at)
     assert metrics["Payments"] == "13" and metrics["Last hour"] == "3"
     at.text_input(key="customer_query").input("nobody").run()
     assert any("No decisions for customer 'nobody'" in i.value for i in at.info)
+
+
+def test_only_the_open_tab_runs_queries(seeded_url: tuple[str, Seeded]) -> None:
+    """A tab that is not shown runs no query: counted at the database driver."""
+    from sqlalchemy import Engine, event
+
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        at = _run()
+        overview = list(statements)
+        statements.clear()
+        _open(at, "Model")
+        model = list(statements)
+        statements.clear()
+        _open(at, "Customer")
+        at.text_input(key="customer_query").input("C-PROFILE").run()
+        customer = list(statements)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert not at.exception
+    assert any("scored_transactions" in q for q in overview)
+    assert not any("model_versions" in q or "label_events" in q for q in overview)
+    assert any("model_versions" in q for q in model)
+    assert not any("scored_transactions" in q for q in model)
+    assert any("customer_id = " in q for q in customer)
+    assert not any("model_versions" in q or "dead_letters" in q for q in customer)
 
 
 @pytest.mark.parametrize("case", ["missing_file", "no_schema", "bad_url"])

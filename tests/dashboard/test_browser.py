@@ -172,8 +172,28 @@ def _vega_warnings(console: list[str]) -> list[str]:
     return [m for m in console if "WARN" in m or "Infinite extent" in m or "Scale bind" in m]
 
 
-def _rows_shown(page: Any) -> int:
-    text = page.locator("[data-testid='stCaptionContainer']:visible").first.inner_text()
+@contextmanager
+def _select_counter(db_url: str) -> Iterator[Callable[[], int]]:
+    """SELECTs the MariaDB server ran since entering (its global ``Com_select``)."""
+    from sqlalchemy import text
+
+    engine = make_engine(Settings(database_url=db_url))
+    try:
+        with engine.connect() as conn:
+            stmt = text("SHOW GLOBAL STATUS LIKE 'Com_select'")
+            start = int(conn.execute(stmt).one()[1])
+            yield lambda: int(conn.execute(stmt).one()[1]) - start
+    finally:
+        engine.dispose()
+
+
+def _rows_shown(panel: Any) -> int:
+    """The row count a tab's first table states (waiting for the tab to be drawn)."""
+    from playwright.sync_api import expect
+
+    caption = panel.get_by_text(re.compile(r"row\(s\) shown|No rows")).first
+    expect(caption).to_be_visible(timeout=30_000)
+    text = caption.inner_text()
     match = re.search(r"([\d,]+) row\(s\) shown|No rows", text)
     assert match, text
     return int(match.group(1).replace(",", "")) if match.group(1) else 0
@@ -214,7 +234,9 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
 
             # A filter narrows the latest-decisions table.
             page.get_by_role("tab", name="Decisions").click()
-            assert _rows_shown(page) == min(200, len(rows))
+            assert _rows_shown(page.get_by_role("tabpanel", name="Decisions")) == min(
+                200, len(rows)
+            )
             page.get_by_label("Customer id").first.fill(rows[0]["customer_id"])
             page.get_by_label("Customer id").first.press("Enter")
             same_customer = sum(r["customer_id"] == rows[0]["customer_id"] for r in rows)
@@ -235,6 +257,31 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
                 page.get_by_role("option", name=choice).click()
                 page.wait_for_timeout(1500)
             assert _vega_warnings(console) == [], console
+
+            # Only the open tab runs queries, and a customer lookup re-runs the customer's own
+            # five SELECTs, not the range's figures (counted by the server).
+            with _select_counter(seeded["db_url"]) as selects:
+                page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
+                page.get_by_role("option", name="Last day").click()
+                expect(page.get_by_text("Updated ")).to_be_visible(timeout=30_000)
+                page.wait_for_timeout(1500)
+                overview = selects()
+                page.get_by_role("tab", name="Customer").click()
+                customer_tab = page.get_by_role("tabpanel", name="Customer")
+                expect(customer_tab.get_by_text("Enter a customer id")).to_be_visible(
+                    timeout=30_000
+                )
+                page.wait_for_timeout(1000)
+                opening = selects() - overview
+                box = customer_tab.get_by_label("Customer id")
+                box.fill(rows[0]["customer_id"])
+                box.press("Enter")
+                expect(customer_tab.get_by_text("Std of amount")).to_be_visible(timeout=30_000)
+                page.wait_for_timeout(1000)
+                lookup = selects() - overview - opening
+            assert overview >= 10, overview
+            assert opening == 0, opening
+            assert lookup <= 6, (lookup, overview)
         finally:
             browser.close()
 
