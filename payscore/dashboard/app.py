@@ -152,7 +152,6 @@ def _live(choice: str, analyst: str | None, labelling_off: str | None) -> None:
         if tab.open:
             with tab:
                 views_of[name]()
-    st.caption(f"Updated {utc_now():%Y-%m-%d %H:%M:%S} UTC; decision times are UTC.")
 
 
 def _tab(choice: str, view: Callable[[Connection, TimeRange], None]) -> None:
@@ -163,6 +162,8 @@ def _tab(choice: str, view: Callable[[Connection, TimeRange], None]) -> None:
     try:
         with _engine(_settings().database_url, True).connect() as conn:
             view(conn, tr)
+        # Per tab: a tab re-run alone states its own time.
+        st.caption(f"Updated {utc_now():%Y-%m-%d %H:%M:%S} UTC; decision times are UTC.")
     except SQLAlchemyError as e:
         st.error(f"The database query failed: {database_error(e)}")
 
