@@ -187,6 +187,20 @@ def _select_counter(db_url: str) -> Iterator[Callable[[], int]]:
         engine.dispose()
 
 
+def _settled(count: Callable[[], int], at_least: int = 0, timeout: float = 60.0) -> int:
+    """The counter once it has reached ``at_least`` and stayed put for a second: a slow
+    machine takes longer to run a page's queries, never fewer (no fixed wait to outgrow)."""
+    deadline = monotonic() + timeout
+    last = count()
+    while monotonic() < deadline:
+        sleep(1.0)
+        now = count()
+        if now == last and now >= at_least:
+            return now
+        last = now
+    return last
+
+
 def _rows_shown(panel: Any) -> int:
     """The row count a tab's first table states (waiting for the tab to be drawn)."""
     from playwright.sync_api import expect
@@ -264,21 +278,18 @@ def test_dashboard_in_chromium(dashboard: tuple[str, dict[str, Any]], tmp_path: 
                 page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
                 page.get_by_role("option", name="Last day").click()
                 expect(page.get_by_text("Updated ")).to_be_visible(timeout=30_000)
-                page.wait_for_timeout(1500)
-                overview = selects()
+                overview = _settled(selects, at_least=10)
                 page.get_by_role("tab", name="Customer").click()
                 customer_tab = page.get_by_role("tabpanel", name="Customer")
                 expect(customer_tab.get_by_text("Enter a customer id")).to_be_visible(
                     timeout=30_000
                 )
-                page.wait_for_timeout(1000)
-                opening = selects() - overview
+                opening = _settled(selects) - overview
                 box = customer_tab.get_by_label("Customer id")
                 box.fill(rows[0]["customer_id"])
                 box.press("Enter")
                 expect(customer_tab.get_by_text("Std of amount")).to_be_visible(timeout=30_000)
-                page.wait_for_timeout(1000)
-                lookup = selects() - overview - opening
+                lookup = _settled(selects) - overview - opening
             assert overview >= 10, overview
             assert opening == 0, opening
             assert lookup <= 6, (lookup, overview)
