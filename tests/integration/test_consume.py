@@ -75,8 +75,9 @@ def test_two_consumers_one_killed_totals_add_up(
     payments = payments_from(small_world, 10, 3000)
     produce(kafka_bootstrap, topic, keyed(payments))
     args = ("--batch-size", "50", "--max-wait-ms", "100")
-    # Longer than the 10 s session timeout, so the group notices the dead member first.
-    first = consume_runner.start(*args, "--idle-exit", "20")
+    # Well past the 10 s session timeout, so the group notices the dead member first, even
+    # on a loaded machine where the rebalance that follows takes a while.
+    first = consume_runner.start(*args, "--idle-exit", "40")
     second = consume_runner.start(*args)
     assert consume_runner.wait_until(
         first, lambda: len(db_rows(db_url)["decisions"]) > 300, 90
