@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 from payscore.errors import InputError, PayscoreError
 from payscore.store.engine import database_error
 from payscore.store.schema import fraud_labels, label_events, scored_transactions
+from payscore.store.statements import insert_ignore
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,6 @@ def _now() -> datetime:
 
 
 # -- labels-topic messages (the consumer's writer) -----------------------------------------
-
-
-@functools.cache
-def _events_insert(dialect: str) -> Any:
-    """Append events, skipping a labels-topic message already stored (same coordinates)."""
-    if dialect == "sqlite":
-        return sqlite_dialect.insert(label_events).on_conflict_do_nothing()
-    return insert(label_events).prefix_with("IGNORE")
 
 
 @functools.cache
@@ -110,7 +103,8 @@ def record_stream_labels(conn: Connection, dialect: str, rows: Sequence[dict[str
         }
         for r in rows
     ]
-    conn.execute(_events_insert(dialect), events)
+    # A labels-topic message already stored (same coordinates) is skipped.
+    conn.execute(insert_ignore(dialect, label_events), events)
     counting = [
         {
             "transaction_id": r["transaction_id"],
