@@ -34,6 +34,12 @@ N_TERMINALS = 10_000
 N_DAYS = 183
 RADIUS = 5.0
 CACHE_VERSION = 1
+# World N shifts every seed of the handbook world (world 0) by N * WORLD_SEED_STRIDE: the
+# customer and terminal tables, each customer's stream and each day's fraud draws. The stride
+# exceeds any customer id or day index, so no two worlds share a seed; the largest world keeps
+# every seed below numpy's 2**32.
+WORLD_SEED_STRIDE = 1_000_000
+MAX_WORLD = 4_000
 COLUMNS = (
     "TRANSACTION_ID",
     "TX_DATETIME",
@@ -56,9 +62,16 @@ CSV_HEADER = (
 )
 
 
-def customer_profiles(n_customers: int = N_CUSTOMERS) -> np.ndarray:
+def seed_offset(world: int) -> int:
+    """What world ``world`` adds to every seed of the handbook world (0 for world 0)."""
+    if isinstance(world, bool) or not isinstance(world, int) or not 0 <= world <= MAX_WORLD:
+        raise ValueError(f"world must be an integer from 0 to {MAX_WORLD}, not {world!r}")
+    return world * WORLD_SEED_STRIDE
+
+
+def customer_profiles(n_customers: int = N_CUSTOMERS, offset: int = 0) -> np.ndarray:
     """(n, 4): x, y, mean_amount, mean_nb_tx_per_day, drawn in id order from seed 0."""
-    rs = np.random.RandomState(0)
+    rs = np.random.RandomState(0 + offset)
     out = np.empty((n_customers, 4))
     for i in range(n_customers):
         x = rs.uniform(0, 100)
@@ -69,9 +82,9 @@ def customer_profiles(n_customers: int = N_CUSTOMERS) -> np.ndarray:
     return out
 
 
-def terminal_profiles(n_terminals: int = N_TERMINALS) -> np.ndarray:
+def terminal_profiles(n_terminals: int = N_TERMINALS, offset: int = 0) -> np.ndarray:
     """(n, 2): x, y of each terminal, drawn in id order from seed 1."""
-    rs = np.random.RandomState(1)
+    rs = np.random.RandomState(1 + offset)
     out = np.empty((n_terminals, 2))
     for i in range(n_terminals):
         out[i, 0] = rs.uniform(0, 100)
@@ -80,11 +93,11 @@ def terminal_profiles(n_terminals: int = N_TERMINALS) -> np.ndarray:
 
 
 def _customer_transactions(
-    customer_id: int, profile: np.ndarray, terminals: list[int], n_days: int
+    customer_id: int, profile: np.ndarray, terminals: list[int], n_days: int, offset: int = 0
 ) -> tuple[list[int], list[int], list[float]]:
     """One customer's (seconds, terminal, raw amount) in the original draw order."""
-    py_rng = random.Random(customer_id)
-    rs = np.random.RandomState(customer_id)
+    py_rng = random.Random(customer_id + offset)
+    rs = np.random.RandomState(customer_id + offset)
     poisson, normal, uniform = rs.poisson, rs.normal, rs.uniform
     choice = py_rng.choice
     mean_amount = float(profile[2])
@@ -108,7 +121,7 @@ def _customer_transactions(
     return seconds, terminal_ids, amounts
 
 
-def _add_frauds(df: pd.DataFrame, n_customers: int, n_terminals: int) -> None:
+def _add_frauds(df: pd.DataFrame, n_customers: int, n_terminals: int, offset: int = 0) -> None:
     """The three scenarios, in order, each overwriting the label (in place)."""
     fraud = np.zeros(len(df), dtype=np.int64)
     scenario = np.zeros(len(df), dtype=np.int64)
@@ -126,16 +139,15 @@ def _add_frauds(df: pd.DataFrame, n_customers: int, n_terminals: int) -> None:
     # Per-day row ranges: rows are sorted by time, hence by day.
     day_start = np.searchsorted(days, np.arange(max_day + 30), side="left")
     for day in range(max_day):
-        compromised = terminal_ids.sample(n=2, random_state=day).to_numpy()
+        compromised = terminal_ids.sample(n=2, random_state=day + offset).to_numpy()
         lo, hi = day_start[day], day_start[min(day + 28, len(day_start) - 1)]
         rows = lo + np.flatnonzero(np.isin(terminals[lo:hi], compromised))
         fraud[rows], scenario[rows] = 1, 2
     for day in range(max_day):
-        compromised = customer_ids.sample(n=3, random_state=day).to_numpy()
+        compromised = customer_ids.sample(n=3, random_state=day + offset).to_numpy()
         lo, hi = day_start[day], day_start[min(day + 14, len(day_start) - 1)]
         rows = lo + np.flatnonzero(np.isin(customers[lo:hi], compromised))
-        random.seed(day)
-        picked = random.sample(rows.tolist(), k=len(rows) // 3)
+        picked = random.Random(day + offset).sample(rows.tolist(), k=len(rows) // 3)
         amount[picked] = amount[picked] * 5
         fraud[picked], scenario[picked] = 1, 3
     df["TX_AMOUNT"] = amount
@@ -148,10 +160,14 @@ def generate_world(
     n_terminals: int = N_TERMINALS,
     n_days: int = N_DAYS,
     radius: float = RADIUS,
+    world: int = 0,
 ) -> pd.DataFrame:
-    """Generate the labelled world (no cache). The defaults are the handbook's benchmark."""
-    customers = customer_profiles(n_customers)
-    terminals_xy = terminal_profiles(n_terminals)
+    """Generate the labelled world (no cache). The defaults are the handbook's benchmark;
+    ``world`` N > 0 draws another world of the same process (every seed shifted, see
+    ``seed_offset``)."""
+    offset = seed_offset(world)
+    customers = customer_profiles(n_customers, offset)
+    terminals_xy = terminal_profiles(n_terminals, offset)
     all_seconds: list[int] = []
     all_customers: list[int] = []
     all_terminals: list[int] = []
@@ -159,7 +175,9 @@ def generate_world(
     for cid in range(n_customers):
         dist = np.sqrt(np.sum(np.square(customers[cid, :2] - terminals_xy), axis=1))
         available = np.where(dist < radius)[0].tolist()
-        seconds, terms, amounts = _customer_transactions(cid, customers[cid], available, n_days)
+        seconds, terms, amounts = _customer_transactions(
+            cid, customers[cid], available, n_days, offset
+        )
         all_seconds += seconds
         all_terminals += terms
         all_amounts += amounts
@@ -178,20 +196,28 @@ def generate_world(
     # The original sorts with pandas' default (non-stable) sort; keep it for identical ids.
     df = df.sort_values("TX_DATETIME").reset_index(drop=True)
     df.insert(0, "TRANSACTION_ID", np.arange(len(df), dtype=np.int64))
-    _add_frauds(df, n_customers, n_terminals)
+    _add_frauds(df, n_customers, n_terminals, offset)
     return df
 
 
-def load_world(use_cache: bool = True) -> pd.DataFrame:
-    """The handbook world, from the on-disk cache when present (about 30 s to generate)."""
-    path = cache_dir() / f"handbook-world-v{CACHE_VERSION}.npz"
+def world_cache_name(world: int = 0) -> str:
+    """The cache file of a full-size world (the handbook world keeps its historical name)."""
+    seed_offset(world)
+    prefix = "handbook-world" if world == 0 else f"world-{world}"
+    return f"{prefix}-v{CACHE_VERSION}.npz"
+
+
+def load_world(use_cache: bool = True, world: int = 0) -> pd.DataFrame:
+    """The handbook world (or world N, see ``generate_world``), from the on-disk cache when
+    present (about 16 s to generate)."""
+    path = cache_dir() / world_cache_name(world)
     if use_cache and path.exists():
         try:
             with np.load(path, allow_pickle=False) as data:
                 return _frame_from_arrays({name: data[name] for name in data.files})
         except (OSError, ValueError, KeyError) as e:
             log.warning("ignoring unreadable world cache %s: %s", path, e)
-    df = generate_world()
+    df = generate_world(world=world)
     if use_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
