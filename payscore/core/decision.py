@@ -1,7 +1,9 @@
 """From model scores and fired rules to APPROVED / REVIEW / DECLINED with reason codes.
 
 A ``Policy`` is the whole business configuration as data: two score thresholds and the rules.
-The status of a payment is the most severe of the model's verdict and every fired rule's action.
+Precedence (docs/rules.md): a block list (an ``in_list`` rule that declines) wins over
+everything; then an allow rule (action APPROVED) wins over the other rules and the model;
+otherwise the status is the most severe of the model's verdict and every fired rule's action.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Decision:
     status: str
     reasons: tuple[str, ...]
     model_version: str
+    #: The stored policy version the decision was made under (None: settings only).
+    policy_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class Policy:
 
     thresholds: Thresholds
     rules: tuple[Rule, ...] = ()
+    #: The stored policy version these rules come from; None for the settings-only policy.
+    version: int | None = None
 
     @classmethod
     def from_values(
@@ -125,6 +131,10 @@ class Policy:
     def required_features(self) -> tuple[str, ...]:
         return required_features(self.rules)
 
+    def required_fields(self) -> tuple[str, ...]:
+        """Payment fields the rules read (so callers must pass the payments to ``decide``)."""
+        return tuple(dict.fromkeys(f for rule in self.rules for f in rule.required_fields()))
+
     def velocity_windows(self) -> tuple[int, ...]:
         """Windows (seconds) the FeatureEngine must track for this policy's velocity rules."""
         return tuple(
@@ -139,16 +149,38 @@ def decide(
     feature_names: Sequence[str],
     X: np.ndarray,
     model_version: str,
+    payments: Sequence[Any] | None = None,
 ) -> list[Decision]:
-    """Decisions for a batch: model verdict and rule actions, most severe wins."""
+    """Decisions for a batch: block list, then allow rules, then the most severe of the model
+    and the other rules. ``payments`` (one per row) are needed by list and currency rules."""
     scores = np.asarray(scores, dtype=np.float64)
     very_high = scores >= policy.thresholds.decline
     high = scores >= policy.thresholds.review
     severity = np.where(very_high, SEVERITY[DECLINED], np.where(high, SEVERITY[REVIEW], 0))
 
-    fired = evaluate_rules(policy.rules, feature_names, X)
+    fired = evaluate_rules(policy.rules, feature_names, X, payments)
+    n = len(transaction_ids)
+    tier = {"block": np.zeros(n, bool), "allow": np.zeros(n, bool)}
     for j, rule in enumerate(policy.rules):
-        severity = np.where(fired[:, j], np.maximum(severity, SEVERITY[rule.action]), severity)
+        if rule.is_block_list:
+            tier["block"] |= fired[:, j]
+        elif rule.action == APPROVED:
+            tier["allow"] |= fired[:, j]
+        else:
+            severity = np.where(fired[:, j], np.maximum(severity, SEVERITY[rule.action]), severity)
+    blocked, allowed = tier["block"], tier["allow"] & ~tier["block"]
+    severity = np.where(blocked, SEVERITY[DECLINED], np.where(allowed, 0, severity))
+    # The reasons name what decided: only the block-list codes for a blocked payment, only
+    # the allow codes for an allowed one, else the model's and the rules' as before.
+    keep = np.ones_like(fired)
+    for j, rule in enumerate(policy.rules):
+        keep[:, j] = np.where(
+            blocked, rule.is_block_list, np.where(allowed, rule.action == APPROVED, True)
+        )
+    fired &= keep
+    model_counts = ~(blocked | allowed)
+    very_high &= model_counts
+    high &= model_counts
 
     codes = [rule.code for rule in policy.rules]
     # Python lists: indexing them per row is much cheaper than indexing numpy arrays.
@@ -171,6 +203,7 @@ def decide(
                 status=_BY_SEVERITY[severity_l[i]],
                 reasons=tuple(reasons),
                 model_version=model_version,
+                policy_version=policy.version,
             )
         )
     return decisions

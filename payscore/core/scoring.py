@@ -144,6 +144,7 @@ class Scorer:
             names,
             X,
             self.model_version,
+            payments,
         )
         return decisions, X
 

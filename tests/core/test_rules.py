@@ -115,7 +115,7 @@ def test_empty_batch() -> None:
         ("velocity", {"max_payments": True, "window_seconds": 60}, REVIEW, "max_payments"),
         ("amount_above", {"limit": -1}, REVIEW, "limit"),
         ("amount_above", {}, REVIEW, "limit"),
-        ("amount_above", {"limit": 10}, "APPROVED", "action"),
+        ("amount_above", {"limit": 10}, "ESCALATE", "action"),
         ("feature_above", {"limit": 1}, REVIEW, "feature"),
     ],
 )
