@@ -239,26 +239,27 @@ class Pipeline:
         if not kept:
             return out
         X = np.array(rows, dtype=np.float64)
-        ids = [valid[i][1].transaction_id for i in kept]
+        pays = [valid[i][1] for i in kept]
+        ids = [p.transaction_id for p in pays]
         try:
-            for i, d in zip(kept, self._decide(ids, X), strict=True):
+            for i, d in zip(kept, self._decide(ids, X, pays), strict=True):
                 out[i] = d
             return out
         except Exception as e:
             log.warning("scoring a batch of %d failed (%s); scoring row by row", len(kept), e)
         for j, i in enumerate(kept):
             try:
-                out[i] = self._decide(ids[j : j + 1], X[j : j + 1])[0]
+                out[i] = self._decide(ids[j : j + 1], X[j : j + 1], pays[j : j + 1])[0]
             except Exception as e:
                 self._scoring_failed(valid[i][0], e, batch)
         return out
 
-    def _decide(self, ids: list[str], X: np.ndarray) -> list[Decision]:
+    def _decide(self, ids: list[str], X: np.ndarray, payments: list[Payment]) -> list[Decision]:
         """Model and rules on feature rows: the second half of ``Scorer.score_batch``."""
         scorer = self.scorer
         names = scorer.engine.feature_names
         scores = scorer.artifact.predict_scores(names, X)
-        return decide(scorer.policy, ids, scores, names, X, scorer.model_version)
+        return decide(scorer.policy, ids, scores, names, X, scorer.model_version, payments)
 
     def _scoring_failed(self, m: Any, error: Exception, batch: PreparedBatch) -> None:
         reason = f"{type(error).__name__}: {error}"
@@ -332,6 +333,7 @@ def decision_row(
         "status": d.status,
         "reason_codes": ",".join(d.reasons)[:255],
         "model_version": d.model_version,
+        "policy_version": d.policy_version,
         "channel": p.channel,
         "merchant_category": p.merchant_category,
         "country": p.country,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, Table, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 
+from payscore.errors import PayscoreError
 from payscore.store import labels, rollup
 from payscore.store.engine import database_error
 from payscore.store.schema import decision_rollup, metadata, scored_transactions
@@ -19,6 +21,7 @@ class SchemaReport:
     created: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     indexes_added: list[str] = field(default_factory=list)
+    columns_added: list[str] = field(default_factory=list)  # "table.column", an upgrade
     rollup_rebuilt: int | None = None  # decisions counted when the rollup was back-filled
     labels_carried: int = 0  # fraud_labels rows copied into label_events (an upgrade)
 
@@ -36,6 +39,7 @@ def create_schema(engine: Engine) -> SchemaReport:
                     report.created.append(table.name)
                     continue
                 report.present.append(table.name)
+                report.columns_added += add_missing_columns(conn, table)
                 have = {ix["name"] for ix in inspect(conn).get_indexes(table.name)}
                 for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
                     if index.name not in have:
@@ -53,3 +57,27 @@ def create_schema(engine: Engine) -> SchemaReport:
     except SQLAlchemyError as e:
         raise database_error(e, engine.url) from e
     return report
+
+
+def add_missing_columns(conn: Connection, table: Table) -> list[str]:
+    """Add the columns a newer payscore declares and an older database lacks.
+
+    Only nullable columns without a key can be added to a table that holds rows (they read
+    NULL for the old rows); anything else is a clear error rather than a guess. The DDL is
+    built from the schema's own names and types, never from input.
+    """
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    added = []
+    for column in table.columns:
+        if column.name in have:
+            continue
+        if not column.nullable or column.primary_key:
+            raise PayscoreError(
+                f"table {table.name} lacks the required column {column.name}; "
+                "it cannot be added to existing rows (migrate it by hand)"
+            )
+        quote = conn.dialect.identifier_preparer.quote
+        spec = CreateColumn(column).compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {spec}"))
+        added.append(f"{table.name}.{column.name}")
+    return added

@@ -49,6 +49,9 @@ scored_transactions = Table(
     Column("kafka_topic", String(249)),
     Column("kafka_partition", Integer),
     Column("kafka_offset", BigInteger),
+    # The stored policy version the decision was made under (NULL: settings-only policy, or
+    # a row written before policy versions existed). Added to older databases by initdb.
+    Column("policy_version", BigInteger),
     Index("ix_scored_customer_time", "customer_id", "event_time"),
     Index("ix_scored_terminal_time", "terminal_id", "event_time"),
     Index("ix_scored_status_time", "status", "event_time"),
@@ -175,4 +178,65 @@ model_versions = Table(
     Column("activated_at", _Time, nullable=False),
     Column("metadata_json", Text, nullable=False),
     Index("ix_model_versions_activated", "activated_at"),
+)
+
+# Live rules and lists (docs/rules.md). Every change to them adds a row to policy_versions in
+# the same transaction, with one policy_audit row per changed rule or list entry; a running
+# consumer polls max(policy_versions.version) and reloads the policy when it grows.
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("version", _BigId, primary_key=True, autoincrement=True),
+    Column("created_at", _Time, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("summary", String(255), nullable=False),
+)
+
+policy_rules = Table(
+    "policy_rules",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("action", String(10), nullable=False),
+    Column("params_json", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("description", String(255), nullable=False, default=""),
+    Column("version", BigInteger, nullable=False),  # the policy version of its last change
+    Column("updated_at", _Time, nullable=False),
+)
+
+policy_lists = Table(
+    "policy_lists",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("field", String(32), nullable=False),  # the payment field its values are of
+    Column("created_at", _Time, nullable=False),
+)
+
+policy_list_entries = Table(
+    "policy_list_entries",
+    metadata,
+    Column("list_name", String(64), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("added_at", _Time, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    PrimaryKeyConstraint("list_name", "value"),
+)
+
+# Append-only: who changed what, when, why, and the rule or entry before and after (JSON).
+policy_audit = Table(
+    "policy_audit",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("version", BigInteger, nullable=False),
+    Column("at", _Time, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("change", String(32), nullable=False),  # rule.add, rule.disable, list.add, ...
+    Column("subject", String(130), nullable=False),  # a rule code, or list:value
+    Column("reason", String(1024), nullable=False, default=""),
+    Column("before_json", Text),
+    Column("after_json", Text),
+    Index("ix_policy_audit_subject", "subject", "id"),
+    Index("ix_policy_audit_version", "version"),
 )
