@@ -148,8 +148,8 @@ class Settings(BaseModel):
         None,
         ge=1,
         le=65535,
-        description="Port of `consume`'s Prometheus /metrics, /healthz and /readyz (e.g. 9464); "
-        "unset: off.",
+        description="Port of Prometheus /metrics, /healthz and /readyz for `consume`, `produce` "
+        "and `replay-dlq` (e.g. 9464); unset: off.",
     )
     dashboard_labelling: bool = Field(
         False,

@@ -2,8 +2,10 @@
 
 Nothing starts until a test asks for it, so unit tests need no services. Set
 PAYSCORE_TEST_KAFKA_BOOTSTRAP ("host:port") or PAYSCORE_TEST_DATABASE_URL (a SQLAlchemy URL
-whose user may create databases) to use servers you already run instead. A service that
-cannot start is a test error with the reason, never a skip.
+whose user may create databases) to use servers you already run instead. The Prometheus that
+scrapes consumers is always the session's own (it must scrape ports chosen here);
+PAYSCORE_TEST_PROMETHEUS may name its binary. A service that cannot start is a test error
+with the reason, never a skip.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tests.bed.kafka import (
     kafka_home,
 )
 from tests.bed.mariadb import MariaDBServer
+from tests.bed.prometheus import BINARY_ENV as PROMETHEUS_ENV
+from tests.bed.prometheus import PrometheusServer
 
 KAFKA_ENV = "PAYSCORE_TEST_KAFKA_BOOTSTRAP"
 DATABASE_ENV = "PAYSCORE_TEST_DATABASE_URL"
@@ -360,6 +364,26 @@ def db_server(_mariadb_server: MariaDBServer | None) -> Iterator[MariaDBServer]:
     yield _mariadb_server
     if not _mariadb_server.running:
         _mariadb_server.start()
+
+
+# ---------------------------------------------------------------------------------- Prometheus
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[PrometheusServer]:
+    """The session's own Prometheus (Debian's package, or the binary $PAYSCORE_TEST_PROMETHEUS
+    names), scraping every second whatever ``prometheus.scrape(port)`` adds."""
+    started = time.monotonic()
+    try:
+        server = _start_twice(PrometheusServer, "destroy")
+    except BedError as e:
+        pytest.fail(f"test bed: Prometheus did not start: {e}", pytrace=False)
+    source = f" (from {PROMETHEUS_ENV})" if os.environ.get(PROMETHEUS_ENV) else ""
+    _report(f"Prometheus {server.url}{source} ready in {time.monotonic() - started:.1f}s")
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,19 @@ from payscore.errors import InputError
 if TYPE_CHECKING:  # kafka-python and the payment readers load when the command runs, not --help
     from payscore.stream.producer import ProduceStats
     from payscore.stream.sources import FileSource, SourceItem
+
+
+#: ``--metrics-port`` of ``produce`` and ``replay-dlq`` (``consume`` words its help for itself).
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve Prometheus /metrics, /healthz and /readyz on this port while running "
+        "(e.g. 9465). Env: PAYSCORE_METRICS_PORT.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -83,6 +96,7 @@ def produce_cmd(
     rejects: str = typer.Option(
         None, "--rejects", help="With --from: CSV to write rejected rows to (line, kind, ...)."
     ),
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Stream payments (simulated by default) into the input topic.
 
@@ -92,7 +106,8 @@ def produce_cmd(
     # kafka-python and the readers: only when the command runs, never for --help.
     from payscore.core.paymentfile import check_output, count_lines
     from payscore.stream.kafka import quiet_client_logs
-    from payscore.stream.producer import ProduceOptions, produce
+    from payscore.stream.metrics import ProducerCollector, serve_metrics
+    from payscore.stream.producer import ProduceOptions, ProduceStats, produce
     from payscore.stream.sources import read_payments_file
 
     begin = _parse_start(start)
@@ -103,6 +118,7 @@ def produce_cmd(
         input_topic=topic,
         topic_partitions=partitions,
         kafka_bootstrap_servers=bootstrap,
+        metrics_port=metrics_port,
     )
     quiet_client_logs(settings.log_level)
     options = ProduceOptions(
@@ -139,12 +155,14 @@ def produce_cmd(
     )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop like Ctrl-C: flush, then totals
 
-    with progress_bar(err_console) as progress:
+    stats = ProduceStats()
+    metrics = serve_metrics(ProducerCollector(stats), settings.metrics_port)
+    with metrics, progress_bar(err_console) as progress:
 
         def show(stats: ProduceStats) -> None:
             progress("producing", stats.payments + stats.bad, total)
 
-        stats = produce(settings, source, options, on_progress=show)
+        produce(settings, source, options, on_progress=show, stats=stats)
 
     verb = "stopped" if stats.interrupted else "done"
     console.print(f"{verb}: {_line(stats)}", highlight=False)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from payscore.cli.common import console, err_console, settings_from
 from payscore.cli.display import progress_bar
+from payscore.cli.produce import MetricsPort
 from payscore.stream.dlq import KINDS
 from payscore.stream.kafka import quiet_client_logs
 from payscore.stream.replay import (
@@ -59,6 +60,7 @@ def replay_dlq(
         None, "--until", help="Only dead letters written before this ISO time (UTC)."
     ),
     limit: int = typer.Option(None, "--limit", min=1, help="Replay at most this many."),
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Re-publish dead letters to their source topic once their cause is fixed."""
     unknown = sorted(set(kind or ()) - set(KINDS))
@@ -74,10 +76,14 @@ def replay_dlq(
     )
     if filters.since and filters.until and filters.since >= filters.until:
         raise typer.BadParameter("must be earlier than --until", param_hint="--since")
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, metrics_port=metrics_port)
     quiet_client_logs(settings.log_level)
-    with progress_bar(err_console, unit="dead letters") as progress:
-        result = replay_dead_letters(settings, filters, dry_run=dry_run, progress=progress)
+    from payscore.stream.metrics import ReplayCollector, serve_metrics
+
+    result = ReplayResult()
+    metrics = serve_metrics(ReplayCollector(result), settings.metrics_port)
+    with metrics, progress_bar(err_console, unit="dead letters") as progress:
+        replay_dead_letters(settings, filters, dry_run=dry_run, progress=progress, result=result)
     if dry_run:
         _show_plan(result)
     _summary(result, parked_topic(settings))

@@ -59,13 +59,25 @@ class InFlight:
     committed_at: float = 0.0
 
 
-def retry(fn: Callable[[], T], what: str, stopping: Callable[[], bool]) -> T | None:
-    """Call ``fn`` until it stops raising ServiceUnavailable; None if asked to stop meanwhile."""
+def retry(
+    fn: Callable[[], T],
+    what: str,
+    stopping: Callable[[], bool],
+    counts: dict[str, int] | None = None,
+) -> T | None:
+    """Call ``fn`` until it stops raising ServiceUnavailable; None if asked to stop meanwhile.
+
+    Each failed attempt is counted in ``counts`` under ``what`` with underscores for spaces
+    (``ConsumerStats.retries``, the ``payscore_retries_total`` metric).
+    """
     delay = 0.2
+    operation = what.replace(" ", "_")
     while True:
         try:
             return fn()
         except ServiceUnavailable as e:
+            if counts is not None:
+                counts[operation] = counts.get(operation, 0) + 1
             if stopping():
                 log.warning("stopping without finishing the batch (%s): it will be read again", e)
                 return None
@@ -89,8 +101,10 @@ class BatchWriterThread:
         dlq_max_bytes: int = dlq.DEFAULT_MAX_DEAD_LETTER_BYTES,
         dlq_topic_exists: Callable[[], bool | None] | None = None,
         create_dlq_topic: Callable[[], object] | None = None,
+        retries: dict[str, int] | None = None,
     ) -> None:
         self._write = write
+        self._retries = retries  # failed attempts by operation, for the metrics
         self.dlq_max_bytes = dlq_max_bytes  # lowered if the broker refuses a dead letter's size
         self._dlq_topic_exists = dlq_topic_exists  # None: cannot tell (broker unreachable)
         self._create_dlq_topic = create_dlq_topic  # None: a deleted topic is not re-created
@@ -175,16 +189,18 @@ class BatchWriterThread:
                 self._mark_finished()
 
     def _emit(self, item: InFlight) -> None:
-        stop = self._stopping
+        stop, counts = self._stopping, self._retries
         if item.batch.rejected and retry(
-            lambda: self._send_dead_letters(item), "publish dead letters", stop
+            lambda: self._send_dead_letters(item), "publish dead letters", stop, counts
         ) is None:
             self.abandoned = True
             return
-        if item.sent and retry(lambda: self._confirm(item), "publish decisions", stop) is None:
+        if item.sent and retry(
+            lambda: self._confirm(item), "publish decisions", stop, counts
+        ) is None:
             self.abandoned = True
             return
-        result = retry(lambda: self._write(item.batch), "write the batch", stop)
+        result = retry(lambda: self._write(item.batch), "write the batch", stop, counts)
         if result is None:
             self.abandoned = True
             return

@@ -250,6 +250,7 @@ class StreamConsumer:
             self._stopping,
             new_producer=lambda: make_producer(self.settings, max_request_size=request_size),
             dlq_max_bytes=self.dlq_max_bytes,
+            retries=self.stats.retries,
             dlq_topic_exists=lambda: topic_exists(self.settings, self.settings.dlq_topic),
             create_dlq_topic=(
                 (lambda: prepare_output_topics(self.settings))
@@ -466,7 +467,7 @@ class StreamConsumer:
                     self._consumer.seek_to_beginning(tp)
         started = time.monotonic()
         self.pipeline.scorer.engine = self._state.rebuild()
-        self.stats.record_rebuild(time.monotonic() - started)
+        self.stats.record_rebuild(time.monotonic() - started, self._state.rebuilt_rows)
         self._settle_heap()
         self._pending -= pending
         self._consumer.resume(*pending)

@@ -29,6 +29,7 @@ from payscore.core.schema import payment_to_json as _to_json
 from payscore.errors import ServiceUnavailable
 from payscore.stream.kafka import describe_servers, ensure_topics, make_producer
 from payscore.stream.sources import SourceItem
+from payscore.stream.stats import LATENCY_BUCKETS_S, Buckets
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,17 @@ class ProduceStats:
     elapsed_s: float = 0.0
     interrupted: bool = False
     bad_by_kind: Counter[str] = field(default_factory=Counter)
+    acked: int = 0  # acknowledged by the broker
+    failed: int = 0  # refused or timed out: the run stops with an error
+    send_latency_s: Buckets = field(default_factory=lambda: Buckets(LATENCY_BUCKETS_S))
+    # Acknowledgement latencies not yet in the histogram: appended by kafka-python's IO
+    # thread, moved into ``send_latency_s`` a batch at a time (one numpy call, not one each).
+    _unobserved: list[float] = field(default_factory=list, repr=False)
+
+    def observe_latencies(self) -> None:
+        """Move the latencies heard so far into the histogram (main loop or a scrape)."""
+        taken, self._unobserved = self._unobserved, []
+        self.send_latency_s.observe(taken)
 
     @property
     def rate(self) -> float:
@@ -180,21 +192,30 @@ def label_message(transaction_id: str, is_fraud: bool, known_at: datetime) -> by
 
 
 class _Sender:
-    """Wraps the producer: counts async failures instead of losing them."""
+    """Wraps the producer: counts acknowledgements (and their latency) and async failures
+    instead of losing them."""
 
-    def __init__(self, producer: Any, settings: Settings) -> None:
-        self.producer, self.settings = producer, settings
-        self.failures = 0
+    def __init__(self, producer: Any, settings: Settings, stats: ProduceStats) -> None:
+        self.producer, self.settings, self.stats = producer, settings, stats
         self.first_error: BaseException | None = None
 
+    @property
+    def failures(self) -> int:
+        return self.stats.failed
+
     def _failed(self, error: BaseException) -> None:
-        self.failures += 1
+        self.stats.failed += 1
         if self.first_error is None:
             self.first_error = error
 
+    def _acked(self, sent_at: float, _metadata: Any) -> None:
+        self.stats.acked += 1
+        self.stats._unobserved.append(time.monotonic() - sent_at)
+
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         try:
-            self.producer.send(topic, key=key, value=value).add_errback(self._failed)
+            future = self.producer.send(topic, key=key, value=value)
+            future.add_callback(self._acked, time.monotonic()).add_errback(self._failed)
         except KafkaError as e:
             raise self.unavailable(e) from e
         if self.first_error is not None:
@@ -224,15 +245,17 @@ def produce(
     producer: Any = None,
     on_progress: Callable[[ProduceStats], None] | None = None,
     progress_every_s: float = 0.25,
+    stats: ProduceStats | None = None,
 ) -> ProduceStats:
-    """Send ``source`` to ``options.topic``; Ctrl-C stops after a flush. Returns the counts."""
+    """Send ``source`` to ``options.topic``; Ctrl-C stops after a flush. Returns the counts
+    (``stats`` if given: the metrics endpoint reads it while the run goes on)."""
     topics = [options.topic] + ([options.labels_topic] if options.labels else [])
     ensure_topics(settings, topics, options.partitions)
     own = producer is None
-    sender = _Sender(producer if producer is not None else make_producer(settings), settings)
+    stats = stats if stats is not None else ProduceStats()
+    sender = _Sender(producer if producer is not None else make_producer(settings), settings, stats)
     faults = FaultInjector(options.bad_rate, options.duplicate_rate, options.seed)
     pacer = Pacer(options.rate)
-    stats = ProduceStats()
     recent: deque[Payment] = deque(maxlen=_DUPLICATE_WINDOW)
     pending: list[tuple[datetime, str]] = []  # (known_at, transaction id) of frauds
     started = last_report = time.monotonic()
@@ -271,9 +294,11 @@ def produce(
                 stats.sent += 1
             index += 1
             now = time.monotonic()
-            if on_progress is not None and now - last_report >= progress_every_s:
+            if now - last_report >= progress_every_s:
                 stats.elapsed_s, last_report = now - started, now
-                on_progress(stats)
+                stats.observe_latencies()
+                if on_progress is not None:
+                    on_progress(stats)
     except KeyboardInterrupt:
         stats.interrupted = True
     finally:
@@ -281,6 +306,7 @@ def produce(
             sender.flush()
         finally:
             stats.elapsed_s = time.monotonic() - started
+            stats.observe_latencies()
             if own:
                 sender.producer.close(timeout=5)
     if on_progress is not None:

@@ -43,6 +43,7 @@ class FeatureState:
         self._others_cursor = 0  # scored_transactions.id read for other consumers' payments
         self._label_cursor = 0  # label_events.id read so far (see state.labels_after)
         self._expired_day: float | None = None  # event-time day of the last expiry
+        self.rebuilt_rows = 0  # stored payments the last rebuild replayed (a metric)
 
     def rebuild(self) -> FeatureEngine:
         """Fresh engine from the database: every stored payment of the last 37 days of event
@@ -72,6 +73,7 @@ class FeatureState:
             self._others_cursor = history.last_id
             self._state_day = latest.replace(tzinfo=timezone.utc).timestamp() // DAY_S
             replayed = len(history)
+        self.rebuilt_rows = replayed
         log.info(
             "rebuilt feature state from %d stored payments in %.1f s",
             replayed,

@@ -72,6 +72,7 @@ class ReplayResult:
     items: list[ReplayItem] = field(default_factory=list)
     dry_run: bool = False
     dlq_topic: str = ""
+    published: int = 0  # replays and parked copies the broker acknowledged
 
     def count(self, action: str) -> int:
         return sum(1 for item in self.items if item.action == action)
@@ -126,16 +127,19 @@ def replay_dead_letters(
     writer: Any = None,
     on_item: Callable[[ReplayItem], None] | None = None,
     progress: Progress | None = None,
+    result: ReplayResult | None = None,
 ) -> ReplayResult:
     """Replay the dead letters not yet handled; returns what was done (or would be).
 
     ``progress(stage, done, total)`` hears of the records read (stage ``READING``) and the
-    messages re-published (``SENDING``).
+    messages re-published (``SENDING``). A ``result`` given is filled as the run goes (the
+    metrics endpoint reads it).
     """
     filters = filters or ReplayFilter()
     progress = progress or _no_progress
     topic = settings.dlq_topic
-    result = ReplayResult(dry_run=dry_run, dlq_topic=topic)
+    result = result if result is not None else ReplayResult()
+    result.dry_run, result.dlq_topic = dry_run, topic
     if writer is None:
         from payscore.store.engine import make_engine
         from payscore.store.writer import DecisionWriter
@@ -173,7 +177,7 @@ def replay_dead_letters(
     if dry_run:
         return result
     if to_send:
-        _publish(settings, to_send, progress)
+        result.published = _publish(settings, to_send, progress)
     offsets = {
         (g, topic, p): position
         for g in groups
@@ -287,8 +291,9 @@ class _Decider:
         return ReplayItem(REPLAY, *where, dead, f"attempt {dead.attempt}")
 
 
-def _publish(settings: Settings, items: list[tuple[str, DeadLetter]], report: Progress) -> None:
-    """Send replays to their source topics and parked letters to ``<dlq>.parked``; flush."""
+def _publish(settings: Settings, items: list[tuple[str, DeadLetter]], report: Progress) -> int:
+    """Send replays to their source topics and parked letters to ``<dlq>.parked``; flush.
+    Returns how many were acknowledged (all of them, or it raises)."""
     targets = {d.source_topic for action, d in items if action == REPLAY}
     if any(action == PARKED for action, _ in items):
         targets.add(parked_topic(settings))
@@ -321,6 +326,7 @@ def _publish(settings: Settings, items: list[tuple[str, DeadLetter]], report: Pr
         for future in futures:
             future.get(timeout=30)
         report(SENDING, len(futures), len(items))
+        return len(futures)
     except KafkaError as e:
         raise ServiceUnavailable(
             f"cannot re-publish dead letters to Kafka at {describe_servers(settings)}: {e}"

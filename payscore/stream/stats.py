@@ -66,6 +66,9 @@ class ConsumerStats:
         self.rebuilds = 0
         self.rebuild_s = 0.0  # the last rebuild's duration
         self.rebuild_seconds_total = 0.0
+        self.rebuild_rows = 0  # stored payments the last rebuild replayed
+        self.rebuild_rows_total = 0
+        self.retries: dict[str, int] = {}  # failed attempts by operation (stream/batches.retry)
         self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> messages behind
         # For /healthz and /readyz: the last turn of the poll loop, and whether the assigned
         # partitions are positioned and the feature state rebuilt.
@@ -100,10 +103,12 @@ class ConsumerStats:
         self.commit_latency_s.observe(latencies)
         self.batch_size.observe([latencies.size])
 
-    def record_rebuild(self, seconds: float) -> None:
+    def record_rebuild(self, seconds: float, rows: int = 0) -> None:
         self.rebuilds += 1
         self.rebuild_s = seconds
         self.rebuild_seconds_total += seconds
+        self.rebuild_rows = rows
+        self.rebuild_rows_total += rows
 
     def latency_percentiles(self) -> tuple[float, float, float] | None:
         """p50, p95, p99 in milliseconds over the recent window, None before any batch."""

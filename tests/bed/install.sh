@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian 12 machine (run as root, no Docker):
 # MariaDB server + client headers, pkg-config, Chromium, openssl (the bed's TLS certificates),
-# payscore with its dev and mysql extras, and the Kafka broker jars (cached). Safe to run
-# again: it only adds what is missing.
+# Prometheus (the bed scrapes a consumer with it), payscore with its dev and mysql extras, and
+# the Kafka broker jars (cached). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,26 +15,37 @@ for pkg in mariadb-server libmariadb-dev pkg-config chromium openssl; do
         missing+=("$pkg")
     fi
 done
+# Installed without its recommends (a node exporter the bed does not use). The bed starts its
+# own Prometheus on a free port, as it does MariaDB; the package's system service is not used.
+lean=()
+command -v prometheus >/dev/null 2>&1 || lean+=(prometheus)
 # Java and Maven run the Kafka broker; add them too when absent (same packages on Debian 12).
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 
-if ((${#missing[@]})); then
+if ((${#missing[@]} + ${#lean[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
-        say "missing packages: ${missing[*]}; run this script as root or install them with apt"
+        say "missing packages: ${missing[*]} ${lean[*]}; run this script as root or install them with apt"
         exit 1
     fi
-    say "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    if ((${#missing[@]})); then
+        say "apt-get install ${missing[*]}"
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ((${#lean[@]})); then
+        say "apt-get install --no-install-recommends ${lean[*]}"
+        apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
+    fi
 else
     say "system packages present"
 fi
 
-for tool in java mvn; do
+for tool in java mvn prometheus; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        say "error: '$tool' not found; the Kafka test broker needs Java 17+ and Maven"
+        say "error: '$tool' not found; the Kafka test broker needs Java 17+ and Maven, the bed's"
+        say "scrape test needs Prometheus (Debian package prometheus)"
         exit 1
     fi
 done

@@ -35,7 +35,8 @@ def test_ready_only_between_positioning_and_the_next_rebalance() -> None:
     engine = object()
     consumer.pipeline.writer = SimpleNamespace(read_offsets=lambda group, topic: {0: 42})
     consumer.pipeline.scorer = SimpleNamespace(engine=None)
-    consumer._state = SimpleNamespace(rebuild=lambda: engine)  # type: ignore[assignment]
+    state = SimpleNamespace(rebuild=lambda: engine, rebuilt_rows=7)
+    consumer._state = state  # type: ignore[assignment]
     tps = {TopicPartition("payments", 0), TopicPartition("payments", 1)}
     try:
         assert not consumer.stats.ready
@@ -48,6 +49,7 @@ def test_ready_only_between_positioning_and_the_next_rebalance() -> None:
         p0, p1 = TopicPartition("payments", 0), TopicPartition("payments", 1)
         assert fake.seeks == {p0: 42, p1: None}  # stored offset; never written: the beginning
         assert consumer.stats.rebuilds == 1
+        assert consumer.stats.rebuild_rows == consumer.stats.rebuild_rows_total == 7
         consumer._on_revoked(tps)
         assert not consumer.stats.ready
     finally:

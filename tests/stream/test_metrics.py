@@ -9,8 +9,20 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from payscore.errors import PayscoreError
-from payscore.stream.metrics import MetricsServer, build_registry, health_app
+from payscore.errors import PayscoreError, ServiceUnavailable
+from payscore.stream.batches import retry
+from payscore.stream.metrics import (
+    ConsumerCollector,
+    MetricsServer,
+    ProducerCollector,
+    ReplayCollector,
+    build_registry,
+    health_app,
+    registry_of,
+    serve_metrics,
+)
+from payscore.stream.producer import ProduceStats
+from payscore.stream.replay import PARKED, REPLAY, SKIPPED, ReplayItem, ReplayResult
 from payscore.stream.stats import Buckets, ConsumerStats
 
 
@@ -75,14 +87,46 @@ def test_registries_are_per_consumer() -> None:
 def test_lag_and_rebuild_gauges() -> None:
     stats = ConsumerStats()
     stats.lag = {("payments", 0): 5, ("payments", 3): 0}
-    stats.record_rebuild(1.5)
-    stats.record_rebuild(0.5)
+    stats.record_rebuild(1.5, rows=1000)
+    stats.record_rebuild(0.5, rows=300)
     got = _samples(build_registry(stats, "x"))
     assert got[("payscore_consumer_lag", (("partition", "0"), ("topic", "payments")))] == 5
     assert got[("payscore_consumer_lag", (("partition", "3"), ("topic", "payments")))] == 0
     assert got[("payscore_state_rebuilds_total", ())] == 2
     assert got[("payscore_state_rebuild_seconds_total", ())] == 2.0
     assert got[("payscore_state_last_rebuild_seconds", ())] == 0.5
+    assert got[("payscore_state_rebuild_rows_total", ())] == 1300
+    assert got[("payscore_state_last_rebuild_rows", ())] == 300
+
+
+def test_retries_are_counted_by_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    stats = ConsumerStats()
+    failures = iter([ServiceUnavailable("down"), ServiceUnavailable("down")])
+
+    def flaky() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "written"
+
+    import payscore.stream.batches as batches
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(batches.time, "sleep", sleeps.append)
+    assert retry(flaky, "write the batch", lambda: False, stats.retries) == "written"
+    assert sleeps == [0.2, 0.4]
+    got = _samples(build_registry(stats, "x"))
+    assert got[("payscore_retries_total", (("operation", "write_the_batch"),))] == 2
+
+
+def test_a_stop_while_retrying_counts_the_attempt() -> None:
+    counts: dict[str, int] = {}
+
+    def down() -> None:
+        raise ServiceUnavailable("down")
+
+    assert retry(down, "read the database", lambda: True, counts) is None
+    assert counts == {"read_the_database": 1}
 
 
 def test_bucket_bounds_are_inclusive() -> None:
@@ -104,7 +148,8 @@ def _call(app, path: str) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
 
 def test_health_probes() -> None:
     stats = ConsumerStats()
-    app = health_app(stats, build_registry(stats, "x"), liveness_s=60)
+    collector = ConsumerCollector(stats, "x")
+    app = health_app(registry_of(collector), *collector.probes(liveness_s=60))
     assert _call(app, "/readyz")[0].startswith("503")
     stats.ready = True
     assert _call(app, "/readyz")[0].startswith("200")
@@ -140,3 +185,80 @@ def test_a_taken_port_is_a_clean_error() -> None:
             MetricsServer(ConsumerStats(), "v1", port=first.port, host="127.0.0.1")
     finally:
         first.close()
+
+
+class _Future:
+    """Acknowledged at once, or failed, like kafka-python's future after the broker answered."""
+
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+
+    def add_callback(self, fn, *args):  # type: ignore[no-untyped-def]
+        if self.ok:
+            fn(*args, object())
+        return self
+
+    def add_errback(self, fn):  # type: ignore[no-untyped-def]
+        if not self.ok:
+            fn(RuntimeError("refused"))
+        return self
+
+
+def test_producer_metrics_count_what_the_sender_heard() -> None:
+    from payscore.config import Settings
+    from payscore.stream.producer import _Sender
+
+    class Producer:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def send(self, topic, key=None, value=None):  # type: ignore[no-untyped-def]
+            self.n += 1
+            return _Future(ok=self.n != 3)  # the third one is refused
+
+    stats = ProduceStats(payments=4, bad=1, duplicates=2, labels=3)
+    sender = _Sender(Producer(), Settings(), stats)
+    for _ in range(2):
+        sender.send("t", b"k", b"v")
+    got = _samples(registry_of(ProducerCollector(stats)))
+    assert got[("payscore_produce_acknowledged_total", ())] == 2
+    assert got[("payscore_produce_send_seconds_count", ())] == 2  # observed at the scrape
+    assert got[("payscore_produce_failed_total", ())] == 0
+    with pytest.raises(ServiceUnavailable, match="1 message"):
+        sender.send("t", b"k", b"v")
+    got = _samples(registry_of(ProducerCollector(stats)))
+    assert got[("payscore_produce_failed_total", ())] == 1
+    assert got[("payscore_produce_acknowledged_total", ())] == 2
+    assert got[("payscore_produce_sent_total", (("kind", "payment"),))] == 4
+    assert got[("payscore_produce_sent_total", (("kind", "bad"),))] == 1
+    assert got[("payscore_produce_sent_total", (("kind", "duplicate"),))] == 2
+    assert got[("payscore_produce_sent_total", (("kind", "label"),))] == 3
+
+
+def test_replay_metrics_count_actions_as_they_are_decided() -> None:
+    result = ReplayResult()
+    got = _samples(registry_of(ReplayCollector(result)))
+    assert got[("payscore_replay_dead_letters_total", (("action", "replayed"),))] == 0
+    for action in (REPLAY, REPLAY, PARKED, SKIPPED):
+        result.items.append(ReplayItem(action, 0, len(result.items), None))
+    result.published = 3
+    got = _samples(registry_of(ReplayCollector(result)))
+    assert got[("payscore_replay_dead_letters_total", (("action", "replayed"),))] == 2
+    assert got[("payscore_replay_dead_letters_total", (("action", "parked"),))] == 1
+    assert got[("payscore_replay_dead_letters_total", (("action", "skipped"),))] == 1
+    assert got[("payscore_replay_dead_letters_total", (("action", "malformed"),))] == 0
+    assert got[("payscore_replay_published_total", ())] == 3
+
+
+def test_serve_metrics_is_off_without_a_port_and_shared_with_probes_on() -> None:
+    result = ReplayResult()
+    with serve_metrics(ReplayCollector(result), None) as off:
+        assert off is None
+    with serve_metrics(ReplayCollector(result), 0) as endpoint:
+        base = f"http://127.0.0.1:{endpoint.port}"
+        text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()  # noqa: S310
+        assert 'payscore_replay_dead_letters_total{action="replayed"} 0.0' in text
+        for probe in ("/healthz", "/readyz"):
+            assert urllib.request.urlopen(base + probe, timeout=10).status == 200  # noqa: S310
+    with pytest.raises(OSError):
+        urllib.request.urlopen(base + "/healthz", timeout=5)  # noqa: S310 - closed on exit

@@ -244,6 +244,9 @@ class _Future:
     def add_errback(self, fn):
         return self
 
+    def add_callback(self, fn, *args):
+        return self
+
 
 class _Recorder:
     def __init__(self):
