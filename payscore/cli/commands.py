@@ -39,6 +39,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "payscore.cli.score",
         "Backtest: score a file of payments with the same engine, model, rules and decisions.",
     ),
+    "rules": (
+        "payscore.cli.rules",
+        "Manage live rules: list, add, disable, enable, show, history, and test one on history.",
+    ),
+    "lists": (
+        "payscore.cli.lists",
+        "Manage allow/block lists: add or remove values, show a list or every list.",
+    ),
     "consume": (
         "payscore.cli.consume",
         "Consume payments from Kafka, score them, and store every decision exactly once.",
