@@ -117,6 +117,13 @@ class Settings(BaseModel):
     amount_decline_limit: float = Field(
         10_000.0, gt=0, description="Amount rule: payments above this are DECLINED."
     )
+    policy_poll_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="consume checks the stored policy version at most this often, at a batch "
+        "boundary, and applies changed rules and lists (docs/rules.md).",
+    )
     create_topics: bool = Field(
         True,
         description="consume creates a missing dead-letter (and decisions) topic at start, "

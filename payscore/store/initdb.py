@@ -81,3 +81,20 @@ def add_missing_columns(conn: Connection, table: Table) -> list[str]:
         conn.execute(text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {spec}"))
         added.append(f"{table.name}.{column.name}")
     return added
+
+
+def upgrade(engine: Engine) -> SchemaReport | None:
+    """``create_schema`` only if a table or column of this payscore is missing, as when a
+    consumer starts on a database made by an older version; None when nothing was missing."""
+    try:
+        with engine.connect() as conn:
+            seen = inspect(conn)
+            tables = set(seen.get_table_names())
+            missing = any(
+                t.name not in tables
+                or {c.name for c in t.columns} - {c["name"] for c in seen.get_columns(t.name)}
+                for t in metadata.sorted_tables
+            )
+    except SQLAlchemyError as e:
+        raise database_error(e, engine.url) from e
+    return create_schema(engine) if missing else None

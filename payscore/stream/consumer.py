@@ -116,6 +116,7 @@ def build_consumer_app(
     from payscore.store.process import ProcessWriter
     from payscore.store.writer import DecisionWriter
     from payscore.stream.dlq import next_attempt
+    from payscore.stream.live import start_live_updates
 
     artifact = load_artifact(settings.model_path, settings)
     scorer = build_scorer(settings, artifact)
@@ -149,6 +150,7 @@ def build_consumer_app(
             idle_exit_s=idle_exit_s,
         )
         consumer.dlq_max_bytes = dlq_max_bytes
+        consumer.at_batch_boundary = start_live_updates(settings, db, scorer).at_batch_boundary
     except BaseException:
         if writer is not None:
             writer.close()
@@ -197,6 +199,8 @@ class StreamConsumer:
         self.topic = settings.input_topic
         self.stats = ConsumerStats()
         self._stop = False
+        self._stopping = lambda: self._stop
+        self.at_batch_boundary: Callable[[], None] = lambda: None  # see stream/live.py
         self._pending: set[TopicPartition] = set()  # assigned, not yet positioned/rebuilt
         self._consumer: Any = None
         self._producer: Any = None
@@ -223,9 +227,6 @@ class StreamConsumer:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-
-    def _stopping(self) -> bool:
-        return self._stop
 
     def run(self) -> RunResult:
         # Heartbeats come from kafka-python's background IO thread, so a database outage only
@@ -298,14 +299,9 @@ class StreamConsumer:
                 "stopped before finishing: %d messages were not committed and will be read "
                 "again", unfinished
             )
-        return RunResult(
-            self.stats.decided,
-            self.stats.duplicates,
-            self.stats.dead_letters,
-            dict(self.stats.by_status),
-            self.stats.overall_rate(),
-            unfinished,
-        )
+        s = self.stats
+        return RunResult(s.decided, s.duplicates, s.dead_letters, dict(s.by_status),
+                         s.overall_rate(), unfinished)
 
     def _loop(self) -> None:
         assert self._writer is not None
@@ -375,6 +371,7 @@ class StreamConsumer:
     def _process(self, buffered: Sequence[tuple[Any, float, datetime]]) -> bool:
         assert self._writer is not None
         records = [r for r, _, _ in buffered]
+        self.at_batch_boundary()  # stored rules and lists changed: applied before this batch
         self._state.maybe_refresh(self.pipeline.scorer.engine, records)
         started = time.monotonic()
         batch = retry(

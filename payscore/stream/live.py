@@ -1,0 +1,148 @@
+"""Changes picked up while ``consume`` runs, without a restart.
+
+At a batch boundary, at most every ``policy_poll_seconds``, each pickup reads a cheap version
+(the stored policy version: one indexed read) and, only if it changed, loads and checks the new
+thing and swaps it in. The consumer decides a whole batch between two boundaries, so one batch
+is decided under one policy version. A pickup that cannot read the database keeps what it has
+(the last policy) and tries again at the next poll; one whose new version is unusable logs why
+and keeps the last good one until the version changes again. A model promotion can be a second
+pickup beside the policy (same protocol).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from payscore.config import Settings
+from payscore.core.decision import Policy
+from payscore.core.policy import live_policy
+from payscore.core.scoring import Scorer
+from payscore.errors import PayscoreError, ServiceUnavailable
+from payscore.store.initdb import upgrade
+from payscore.store.policy import PolicyStore
+
+log = logging.getLogger(__name__)
+
+
+class Pickup(Protocol):
+    """One thing a running consumer can take up: its version, loading it, applying it."""
+
+    name: str
+
+    def version(self) -> Hashable: ...
+
+    def load(self, version: Hashable) -> Any: ...
+
+    def apply(self, loaded: Any) -> None: ...
+
+
+class PolicyPickup:
+    """The stock policy from settings plus the enabled stored rules, with their lists."""
+
+    name = "policy"
+
+    def __init__(self, store: PolicyStore, base: Policy, scorer: Scorer) -> None:
+        self.store = store
+        self.base = base  # thresholds and stock rules, from settings and the model
+        self.scorer = scorer
+
+    def version(self) -> Hashable:
+        return self.store.version()
+
+    def load(self, version: Hashable) -> Policy:
+        loaded = self.store.load()  # may be newer than ``version``: it is one consistent read
+        policy = live_policy(self.base, loaded.rules, loaded.version)
+        have = set(self.scorer.engine.feature_names)
+        missing = [name for name in policy.required_features() if name not in have]
+        if missing:
+            raise PayscoreError(
+                f"the feature engine does not compute {', '.join(missing)} (docs/rules.md)"
+            )
+        return policy
+
+    def apply(self, loaded: Policy) -> None:
+        self.scorer.policy = loaded
+
+
+class LiveUpdates:
+    """Polls its pickups at batch boundaries; never raises into the consume loop."""
+
+    def __init__(
+        self,
+        pickups: Sequence[Pickup],
+        poll_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pickups = list(pickups)
+        self.poll_s = poll_s
+        self.clock = clock
+        self.applied: dict[str, Hashable] = {}  # pickup name -> version in use
+        self._seen: dict[str, Hashable] = {}  # pickup name -> last version looked at
+        self._down: set[str] = set()
+        self._checked = -float("inf")
+
+    def at_batch_boundary(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._checked < self.poll_s:
+            return
+        self._checked = now
+        for pickup in self.pickups:
+            self._check(pickup)
+
+    def _check(self, pickup: Pickup) -> None:
+        name = pickup.name
+        try:
+            version = pickup.version()
+            if name in self._seen and version == self._seen[name]:
+                self._up(name)
+                return
+            loaded = pickup.load(version)
+        except ServiceUnavailable as e:
+            if name not in self._down:
+                self._down.add(name)
+                log.warning("cannot read the %s (%s); keeping the last one", name, e)
+            return
+        except PayscoreError as e:
+            self._up(name)
+            self._seen[name] = version
+            log.error(
+                "%s version %s refused (%s); keeping version %s",
+                name,
+                version,
+                e,
+                self.applied.get(name),
+            )
+            return
+        self._up(name)
+        self._seen[name] = version
+        pickup.apply(loaded)
+        applied = getattr(loaded, "version", version)
+        if self.applied.get(name) != applied:
+            log.info("%s version %s in use", name, applied)
+        self.applied[name] = applied
+
+    def _up(self, name: str) -> None:
+        if name in self._down:
+            self._down.discard(name)
+            log.info("the %s can be read again", name)
+
+
+def start_live_updates(settings: Settings, db: Engine, scorer: Scorer) -> LiveUpdates:
+    """Upgrade an older schema if needed, load the stored policy now, and poll it from then on."""
+    report = upgrade(db)
+    if report is not None:
+        log.info(
+            "upgraded the schema: tables %s, columns %s",
+            ", ".join(report.created) or "none",
+            ", ".join(report.columns_added) or "none",
+        )
+    live = LiveUpdates(
+        [PolicyPickup(PolicyStore(db), scorer.policy, scorer)], settings.policy_poll_seconds
+    )
+    live.at_batch_boundary(force=True)
+    return live
