@@ -34,6 +34,7 @@ class Probe:
         self.since_ms = since_ms
         self.prepare_s = 0.0  # parse, duplicate check, features, model, rules
         self.write_s = 0.0  # the database transaction
+        self.cpu_s = 0.0  # the process's CPU time over the run, when the runner measures it
         self._sent_ms: dict[tuple[str, int, int], float] = {}
         prepare, write = pipeline.prepare, pipeline.write
 

@@ -11,7 +11,9 @@ producer send to database commit. Everything goes to scratch topics and scratch 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,14 +74,26 @@ class BenchReport:
         return self.consumer_rate / self.db_ceiling if self.db_ceiling else 0.0
 
 
-def measure_consumer(settings: Settings, topic: str, count: int) -> tuple[Probe, Any]:
-    """Run the real consumer over a pre-filled topic until it decided ``count`` payments."""
+def measure_consumer(
+    settings: Settings,
+    topic: str,
+    count: int,
+    serve: Callable[[Any, Any], contextlib.AbstractContextManager[Any]] | None = None,
+) -> tuple[Probe, Any]:
+    """Run the real consumer over a pre-filled topic until it decided ``count`` payments.
+
+    ``serve(consumer, app)``, if given, is entered around the run (the metrics endpoint of
+    ``bench/metrics_cost.py``). The probe's ``cpu_s`` is this process's CPU time in the run.
+    """
     with scratch_database(settings, "consume") as scratch:
         run = bench_settings(settings, scratch, topic, f"payscore-bench-{uuid.uuid4().hex[:8]}")
         consumer, pipeline, app = build_consumer(run, max_messages=count, idle_exit_s=120)
         probe = Probe(pipeline)
         try:
-            consumer.run()
+            with serve(consumer, app) if serve is not None else contextlib.nullcontext():
+                cpu = time.process_time()
+                consumer.run()
+                probe.cpu_s = time.process_time() - cpu
         finally:
             app.close()
         return probe, consumer.stats.latency_percentiles()
