@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
     app.command("disable")(disable)
     app.command("enable")(enable)
     app.command("history")(history)
-    # app.command("test")(test_cmd)  -- registered with the what-if step
+    app.command("test")(test_cmd)
 
 
 def rules() -> None:

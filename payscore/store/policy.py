@@ -171,6 +171,10 @@ class PolicyStore:
             ]
         )
 
+    def lists(self) -> dict[str, StoredList]:
+        """Every stored list with its values, by name."""
+        return self._read(lambda conn: _lists(conn))
+
     def stored_list(self, name: str) -> StoredList:
         def read(conn: Connection) -> StoredList:
             lists = _lists(conn, name)
