@@ -3,18 +3,67 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from payscore.cli.common import console, err_console, settings_from
+from payscore.cli.common import DatabaseUrl, console, err_console, settings_from
 from payscore.cli.display import progress_bar, report_rejects
 from payscore.errors import InputError
+
+_DATE_HELP = "A date, YYYY-MM-DD (UTC), both ends included; derived from the data if not given."
 
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+
+
+def _train_from_db(settings: Any, given: dict[str, Any], progress: Any, baseline: bool) -> Any:
+    """Periods from the stored span, then the stored history read in chunks from where the
+    replay must start (``Periods.replay_from``)."""
+    from payscore.core import training
+    from payscore.core.protocol_dates import resolve_periods
+    from payscore.store.engine import make_engine, shown_url
+    from payscore.store.history import iter_stored, stored_span
+
+    db = make_engine(settings, read_only=True)
+    try:
+        progress("reading the stored payments' dates", 0, None)
+        span = stored_span(db)
+        if not span.payments:
+            raise InputError(f"no stored payments in {shown_url(db.url)}: nothing to train on")
+        periods = resolve_periods(span.first_time, span.last_time, given)
+        since, until = periods.replay_from(), periods.kept()[1]
+        total = stored_span(db, since, until).payments
+        return training.train_on_stored(
+            iter_stored(db, since, until),
+            periods,
+            total,
+            progress,
+            baseline=baseline,
+            source=f"database {shown_url(db.url)}",
+        )
+    finally:
+        db.dispose()
+
+
+def _period_lines(period: dict[str, Any]) -> list[str]:
+    """The periods used, with "(derived)" where a bound came from the data."""
+    derived = set(period.get("derived", []))
+    lines = []
+    for part in ("train", "validation", "test"):
+        dates = period.get(part) or []
+        if not dates:
+            lines.append(f"{part:<10} none")
+            continue
+        marks = [" (derived)" if f"{part}_{end}" in derived else "" for end in ("start", "end")]
+        lines.append(f"{part:<10} {dates[0]}{marks[0]} .. {dates[1]}{marks[1]}")
+    if "warm_up_until" in period:
+        lines.append(f"warm-up    payments before {period['warm_up_until']}: state only")
+    return lines
 
 
 def train(
@@ -38,13 +87,31 @@ def train(
     baseline: bool = typer.Option(
         False, "--baseline", help="Train the handbook's random-forest baseline instead."
     ),
+    from_db: bool = typer.Option(
+        False,
+        "--from-db",
+        help="Train on the payments and labels stored in the configured database "
+        "(database_url), replayed as the consumer saw them.",
+    ),
+    database_url: DatabaseUrl = None,
+    train_start: str = typer.Option(None, "--train-start", help=_DATE_HELP),
+    train_end: str = typer.Option(None, "--train-end", help=_DATE_HELP),
+    validation_start: str = typer.Option(
+        None, "--validation-start", help=_DATE_HELP + " Sets the thresholds only."
+    ),
+    validation_end: str = typer.Option(None, "--validation-end", help=_DATE_HELP),
+    test_start: str = typer.Option(None, "--test-start", help=_DATE_HELP),
+    test_end: str = typer.Option(None, "--test-end", help=_DATE_HELP),
 ) -> None:
     """Train the fraud model (simulated world by default) and print its test metrics."""
     # Heavy (scikit-learn, pandas, numba): only when the command runs, never for --help.
     from payscore.core import paymentfile, training
     from payscore.core.model import save_artifact
+    from payscore.core.protocol_dates import FLAGS, parse_date
 
-    settings = settings_from(ctx, model_path=output)
+    settings = settings_from(ctx, model_path=output, database_url=database_url)
+    if data and from_db:
+        raise typer.BadParameter("give one source: --data FILE or --from-db", param_hint="--data")
     if data and not Path(data).is_file():  # fail before the progress display starts
         raise InputError(f"--data: no such file {data}")
     if rejects is not None:
@@ -53,6 +120,17 @@ def train(
                 "needs --data (the simulated world has no bad rows)", param_hint="--rejects"
             )
         paymentfile.check_output(rejects)
+    texts = {
+        "train_start": train_start,
+        "train_end": train_end,
+        "validation_start": validation_start,
+        "validation_end": validation_end,
+        "test_start": test_start,
+        "test_end": test_end,
+    }
+    given: dict[str, date | None] = {
+        k: None if v is None else parse_date(FLAGS[k], v) for k, v in texts.items()
+    }
     started = time.perf_counter()
     rejected = None
     with progress_bar(err_console) as progress:
@@ -60,14 +138,22 @@ def train(
             labelled = training.read_history(data, progress)
             rejected = labelled.rejected
             report_rejects(err_console, rejected, rejects)
-            artifact, metrics = training.train_on_file(labelled, progress, baseline=baseline)
+            artifact, metrics = training.train_on_file(
+                labelled, progress, baseline=baseline, given=given
+            )
+        elif from_db:
+            artifact, metrics = _train_from_db(settings, given, progress, baseline)
         else:
-            artifact, metrics = training.train_default_model(progress, baseline=baseline)
+            artifact, metrics = training.train_default_model(
+                progress, baseline=baseline, given=given
+            )
     digest = save_artifact(artifact, settings.model_path, key=settings.model_key)
     elapsed = time.perf_counter() - started
 
     meta = artifact.metadata
     period = meta["training_period"]
+    for line in _period_lines(period):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     table = Table(title=f"Test period {period['test'][0]} .. {period['test'][1]}")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,9 @@ from payscore.core.protocol import (
     TEST_END_DAY,
     TEST_START_DAY,
     TRAIN_START_DAY,
-    handbook_test_mask,
 )
+from payscore.core.protocol_dates import Periods, resolve_periods, select
+from payscore.core.protocol_replay import Feed, Replayed, replay
 from payscore.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -71,10 +73,20 @@ class History:
     amounts: np.ndarray
     times: np.ndarray
     labels: np.ndarray
+    # When each label became known (epoch seconds), as stored with it; None (or NaN for a
+    # row): event time + the engine's label delay (the simulated world, a file).
+    known_at: np.ndarray | None = None
 
     @property
     def days(self) -> np.ndarray:
         return np.floor(self.times / DAY).astype(np.int64)
+
+    def label_known_at(self, label_delay_days: int) -> np.ndarray:
+        """When each label became known: as stored, else (None or NaN) event time + delay."""
+        default = self.times + label_delay_days * DAY
+        if self.known_at is None:
+            return default
+        return np.where(np.isnan(self.known_at), default, self.known_at)
 
     @classmethod
     def from_world(cls, df: pd.DataFrame, end_day: int | None = None) -> History:
@@ -102,25 +114,11 @@ def compute_features(
     """
     engine = engine or FeatureEngine(label_delay_days=LABEL_DELAY_DAYS)
     n = len(history.transaction_ids)
-    delay = engine.label_delay_days * DAY  # the engine's own delay, recorded in the metadata
     out = np.empty((n, len(engine.feature_names)), dtype=np.float64)
-    times = history.times.tolist()
-    amounts = history.amounts.tolist()
-    labels = history.labels.tolist()
+    feed = Feed(engine, history)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        # A label is registered before its payment arrives; the engine keeps its known_at
-        # and uses it only for payments at or after that time.
-        for i in range(start, stop):
-            if labels[i] >= 0:
-                engine.add_label(history.transaction_ids[i], bool(labels[i]), times[i] + delay)
-        out[start:stop] = engine.transform_columns(
-            history.transaction_ids[start:stop],
-            history.customer_ids[start:stop],
-            history.terminal_ids[start:stop],
-            amounts[start:stop],
-            times[start:stop],
-        )
+        out[start:stop] = feed.rows(start, stop)
         progress("computing features", stop, n)
     return engine, out
 
@@ -173,82 +171,101 @@ def prepare_world(
     return PreparedWorld(history, engine, X, days)
 
 
+def handbook_periods(baseline: bool = False) -> dict[str, date]:
+    """The handbook protocol's dates; the default model trains from 2018-06-20, the
+    handbook's forest on the training week alone."""
+    start = simulator.START.date()
+    first = TRAIN_START_DAY if baseline else DEFAULT_TRAIN_START_DAY
+    return {
+        "train_start": start + timedelta(days=first),
+        "train_end": start + timedelta(days=DELAY_START_DAY - 1),
+        "validation_start": start + timedelta(days=DELAY_START_DAY),
+        "validation_end": start + timedelta(days=TEST_START_DAY - 1),
+        "test_start": start + timedelta(days=TEST_START_DAY),
+        "test_end": start + timedelta(days=TEST_END_DAY - 1),
+    }
+
+
+def _given(base: dict[str, date | None], given: dict[str, date | None] | None) -> dict:
+    out = dict(base)
+    out.update({k: v for k, v in (given or {}).items() if v is not None})
+    return out
+
+
 def train_default_model(
     progress: Progress | None = None,
     *,
     baseline: bool = False,
     prepared: PreparedWorld | None = None,
+    given: dict[str, date | None] | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
     """Train on the handbook world; returns the artifact and its test-week metrics.
 
     ``progress(stage, done, total)`` is called as work advances (``total`` None when a stage
     has no count: loading, fitting, evaluating). ``baseline=True`` trains the
     handbook's random forest on its 15 features and one week instead of payscore's default.
+    ``given`` dates replace the handbook protocol's.
     """
     progress = progress or _noop
     if prepared is None:
         prepared = prepare_world(progress)
-    history, engine, X, days = prepared.history, prepared.engine, prepared.X, prepared.days
-    y = history.labels
-    names = HANDBOOK_FEATURES if baseline else engine.feature_names
-    first = TRAIN_START_DAY if baseline else DEFAULT_TRAIN_START_DAY
-    train = (days >= first) & (days < DELAY_START_DAY)
-    validation = (days >= DELAY_START_DAY) & (days < TEST_START_DAY)
-    test = handbook_test_mask(days, np.asarray(history.customer_ids), y)
-    periods = {
-        "train": _period(first, DELAY_START_DAY),
-        "validation": _period(DELAY_START_DAY, TEST_START_DAY),
-        "test": _period(TEST_START_DAY, TEST_END_DAY),
-    }
-    split = Split(train, validation, test, days, periods)
-    return _fit_and_evaluate(
-        history,
-        engine,
-        X,
-        split,
-        names=names,
-        baseline=baseline,
-        source="handbook simulated world",
-        progress=progress,
+    h = prepared.history
+    rows = Replayed(
+        prepared.engine,
+        prepared.X,
+        h.times,
+        h.labels,
+        h.label_known_at(prepared.engine.label_delay_days),
+        np.asarray(h.customer_ids, dtype=object),
+        len(h.transaction_ids),
+    )
+    periods = resolve_periods(
+        float(rows.times.min()),
+        float(rows.times.max()),
+        _given(handbook_periods(baseline), given),  # type: ignore[arg-type]
+        label_delay_days=rows.engine.label_delay_days,
+    )
+    return train_by_dates(
+        rows, periods, baseline=baseline, source="handbook simulated world", progress=progress
     )
 
 
-def _period(first_day: int, end_day: int) -> list[str]:
-    start = simulator.START.timestamp()
-    return [
-        datetime.fromtimestamp(start + first_day * DAY, timezone.utc).date().isoformat(),
-        datetime.fromtimestamp(start + (end_day - 1) * DAY, timezone.utc).date().isoformat(),
-    ]
-
-
-@dataclass(frozen=True)
-class Split:
-    """Which payments train the model, set its thresholds and test it (boolean masks)."""
-
-    train: np.ndarray
-    validation: np.ndarray
-    test: np.ndarray
-    days: np.ndarray  # each payment's day, for Card Precision@100's per-day ranking
-    periods: dict[str, list[str]]  # the dates of each part, for the metadata
-
-
-def _fit_and_evaluate(
-    history: History,
-    engine: FeatureEngine,
-    X: np.ndarray,
-    split: Split,
+def train_by_dates(
+    rows: Replayed,
+    periods: Periods,
     *,
-    names: tuple[str, ...],
     baseline: bool,
     source: str,
     progress: Progress,
     rejected_rows: int | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
-    y, days = history.labels, split.days
-    train, validation, test = split.train, split.validation, split.test
+    """Fit on the training period, set thresholds on the validation period, evaluate on the
+    test period (see ``protocol_dates.select``); each empty part is one clear error."""
+    sel = select(periods, rows.times, rows.labels, rows.known_at, rows.customers)
+    y, engine, X = rows.labels, rows.engine, rows.X
+    train, validation, test = sel.train, sel.validation, sel.test
+    names = HANDBOOK_FEATURES if baseline else engine.feature_names
     cols = [engine.feature_names.index(n) for n in names]
+
+    def span(part: str) -> str:
+        return " .. ".join(periods.dates(part))
+
+    if not train.any():
+        raise InputError(
+            f"the training period {span('train')} has no labelled payments known before "
+            f"{periods.as_metadata()['label_cutoff']} (after the warm-up)"
+        )
     if y[train].min(initial=1) == y[train].max(initial=0):
-        raise InputError("the training period needs both fraudulent and genuine payments")
+        raise InputError(
+            f"the training period {span('train')} needs both fraudulent and genuine payments"
+        )
+    if periods.validation is not None and not validation.any():
+        raise InputError(f"the validation period {span('validation')} has no payments")
+    if not test.any():
+        raise InputError(
+            f"the test period {span('test')} has no labelled payments (after the warm-up and "
+            "without cards already known compromised)"
+        )
     estimator = handbook_baseline_estimator() if baseline else default_estimator()
     progress(f"fitting the model on {int(train.sum()):,} payments", 0, None)
     started = time.perf_counter()
@@ -260,9 +277,9 @@ def _fit_and_evaluate(
     artifact_stub = ModelArtifact(estimator, names, {})
     scores_test = artifact_stub.predict_scores(engine.feature_names, X[test])
     try:
-        metrics = evaluate(y[test], scores_test, days[test], np.asarray(history.customer_ids)[test])
+        metrics = evaluate(y[test], scores_test, sel.days[test], rows.customers[test])
     except ValueError as e:
-        raise InputError(str(e)) from e
+        raise InputError(f"{e} (test period {span('test')})") from e
     if validation.any():
         thresholds = _thresholds(artifact_stub.predict_scores(engine.feature_names, X[validation]))
     else:
@@ -270,10 +287,12 @@ def _fit_and_evaluate(
     metadata = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training_period": {
-            **split.periods,
+            **periods.as_metadata(),
             "source": source,
+            "replayed_payments": rows.payments,
             "train_payments": int(train.sum()),
             "train_frauds": int(y[train].sum()),
+            "validation_payments": int(validation.sum()),
             "test_payments": int(test.sum()),
             "test_frauds": int(y[test].sum()),
             **({} if rejected_rows is None else {"rejected_rows": rejected_rows}),
@@ -364,53 +383,64 @@ def read_history(
 
 
 def train_from_csv(
-    path: str | Path, progress: Progress | None = None, *, baseline: bool = False
+    path: str | Path,
+    progress: Progress | None = None,
+    *,
+    baseline: bool = False,
+    given: dict[str, date | None] | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
     """Train on a labelled payment file (CSV or JSON lines); bad rows are skipped."""
-    return train_on_file(read_history(path, progress), progress, baseline=baseline)
+    return train_on_file(read_history(path, progress), progress, baseline=baseline, given=given)
+
+
+def file_periods(data: LabelledFile, given: dict[str, date | None] | None = None) -> Periods:
+    """The periods for a file read by ``read_history``: ``given`` dates, the rest derived."""
+    history = data.history
+    if not len(history.transaction_ids):
+        raise nothing_usable(data.path, data.rejected)
+    if data.labelled < 100:
+        raise InputError(
+            f"{data.path} has {plural(data.labelled, 'usable labelled row')}; "
+            "at least 100 are needed"
+        )
+    return resolve_periods(float(history.times[0]), float(history.times[-1]), dict(given or {}))
 
 
 def train_on_file(
-    data: LabelledFile, progress: Progress | None = None, *, baseline: bool = False
+    data: LabelledFile,
+    progress: Progress | None = None,
+    *,
+    baseline: bool = False,
+    given: dict[str, date | None] | None = None,
+    periods: Periods | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
-    """Train on a file read by ``read_history``: time split of its rows, 70 % train, 10 %
-    validation, 20 % test; unlabelled rows feed the features but are not learned from."""
+    """Train on a file read by ``read_history``, by dates (``protocol_dates``): unlabelled
+    rows and warm-up rows feed the features but are not learned from or tested on."""
     progress = progress or _noop
-    history, path = data.history, data.path
-    n = len(history.transaction_ids)
-    if not n:
-        raise nothing_usable(path, data.rejected)
-    if data.labelled < 100:
-        raise InputError(
-            f"{path} has {plural(data.labelled, 'usable labelled row')}; at least 100 are needed"
-        )
-    engine, X = compute_features(history, progress=progress)
-    index = np.arange(n)
-    known = history.labels >= 0
-    train = (index < int(n * 0.7)) & known
-    validation = (index >= int(n * 0.7)) & (index < int(n * 0.8)) & known
-    test = (index >= int(n * 0.8)) & known
-    names = HANDBOOK_FEATURES if baseline else engine.feature_names
-
-    def span(mask: np.ndarray) -> list[str]:
-        sel = history.times[mask]
-        if not len(sel):
-            return []
-        return [
-            datetime.fromtimestamp(float(sel.min()), timezone.utc).isoformat(),
-            datetime.fromtimestamp(float(sel.max()), timezone.utc).isoformat(),
-        ]
-
-    periods = {"train": span(train), "validation": span(validation), "test": span(test)}
-    split = Split(train, validation, test, history.days, periods)
-    return _fit_and_evaluate(
-        history,
-        engine,
-        X,
-        split,
-        names=names,
+    periods = periods or file_periods(data, given)
+    history = data.history
+    rows = replay([history], periods.kept(), progress=progress, total=len(history.times))
+    return train_by_dates(
+        rows,
+        periods,
         baseline=baseline,
-        source=f"{data.format} {path.name}",
+        source=f"{data.format} {data.path.name}",
         progress=progress,
         rejected_rows=len(data.rejected),
     )
+
+
+def train_on_stored(
+    chunks: Iterable[History],
+    periods: Periods,
+    total: int | None,
+    progress: Progress | None = None,
+    *,
+    baseline: bool = False,
+    source: str = "database",
+) -> tuple[ModelArtifact, dict[str, float]]:
+    """Train on stored payments read in time-ordered chunks from ``periods.replay_from()``
+    (see ``store/history.py``); only the periods' rows are held in memory."""
+    progress = progress or _noop
+    rows = replay(chunks, periods.kept(), progress=progress, total=total)
+    return train_by_dates(rows, periods, baseline=baseline, source=source, progress=progress)
