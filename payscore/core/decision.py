@@ -169,18 +169,17 @@ def decide(
         else:
             severity = np.where(fired[:, j], np.maximum(severity, SEVERITY[rule.action]), severity)
     blocked, allowed = tier["block"], tier["allow"] & ~tier["block"]
-    severity = np.where(blocked, SEVERITY[DECLINED], np.where(allowed, 0, severity))
-    # The reasons name what decided: only the block-list codes for a blocked payment, only
-    # the allow codes for an allowed one, else the model's and the rules' as before.
-    keep = np.ones_like(fired)
-    for j, rule in enumerate(policy.rules):
-        keep[:, j] = np.where(
-            blocked, rule.is_block_list, np.where(allowed, rule.action == APPROVED, True)
-        )
-    fired &= keep
-    model_counts = ~(blocked | allowed)
-    very_high &= model_counts
-    high &= model_counts
+    if blocked.any() or allowed.any():  # rare: most batches skip this
+        severity = np.where(blocked, SEVERITY[DECLINED], np.where(allowed, 0, severity))
+        # The reasons name what decided: only the block-list codes for a blocked payment,
+        # only the allow codes for an allowed one, else the model's and the rules' as before.
+        for j, rule in enumerate(policy.rules):
+            fired[:, j] &= np.where(
+                blocked, rule.is_block_list, np.where(allowed, rule.action == APPROVED, True)
+            )
+        model_counts = ~(blocked | allowed)
+        very_high &= model_counts
+        high &= model_counts
 
     codes = [rule.code for rule in policy.rules]
     # Python lists: indexing them per row is much cheaper than indexing numpy arrays.
