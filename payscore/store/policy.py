@@ -154,7 +154,9 @@ class PolicyStore:
         """Audit rows, newest first; ``subject`` a rule code or a list name."""
         query = select(policy_audit).order_by(_a.id.desc()).limit(min(limit, MAX_SHOWN))
         if subject is not None:
-            query = query.where((_a.subject == subject) | _a.subject.startswith(f"{subject}:"))
+            query = query.where(
+                (_a.subject == subject) | _a.subject.startswith(f"{subject}:", autoescape=True)
+            )
         return self._read(
             lambda conn: [
                 AuditEntry(
