@@ -49,10 +49,14 @@ X3 = np.array([[5.0, 1, 0.1], [10.0, 2, 0.5], [20.0, 3, 0.9]])
         ({"feature": "amount", "op": ">=", "value": 10}, [False, True, True]),
         ({"feature": "amount", "op": "<", "value": 10}, [True, False, False]),
         ({"feature": "amount", "op": "<=", "value": 10}, [True, True, False]),
-        ({"feature": "terminal_risk_7day", "op": "between", "low": 0.1, "high": 0.5},
-         [True, True, False]),
-        ({"feature": "customer_nb_tx_3600s", "op": "between", "low": 3, "high": 3},
-         [False, False, True]),
+        (
+            {"feature": "terminal_risk_7day", "op": "between", "low": 0.1, "high": 0.5},
+            [True, True, False],
+        ),
+        (
+            {"feature": "customer_nb_tx_3600s", "op": "between", "low": 3, "high": 3},
+            [False, False, True],
+        ),
     ],
 )
 def test_compare_operators(params: dict, expected: list[bool]) -> None:
@@ -117,8 +121,12 @@ def test_all_and_any_combine_conditions() -> None:
         ("amount_above", {"limit": True}, REVIEW, "limit"),
         ("all", {"conditions": []}, REVIEW, "conditions"),
         ("any", {"conditions": [{"feature": "amount"}]}, REVIEW, "needs a kind"),
-        ("all", {"conditions": [{"kind": "compare", "feature": "x", "op": ">", "value": 1}]},
-         REVIEW, "unknown feature"),
+        (
+            "all",
+            {"conditions": [{"kind": "compare", "feature": "x", "op": ">", "value": 1}]},
+            REVIEW,
+            "unknown feature",
+        ),
         ("compare", {"feature": "amount", "op": ">", "value": 1}, "ESCALATE", "action"),
     ],
 )
@@ -132,8 +140,9 @@ def test_malformed_rules_are_one_clear_error(
 
 def decisions(policy: Policy, scores: list[float], payments: list[Payment]) -> list[tuple]:
     X = np.repeat(X3[:1], len(payments), axis=0)
-    out = decide(policy, [p.transaction_id for p in payments], np.array(scores), NAMES, X, "v",
-                 payments)
+    out = decide(
+        policy, [p.transaction_id for p in payments], np.array(scores), NAMES, X, "v", payments
+    )
     return [(d.status, d.reasons, d.policy_version) for d in out]
 
 
@@ -167,11 +176,17 @@ def test_a_decline_rule_that_is_not_a_list_does_not_beat_an_allow_list() -> None
 
 def test_parse_rule_from_a_table() -> None:
     spec = parse_rule(
-        {"code": "BIG_EUR", "kind": "compare", "action": "decline",
-         "params": {"feature": "amount", "op": ">", "value": 5000}, "description": "big"}
+        {
+            "code": "BIG_EUR",
+            "kind": "compare",
+            "action": "decline",
+            "params": {"feature": "amount", "op": ">", "value": 5000},
+            "description": "big",
+        }
     )
-    assert spec.rule == Rule("BIG_EUR", "compare", {"feature": "amount", "op": ">", "value": 5000},
-                             DECLINED)
+    assert spec.rule == Rule(
+        "BIG_EUR", "compare", {"feature": "amount", "op": ">", "value": 5000}, DECLINED
+    )
     assert spec.as_dict()["description"] == "big"
 
 
