@@ -23,6 +23,7 @@ import contextlib
 import statistics
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ class MetricsCost:
     count: int
     scrape_every_s: float
     runs: list[Run] = field(default_factory=list)
+    #: CPU milliseconds one /metrics rendering takes, after each "on" run (its own stats).
+    scrape_cpu_ms: list[float] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[Run, Run]]:
         """(off, on) for each round."""
@@ -79,8 +82,16 @@ class MetricsCost:
         return [on.cpu_us / off.cpu_us for off, on in self.pairs() if off.cpu_us]
 
 
+#: Renderings timed after an "on" run, for the per-scrape CPU figure.
+_RENDERINGS = 200
+
+
 @contextlib.contextmanager
-def _served_and_scraped(consumer: Any, app: Any, every_s: float) -> Iterator[None]:
+def _served_and_scraped(
+    consumer: Any, app: Any, every_s: float, scrape_cpu_ms: list[float]
+) -> Iterator[None]:
+    from prometheus_client import generate_latest
+
     from payscore.stream.metrics import MetricsServer
 
     server = MetricsServer(consumer.stats, app.artifact.version, 0, "127.0.0.1")
@@ -91,6 +102,10 @@ def _served_and_scraped(consumer: Any, app: Any, every_s: float) -> Iterator[Non
     )
     try:
         yield
+        started = time.process_time()
+        for _ in range(_RENDERINGS):
+            generate_latest(server.registry)
+        scrape_cpu_ms.append((time.process_time() - started) / _RENDERINGS * 1000)
     finally:
         scraper.kill()
         scraper.wait(10)
@@ -131,7 +146,7 @@ def measure_metrics_cost(
                 )
 
                 def serve(consumer: Any, app: Any) -> contextlib.AbstractContextManager[None]:
-                    return _served_and_scraped(consumer, app, scrape_every_s)
+                    return _served_and_scraped(consumer, app, scrape_every_s, result.scrape_cpu_ms)
 
                 probe, _ = measure_consumer(settings, topic, count, serve if metrics else None)
                 cpu_us = probe.cpu_s / probe.decided * 1e6 if probe.decided else 0.0

@@ -34,13 +34,16 @@ class Probe:
         self.since_ms = since_ms
         self.prepare_s = 0.0  # parse, duplicate check, features, model, rules
         self.write_s = 0.0  # the database transaction
-        self.cpu_s = 0.0  # the process's CPU time over the run, when the runner measures it
+        # The process's CPU time (every thread) from the first prepare to the last commit: the
+        # same window as ``rate``, so start-up and a wait for partitions are left out.
+        self.cpu_first: float | None = None
+        self.cpu_last: float | None = None
         self._sent_ms: dict[tuple[str, int, int], float] = {}
         prepare, write = pipeline.prepare, pipeline.write
 
         def timed_prepare(messages: Any, *args: Any, **kwargs: Any) -> Any:
             if self.first is None:
-                self.first = time.perf_counter()
+                self.first, self.cpu_first = time.perf_counter(), time.process_time()
             if self.since_ms is not None:
                 for m in messages:
                     self._sent_ms[(m.topic, m.partition, m.offset)] = m.timestamp
@@ -53,7 +56,7 @@ class Probe:
         def timed_write(batch: Any) -> Any:
             started = time.perf_counter()
             result = write(batch)
-            self.last = time.perf_counter()
+            self.last, self.cpu_last = time.perf_counter(), time.process_time()
             self.write_s += self.last - started
             wall_ms = time.time() * 1000
             self.decided += len(batch.decided)
@@ -72,6 +75,12 @@ class Probe:
         """The latencies of all but the ``skip`` earliest-sent records."""
         order = sorted(range(len(self.latencies)), key=self.sent_ms.__getitem__)
         return [self.latencies[i] for i in order[skip:]]
+
+    @property
+    def cpu_s(self) -> float:
+        if self.cpu_first is None or self.cpu_last is None:
+            return 0.0
+        return self.cpu_last - self.cpu_first
 
     @property
     def rate(self) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,7 +82,7 @@ def measure_consumer(
     """Run the real consumer over a pre-filled topic until it decided ``count`` payments.
 
     ``serve(consumer, app)``, if given, is entered around the run (the metrics endpoint of
-    ``bench/metrics_cost.py``). The probe's ``cpu_s`` is this process's CPU time in the run.
+    ``bench/metrics_cost.py``).
     """
     with scratch_database(settings, "consume") as scratch:
         run = bench_settings(settings, scratch, topic, f"payscore-bench-{uuid.uuid4().hex[:8]}")
@@ -91,9 +90,7 @@ def measure_consumer(
         probe = Probe(pipeline)
         try:
             with serve(consumer, app) if serve is not None else contextlib.nullcontext():
-                cpu = time.process_time()
                 consumer.run()
-                probe.cpu_s = time.process_time() - cpu
         finally:
             app.close()
         return probe, consumer.stats.latency_percentiles()
