@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -189,6 +189,22 @@ def _mysql_conversions() -> dict[Any, Any]:
         return "'" + value.isoformat(" ") + "'"
 
     return {**conversions, datetime: datetime_literal}
+
+
+def begin_write(conn: Connection) -> None:
+    """Make ``conn``'s ``engine.begin()`` block all or nothing on SQLite, one writer at a time.
+
+    The SQLite connections here run pysqlite in autocommit mode (``isolation_level=None``), so
+    ``engine.begin()`` alone emits no BEGIN and every statement would commit on its own. Call
+    this first in any block that writes more than one statement. BEGIN IMMEDIATE takes the write
+    lock up front, which also serialises concurrent writers like a row lock. Other databases
+    already run the block as one transaction: nothing to do.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

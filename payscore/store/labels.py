@@ -32,7 +32,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from payscore.errors import InputError, PayscoreError
-from payscore.store.engine import database_error
+from payscore.store.engine import begin_write, database_error
 from payscore.store.schema import fraud_labels, label_events, scored_transactions
 from payscore.store.statements import insert_ignore
 
@@ -166,6 +166,7 @@ def record_analyst_label(
     }
     try:
         with engine.begin() as conn:
+            begin_write(conn)  # the label and its event, together or not at all
             decided = conn.execute(
                 select(scored_transactions.c.id).where(
                     scored_transactions.c.transaction_id == transaction_id

@@ -29,7 +29,7 @@ from payscore.core.policy import (
 )
 from payscore.core.rules import Rule
 from payscore.errors import InputError
-from payscore.store.engine import database_error
+from payscore.store.engine import begin_write, database_error
 from payscore.store.schema import (
     policy_audit,
     policy_list_entries,
@@ -37,7 +37,6 @@ from payscore.store.schema import (
     policy_rules,
     policy_versions,
 )
-from payscore.store.writer import _sqlite_begin
 
 MAX_ACTOR_CHARS = 64
 MAX_SHOWN = 1000  # history rows and list values printed at most
@@ -356,7 +355,7 @@ class PolicyStore:
         now = _now()
         try:
             with self.engine.begin() as conn:
-                _sqlite_begin(conn)  # SQLite: all or nothing, one writer at a time
+                begin_write(conn)  # SQLite: all or nothing, one writer at a time
                 newest = conn.execute(
                     select(_v.version).order_by(_v.version.desc()).limit(1).with_for_update()
                 ).scalar()

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from payscore.store.engine import begin_write
 from payscore.store.schema import (
     ROLLUP_GRAINS,
     ROLLUP_SCORE_BINS,
@@ -116,6 +117,7 @@ def rebuild(engine: Engine) -> int:
     st = scored_transactions.c
     counted = 0
     with engine.begin() as conn:
+        begin_write(conn)  # SQLite too: a failed rebuild leaves the old rollup
         conn.execute(delete(decision_rollup))
         totals: dict[tuple[int, datetime], dict[str, Any]] = {}
         last_id = 0

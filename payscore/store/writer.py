@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from payscore.store.engine import database_error
+from payscore.store.engine import begin_write, database_error
 from payscore.store.labels import record_stream_labels
 from payscore.store.rollup import add_decisions
 from payscore.store.schema import (
@@ -223,8 +223,7 @@ class DecisionWriter:
         offsets: dict[tuple[str, str, int], int],
         careful: bool,
     ) -> WriteResult:
-        if self._dialect == "sqlite":
-            _sqlite_begin(conn)
+        begin_write(conn)  # SQLite: all or nothing; see begin_write
         stored = self._lock_offsets(conn, offsets)
 
         def fresh(topic: str | None, partition: int | None, offset: int | None) -> bool:
@@ -234,19 +233,24 @@ class DecisionWriter:
             return floor is None or offset >= floor
 
         rows = [
-            r for r in decisions if fresh(r.get("kafka_topic"), r.get("kafka_partition"),
-                                          r.get("kafka_offset"))
+            r
+            for r in decisions
+            if fresh(r.get("kafka_topic"), r.get("kafka_partition"), r.get("kafka_offset"))
         ]
         dup_rows = [
-            _asdict_dup(d) for d in dups
+            _asdict_dup(d)
+            for d in dups
             if fresh(d.source_topic, d.source_partition, d.source_offset)
         ]
         dead_rows = [
-            _asdict_dead(d) for d in dead
+            _asdict_dead(d)
+            for d in dead
             if fresh(d.source_topic, d.source_partition, d.source_offset)
         ]
-        skipped = (len(decisions) - len(rows)) + (len(dups) - len(dup_rows)) + (
-            len(dead) - len(dead_rows)
+        skipped = (
+            (len(decisions) - len(rows))
+            + (len(dups) - len(dup_rows))
+            + (len(dead) - len(dead_rows))
         )
 
         # The pipeline already dropped ids it knew were stored; repeats within the batch are
@@ -367,18 +371,6 @@ class _Raced(Exception):
     """A decision's id was stored by another writer during this batch's insert."""
 
 
-def _sqlite_begin(conn: Connection) -> None:
-    """Open the SQLite transaction explicitly, taking the write lock up front.
-
-    pysqlite in its legacy mode only begins a transaction before DML, so a SAVEPOINT issued
-    first would start (and its RELEASE would commit) a transaction of its own, breaking the
-    all-or-nothing batch. BEGIN IMMEDIATE also serialises concurrent writers, like a row lock.
-    """
-    dbapi = conn.connection.dbapi_connection
-    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def _existing(conn: Connection, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for i in range(0, len(ids), _IN_CHUNK):
@@ -416,4 +408,3 @@ def _dup_from_decision(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "source_offset": row["kafka_offset"],
         "seen_at": now,
     }
-

@@ -188,3 +188,35 @@ def test_a_select_only_user_reads_labels_and_cannot_write_one(
         writer.dispose()
         with _db_admin_engine.begin() as conn:
             conn.execute(text(f"DROP USER '{user}'@'%'"))
+
+
+def test_a_verdict_whose_event_fails_leaves_no_label(db: Engine) -> None:
+    """The verdict and its audit event are one transaction, on SQLite as on MariaDB."""
+    from sqlalchemy import text
+
+    from payscore.store.labels import LabelWriteError
+
+    trigger = "payscore_test_refuse_events"
+    with db.begin() as conn:
+        if db.dialect.name == "sqlite":
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON label_events "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON label_events FOR EACH ROW "
+                    "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'"
+                )
+            )
+    try:
+        with pytest.raises((LabelWriteError, InputError)):
+            record_analyst_label(db, "tx1", True, "ana", now=VERDICT)
+        assert counting(db) == []
+        assert events(db) == []
+    finally:
+        with db.begin() as conn:
+            conn.execute(text(f"DROP TRIGGER {trigger}"))
