@@ -17,12 +17,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings, load_settings
-from payscore.dashboard import auth, views
+from payscore.dashboard import auth, gcfreeze, views
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import TimeRange, utc_now
 from payscore.errors import InputError, PayscoreError
 from payscore.store.engine import database_error, driver_message, make_engine
 from payscore.store.labels import record_analyst_label
+
+gcfreeze.once()  # after the imports: what they made is skipped by every collection
 
 REFRESH_ENV = "PAYSCORE_DASHBOARD_REFRESH"
 RANGES: dict[str, int | None] = {

@@ -22,8 +22,8 @@ from sqlalchemy import Connection, Engine, func, select
 from payscore.config import load_settings
 from payscore.dashboard import lookups, rollups
 from payscore.dashboard import queries as q
+from payscore.dashboard.bulkseed import seed_fast
 from payscore.dashboard.figures import TimeRange, choose_bin, utc_now
-from payscore.dashboard.seed import seed_database
 from payscore.errors import PayscoreError
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
@@ -134,11 +134,16 @@ def explain(conn: Connection, stmt: Any) -> list[str]:
     return lines
 
 
+def data_arguments(parser: argparse.ArgumentParser, rows: int) -> None:
+    """The options saying which database to use and what to seed into it when empty."""
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: PAYSCORE_DATABASE_URL)")
+    parser.add_argument("--rows", type=int, default=rows, help="decisions to seed")
+    parser.add_argument("--span-days", type=float, default=7.0, help="decision-time span")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", help="SQLAlchemy URL (default: PAYSCORE_DATABASE_URL)")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="decisions to seed")
-    parser.add_argument("--span-days", type=float, default=7.0, help="decision-time span")
+    data_arguments(parser, 1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per query")
     parser.add_argument("--no-explain", action="store_true", help="skip the query plans")
     args = parser.parse_args(argv)
@@ -211,7 +216,7 @@ def ensure_rows(engine: Engine, rows: int, span_days: float, lines: list[str]) -
             "use an empty database"
         )
     started = time.perf_counter()
-    summary = seed_database(engine, rows, span_seconds=span_days * 86400)
+    summary = seed_fast(engine, rows, span_seconds=span_days * 86400)
     took = time.perf_counter() - started
     lines.append(
         f"seeded {summary.decisions:,} decisions, {summary.labels:,} labels, "

@@ -51,6 +51,9 @@ from payscore.store.schema import (
 st = scored_transactions
 fl = fraud_labels
 
+# Ranges at least this long count fraud from the fraud labels (each probing its decision's
+# time); shorter ones from their decisions (each probing for a label): fewer probes each way.
+FRAUD_FROM_LABELS = timedelta(hours=2)
 LATENCY_SAMPLE = 10_000  # most recent decisions used for latency percentiles
 SCORE_BINS = ROLLUP_SCORE_BINS  # the rollup keeps the page's histogram bins
 MAX_ROWS = 1_000  # hard cap on any table the page shows
@@ -136,7 +139,7 @@ def stmt_fraud_labelled(tr: TimeRange) -> Select:
     # on transaction_id, which needs the whole row for scored_at, hence the hint.
     # A short range instead starts from its few decisions (scored_at index) and probes labels.
     # ("IS TRUE" is not sargable, so it keeps MariaDB off ix_labels_fraud there.)
-    long = ru.use_rollup(tr)
+    long = tr.start is None or tr.end is None or tr.end - tr.start >= FRAUD_FROM_LABELS
     stmt = (
         select(func.count())
         .select_from(fl.join(st, st.c.transaction_id == fl.c.transaction_id))
@@ -173,12 +176,30 @@ def stmt_latency_cutoff(tr: TimeRange, limit: int = LATENCY_SAMPLE) -> Select:
     )
 
 
-def stmt_latency_sample(tr: TimeRange, cutoff: datetime | None = None) -> Select:
-    """The newest decisions of the range from the cutoff on, as a plain index range scan."""
+def stmt_latency_sample(
+    tr: TimeRange, cutoff: datetime | None = None, dialect: str = "sqlite"
+) -> Select:
+    """The newest decisions of the range from the cutoff on, as a plain index range scan.
+
+    MySQL returns each latency as integer microseconds: converting 20,000 datetimes on the
+    client took longer than the query. SQLite returns both times (its julianday arithmetic is
+    not exact to the microsecond)."""
     where = tr.clauses(st.c.scored_at)
     if cutoff is not None:
         where.append(st.c.scored_at >= cutoff)
-    return select(st.c.received_at, st.c.scored_at).where(*where)
+    if dialect == "sqlite":
+        return select(st.c.received_at, st.c.scored_at).where(*where)
+    micros = func.timestampdiff(literal_column("MICROSECOND"), st.c.received_at, st.c.scored_at)
+    return select(micros).where(*where)
+
+
+def latency_sample_ms(conn: Connection, tr: TimeRange, cutoff: datetime | None) -> list[float]:
+    """Received -> scored, in milliseconds, of the newest decisions from ``cutoff`` on."""
+    dialect = conn.dialect.name
+    rows = conn.execute(stmt_latency_sample(tr, cutoff, dialect))
+    if dialect == "sqlite":
+        return [(scored - received).total_seconds() * 1000.0 for received, scored in rows]
+    return [micros / 1000.0 for (micros,) in rows]
 
 
 def stmt_activity(dialect: str, tr: Ranges, seconds: int) -> Select:
@@ -272,10 +293,7 @@ def headline(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> Hea
     dead = int(conn.execute(stmt_dead_letters(tr)).scalar_one())
     first, last = conn.execute(stmt_span(tr)).one()
     cutoff = conn.execute(stmt_latency_cutoff(tr)).scalar()
-    sample = [
-        (scored - received).total_seconds() * 1000.0
-        for received, scored in conn.execute(stmt_latency_sample(tr, cutoff))
-    ]
+    sample = latency_sample_ms(conn, tr, cutoff)
     return Headline(
         decided=decided,
         counts={s: counts.get(s, 0) for s in STATUSES},

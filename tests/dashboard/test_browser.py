@@ -21,21 +21,14 @@ import pytest
 from sqlalchemy import select
 
 from payscore.config import Settings
+from payscore.dashboard.browserbench import serving
+from payscore.dashboard.browserpage import CHROMIUM, CHROMIUM_ARGS
 from payscore.dashboard.figures import SERIES_COLOURS, STATUS_COLOURS, utc_now
 from payscore.dashboard.seed import label_for, seed_database, synthetic_rows
 from payscore.store.engine import make_engine
 from payscore.store.schema import fraud_labels, label_events
 from payscore.store.writer import DecisionWriter
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT_ENV = "PAYSCORE_UPDATE_SCREENSHOT"
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 ROWS, SPAN, SEED, DEAD_EVERY = 400, 20 * 60, 3, 25
@@ -94,27 +87,9 @@ def _serving(
 ) -> Iterator[str]:
     """`payscore dashboard` on ``db_url`` (and ``settings``); yields its URL, and checks that
     it goes away."""
-    port = _free_port()
-    log = (tmp_path / "dashboard.log").open("w")
-    command = [sys.executable, "-c", "from payscore.cli.app import main; main()"]
-    proc = subprocess.Popen(
-        [*command, "dashboard", "--port", str(port)],
-        env=payscore_env(database_url=db_url, **settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, tmp_path / "dashboard.log")
+    env = payscore_env(database_url=db_url, **settings)
+    with serving(env, _free_port(), tmp_path / "dashboard.log", cwd=tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()  # the CLI stops its Streamlit child on SIGTERM
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
     with pytest.raises(OSError):  # the server really went away with the CLI
         urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
 
@@ -132,21 +107,6 @@ def dashboard(
     labels = {lab["transaction_id"]: lab for lab in map(label_for, rows) if lab}
     with _serving(db_url, payscore_env, tmp_path) as url:
         yield url, {"rows": rows, "labels": labels, "db_url": db_url}
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = monotonic() + 90
-    while monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"payscore dashboard exited early:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode() == "ok":
-                    return
-        except OSError:
-            pass
-        sleep(0.3)
-    pytest.fail(f"dashboard not healthy after 90 s:\n{log.read_text()}")
 
 
 def _metrics(page: Any, part: str = "stMetricValue") -> dict[str, str]:

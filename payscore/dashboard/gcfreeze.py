@@ -1,0 +1,25 @@
+"""Keeping Streamlit's collection after every script run cheap.
+
+Streamlit runs a full garbage collection (``gc.collect(2)``) after every script run while
+holding the GIL, so the message that tells the browser the run is over waits for it. A full
+collection walks every tracked object, and pandas, Altair (its Vega-Lite schema is tens of
+thousands of dicts), SQLAlchemy and Streamlit itself make that about 0.26 s on this 2-core
+machine under load: a quarter of a second added to every click. ``gc.freeze()`` moves the
+objects alive at that moment (the imported modules) to a permanent generation that
+collections skip; whatever a run allocates is still collected as before.
+"""
+
+from __future__ import annotations
+
+import gc
+
+_frozen = False
+
+
+def once() -> None:
+    """Collect, then freeze everything alive; only the first call in a process does it."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
