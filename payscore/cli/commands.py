@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "payscore.cli.model",
         "Show a model's metadata and digest without unpickling it, or verify that it is trusted.",
     ),
+    "models": (
+        "payscore.cli.models",
+        "List registered models, promote one to champion, set a challenger, or roll back.",
+    ),
     "score": (
         "payscore.cli.score",
         "Backtest: score a file of payments with the same engine, model, rules and decisions.",

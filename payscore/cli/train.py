@@ -50,6 +50,44 @@ def _train_from_db(settings: Any, given: dict[str, Any], progress: Any, baseline
         db.dispose()
 
 
+def _register(settings: Any, path: str) -> None:
+    """Record the saved model in the registry (status candidate). The file is what training
+    produced, so a registry that cannot be reached is a note, not a failure."""
+    from payscore.cli.models import user
+    from payscore.errors import PayscoreError
+    from payscore.store import registry
+    from payscore.store.engine import database_url, make_engine, shown_url
+
+    url = database_url(settings)
+    later = f"`payscore models register {path}` registers it later"
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).is_file():
+            err_console.print(
+                f"note: not registered: no database at {url.database} (`payscore initdb` "
+                f"creates it); {later}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            return
+    db = make_engine(settings)
+    try:
+        record, _ = registry.register(db, path, user())
+    except PayscoreError as e:
+        err_console.print(
+            f"note: not registered: {e}; {later}", highlight=False, markup=False, soft_wrap=True
+        )
+        return
+    finally:
+        db.dispose()
+    console.print(
+        f"registered model {record.version} ({record.status}) in {shown_url(url)}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 def _period_lines(period: dict[str, Any]) -> list[str]:
     """The periods used, with "(derived)" where a bound came from the data."""
     derived = set(period.get("derived", []))
@@ -183,6 +221,7 @@ def train(
     )
     signed = "signed with model_key" if settings.model_key is not None else "not signed"
     console.print(f"digest {digest} ({signed})", highlight=False, markup=False, soft_wrap=True)
+    _register(settings, settings.model_path)
     if settings.model_sha256 is not None and settings.model_sha256.lower() != digest:
         err_console.print(
             "note: model_sha256 pins another model; set it to this digest to load this one",

@@ -240,3 +240,27 @@ policy_audit = Table(
     Index("ix_policy_audit_subject", "subject", "id"),
     Index("ix_policy_audit_version", "version"),
 )
+
+# The model registry (store/registry.py, `payscore models ...`): every trained model with its
+# periods, metrics, thresholds and features; the artifact stays a file, verified when used,
+# and this row points at it. One champion at most; ``replaced`` is the champion it replaced,
+# so a rollback walks back the chain.
+models = Table(
+    "models",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # candidate, challenger, champion, retired
+    Column("artifact_path", String(1024), nullable=False),
+    Column("artifact_digest", String(64), nullable=False),  # SHA-256 of the sidecar
+    Column("trained_at", _Time, nullable=False),
+    Column("trained_by", String(64), nullable=False),
+    Column("registered_at", _Time, nullable=False),
+    Column("status_at", _Time, nullable=False),  # when the status last changed
+    Column("status_by", String(64), nullable=False),
+    Column("replaced", String(64)),
+    Column("periods_json", Text, nullable=False),
+    Column("metrics_json", Text, nullable=False),
+    Column("thresholds_json", Text, nullable=False),
+    Column("features_json", Text, nullable=False),
+    Index("ix_models_status", "status"),
+)

@@ -18,11 +18,23 @@ from payscore.core import simulator
 from payscore.core.model import ModelArtifact, load_artifact
 
 runner = CliRunner()
-PERIODS = [
-    "--train-start", "2018-05-15", "--train-end", "2018-05-28",
-    "--validation-start", "2018-05-29", "--validation-end", "2018-06-04",
-    "--test-start", "2018-06-05", "--test-end", "2018-06-11",
-]  # fmt: skip
+
+
+def period_args(dates: dict[str, Any]) -> list[str]:
+    """``--train-start 2018-05-15 ...`` from {"train_start": "2018-05-15", ...}."""
+    return [x for k, v in dates.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
+PERIODS = period_args(
+    {
+        "train_start": "2018-05-15",
+        "train_end": "2018-05-28",
+        "validation_start": "2018-05-29",
+        "validation_end": "2018-06-04",
+        "test_start": "2018-06-05",
+        "test_end": "2018-06-11",
+    }
+)
 
 
 def store_world(url: str, df: pd.DataFrame, artifact: ModelArtifact, batch: int = 2_000) -> None:
