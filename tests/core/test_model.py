@@ -238,20 +238,10 @@ def test_card_precision_ceiling_of_the_test_week(prepared):
     Frauds at a terminal compromised less than 7 days before (no label known yet, no change
     in behaviour) cannot be told from genuine payments, which caps CP@100 near 0.30.
     """
+    from payscore.bench.worlds import trace_ceiling
     from payscore.core import simulator
-    from payscore.core.metrics import card_precision_at_k
 
-    world = simulator.load_world()
-    n = len(prepared.history.labels)
-    scenario = world["TX_FRAUD_SCENARIO"].to_numpy()[:n]
-    y = prepared.history.labels
-    names = prepared.engine.feature_names
-    known_terminal_fraud = prepared.X[:, names.index("terminal_nb_fraud_30day")] > 0
-    signal = (y == 1) & ((scenario != 2) | known_terminal_fraud)
-    customers = np.asarray(prepared.history.customer_ids)
-    test = protocol.handbook_test_mask(prepared.days, customers, y)
-    ceiling = card_precision_at_k(
-        prepared.days[test], customers[test], y[test], signal[test].astype(float)
-    )
+    scenario = simulator.load_world()["TX_FRAUD_SCENARIO"].to_numpy()
+    ceiling = trace_ceiling(prepared, scenario)
     # 0.3043 here; ties among the zero scores may add a lucky card or two, never many.
     assert 0.29 <= ceiling < 0.31

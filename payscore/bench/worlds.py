@@ -1,0 +1,307 @@
+"""The default model on worlds it was not tuned on: a family of simulated worlds.
+
+World 0 is the handbook's; world N shifts every seed by N (``simulator.seed_offset``). For each
+world this trains payscore's default model and the handbook's random forest on the same
+periods (``training.train_default_model``), scores the test week by the handbook protocol and
+computes the week's trace ceiling: the Card Precision@100 of an oracle that knows every fraud
+with a visible trace at payment time. ``select`` compares candidate settings of the default
+model on prequential folds of development worlds (test weeks shifted 1-3 weeks earlier), never
+on a test week. Features are cached per world (about 330 MB each), so a rerun only fits.
+
+    python -m payscore.bench.worlds --worlds 0,1,2,3,4,5 --cache /path/to/cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from payscore.core import features, simulator, training
+from payscore.core.cache import cache_dir
+from payscore.core.features import DAY, FeatureEngine
+from payscore.core.metrics import METRIC_NAMES, evaluate
+from payscore.core.protocol import (
+    DELAY_START_DAY,
+    LABEL_DELAY_DAYS,
+    PERIOD_DAYS,
+    TEST_END_DAY,
+    TRAIN_START_DAY,
+    handbook_test_mask,
+)
+
+log = logging.getLogger(__name__)
+
+FEATURE_CACHE_VERSION = 1
+
+
+def traced_frauds(prepared: training.PreparedWorld, scenario: np.ndarray) -> np.ndarray:
+    """Frauds with a visible trace at payment time: amount-based (above 220, or a card's x5),
+    or at a compromised terminal that already has a known fraud in its delayed 30-day window.
+
+    The others, at a terminal compromised less than 7 days before, look like genuine payments
+    and carry no label yet: no model can tell them apart.
+    """
+    y = prepared.history.labels
+    names = prepared.engine.feature_names
+    known_terminal_fraud = prepared.X[:, names.index("terminal_nb_fraud_30day")] > 0
+    return (y == 1) & ((scenario[: len(y)] != 2) | known_terminal_fraud)
+
+
+def trace_oracle(
+    prepared: training.PreparedWorld,
+    scenario: np.ndarray,
+    train_start_day: int = TRAIN_START_DAY,
+) -> dict[str, float]:
+    """AUC ROC, AP and CP@100, on the week tested after ``train_start_day``, of an oracle that
+    scores 1 every traced fraud (``traced_frauds``) and 0 everything else; ties among the zero
+    scores may add a lucky card or two to CP@100. A model can beat the oracle's AUC and AP
+    only by ranking untraced frauds above genuine payments, which nothing in them allows."""
+    y = prepared.history.labels
+    customers = np.asarray(prepared.history.customer_ids)
+    test = handbook_test_mask(prepared.days, customers, y, train_start_day)
+    oracle = traced_frauds(prepared, scenario)[test].astype(float)
+    return evaluate(y[test], oracle, prepared.days[test], customers[test])
+
+
+def trace_ceiling(
+    prepared: training.PreparedWorld,
+    scenario: np.ndarray,
+    train_start_day: int = TRAIN_START_DAY,
+) -> float:
+    """The trace oracle's CP@100 (``trace_oracle``): what the test week allows."""
+    return trace_oracle(prepared, scenario, train_start_day)["card_precision_at_100"]
+
+
+def _feature_key() -> str:
+    """Changes whenever the feature code or its columns change: a stale cache is never read."""
+    source = Path(features.__file__).read_bytes()
+    names = ",".join(features.feature_names_for((60, 3600))).encode()
+    return hashlib.sha256(source + names).hexdigest()[:12]
+
+
+# The engine forgets a card's payments after 30 days and a terminal's after the label delay +
+# 30 days, so a payment's features depend on the payments of the 37 days before it only: a
+# history started that much before the first day used gives the same features from then on.
+HISTORY_DAYS = max(
+    LABEL_DELAY_DAYS + max(features.TERMINAL_WINDOWS_DAYS), max(features.CUSTOMER_WINDOWS_DAYS)
+)
+FIRST_DAY_USED = min(training.DEFAULT_TRAIN_START_DAY, TRAIN_START_DAY)
+
+
+def prepare(world: int, cache: Path | None) -> tuple[training.PreparedWorld, np.ndarray]:
+    """World ``world`` up to the end of its test week with its features, and each payment's
+    fraud scenario. With a ``cache`` folder, features of the whole history are read from it
+    (computed and written once); without, only from ``HISTORY_DAYS`` before the first day the
+    models use. The engine returned is a fresh one (only its column names and settings are
+    used to train and evaluate)."""
+    df = simulator.load_world(world=world)
+    if cache is None:
+        first = FIRST_DAY_USED - HISTORY_DAYS
+        df = df.iloc[int(np.searchsorted(df["TX_TIME_DAYS"].to_numpy(), first)) :]
+    history = training.History.from_world(df, end_day=TEST_END_DAY)
+    scenario = df["TX_FRAUD_SCENARIO"].to_numpy()[: len(history.labels)]
+    days = history.days - int(simulator.START.timestamp() // DAY)
+    engine = FeatureEngine(label_delay_days=LABEL_DELAY_DAYS)
+    path = None if cache is None else cache / f"features-w{world}-{_feature_key()}.npy"
+    if path is not None and path.exists():
+        X = np.load(path)
+        if X.shape == (len(history.labels), len(engine.feature_names)):
+            return training.PreparedWorld(history, engine, X, days), scenario
+        log.warning("ignoring %s: its shape does not match world %d", path, world)
+    prepared = training.prepare_world(world=df)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, prepared.X)
+        os.replace(tmp, path)
+    return prepared, scenario
+
+
+@dataclass(frozen=True)
+class WorldResult:
+    world: int
+    default: dict[str, float]
+    forest: dict[str, float]
+    oracle: dict[str, float]  # the trace oracle's metrics (``trace_oracle``)
+
+    @property
+    def ceiling(self) -> float:
+        return self.oracle["card_precision_at_100"]
+
+    def floors(self) -> dict[str, bool]:
+        """The issue's floors: AUC >= forest + 0.01, AP >= 0.77, CP@100 >= ceiling - 0.01."""
+        d, eps = self.default, 1e-9  # CP@100 moves in steps of 1/700: 0.01 is a whole step
+        return {
+            "auc": d["auc_roc"] >= self.forest["auc_roc"] + 0.01 - eps,
+            "ap": d["average_precision"] >= 0.77 - eps,
+            "cp": d["card_precision_at_100"] >= self.ceiling - 0.01 - eps,
+        }
+
+
+def evaluate_world(world: int, cache: Path | None) -> WorldResult:
+    """Train the default model and the handbook forest on ``world``; score its test week."""
+    prepared, scenario = prepare(world, cache)
+    _, default = training.train_default_model(prepared=prepared)
+    _, forest = training.train_default_model(baseline=True, prepared=prepared)
+    return WorldResult(world, default, forest, trace_oracle(prepared, scenario))
+
+
+def markdown_table(results: Sequence[WorldResult]) -> str:
+    """One row per world: default and forest metrics, the trace ceiling, the floors held."""
+    lines = [
+        "| world | payscore default AUC / AP / CP@100 | handbook forest AUC / AP / CP@100 "
+        "| trace oracle AUC / AP / CP@100 | floors held (AUC, AP, CP) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        name = "0 (handbook)" if r.world == 0 else str(r.world)
+        held = " ".join("yes" if ok else "no" for ok in r.floors().values())
+        lines.append(
+            f"| {name} | {_triple(r.default)} | {_triple(r.forest)} | {_triple(r.oracle)} "
+            f"| {held} |"
+        )
+    return "\n".join(lines)
+
+
+def _triple(m: dict[str, float]) -> str:
+    return " / ".join(f"{m[k]:.4f}" for k in METRIC_NAMES)
+
+
+# ------------------------------------------------------------------ model selection
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Settings to try for the default model: estimator parameters and dropped features."""
+
+    name: str
+    params: dict[str, Any]
+    drop: tuple[str, ...] = ()
+    train_start_day: int = training.DEFAULT_TRAIN_START_DAY
+
+
+def fold_metrics(
+    prepared: training.PreparedWorld, candidate: Candidate, shift_weeks: int
+) -> dict[str, float]:
+    """Fit ``candidate`` on the protocol shifted ``shift_weeks`` earlier and score that
+    validation week (known cards filtered as for the test week)."""
+    shift = shift_weeks * PERIOD_DAYS
+    days, y = prepared.days, prepared.history.labels
+    train = (days >= candidate.train_start_day - shift) & (days < DELAY_START_DAY - shift)
+    customers = np.asarray(prepared.history.customer_ids)
+    valid = handbook_test_mask(days, customers, y, TRAIN_START_DAY - shift)
+    names = prepared.engine.feature_names
+    cols = [i for i, n in enumerate(names) if n not in candidate.drop]
+    estimator = training.default_estimator().set_params(**candidate.params)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        estimator.fit(prepared.X[train][:, cols], y[train])
+        scores = estimator.predict_proba(prepared.X[valid][:, cols])[:, 1]
+    return evaluate(y[valid], scores, days[valid], customers[valid])
+
+
+def select(
+    candidates: Sequence[Candidate], worlds: Sequence[int], folds: Sequence[int], cache: Path | None
+) -> str:
+    """Markdown: each candidate's validation metrics, mean over worlds x folds, and the
+    worst fold's CP@100 gap to that fold's trace ceiling."""
+    rows: dict[str, list[tuple[dict[str, float], float]]] = {c.name: [] for c in candidates}
+    for world in worlds:
+        prepared, scenario = prepare(world, cache)
+        for k in folds:
+            ceiling = trace_ceiling(prepared, scenario, TRAIN_START_DAY - k * PERIOD_DAYS)
+            for c in candidates:
+                m = fold_metrics(prepared, c, k)
+                rows[c.name].append((m, ceiling))
+                print(
+                    f"world {world} fold {k} {c.name}: {_triple(m)} ceiling {ceiling:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    lines = [
+        "| candidate | mean AUC / AP / CP@100 | worst CP@100 - ceiling |",
+        "|---|---|---|",
+    ]
+    for name, got in rows.items():
+        mean = {k: float(np.mean([m[k] for m, _ in got])) for k in METRIC_NAMES}
+        worst = min(m["card_precision_at_100"] - c for m, c in got)
+        lines.append(f"| {name} | {_triple(mean)} | {worst:+.4f} |")
+    return "\n".join(lines)
+
+
+NEWEST_FEATURES = ("customer_max_ratio_7day", "customer_nb_high_14day", "terminal_fraud_run_days")
+CANDIDATES = (
+    Candidate("default", {}),
+    Candidate("10 weeks (from day 52)", {}, train_start_day=52),
+    Candidate("fraud weight 1", {"class_weight": None}),
+    Candidate("min leaf 100, L2 5", {"min_samples_leaf": 100, "l2_regularization": 5.0}),
+    Candidate("without the 3 newest features", {}, drop=NEWEST_FEATURES),
+    Candidate(
+        "lr 0.1, 150 it, 15 leaves", {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 15}
+    ),
+)
+
+
+def _worlds(text: str) -> list[int]:
+    try:
+        worlds = [int(part) for part in text.split(",") if part.strip()]
+        for w in worlds:
+            simulator.seed_offset(w)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of worlds ({e})") from e
+    if not worlds:
+        raise argparse.ArgumentTypeError("at least one world")
+    return worlds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m payscore.bench.worlds", description=__doc__)
+    parser.add_argument("--worlds", type=_worlds, default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="feature cache folder (default: the payscore cache dir + /worlds)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="recompute features")
+    parser.add_argument(
+        "--select",
+        action="store_true",
+        help="compare the candidate settings on prequential folds of --worlds instead",
+    )
+    parser.add_argument("--folds", type=_worlds, default=[1, 2], help="weeks shifted back")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="write the first world of --worlds as a `payscore train --data` file and stop",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cache = None if args.no_cache else (args.cache or cache_dir() / "worlds")
+    if args.csv is not None:
+        n = simulator.write_csv(simulator.load_world(world=args.worlds[0]), args.csv)
+        print(f"wrote {n:,} payments of world {args.worlds[0]} to {args.csv}")
+        return 0
+    if args.select:
+        print(select(CANDIDATES, args.worlds, args.folds, cache))
+        return 0
+    results = []
+    for world in args.worlds:
+        results.append(evaluate_world(world, cache))
+        print(markdown_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(markdown_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
