@@ -124,6 +124,20 @@ class Settings(BaseModel):
         description="consume checks the stored policy version at most this often, at a batch "
         "boundary, and applies changed rules and lists (docs/rules.md).",
     )
+    snapshot_interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="consume saves its feature state to the database at most this often (at a "
+        "batch boundary), so a restart restores it and replays only what came after; 0: off.",
+    )
+    snapshot_max_bytes: int = Field(
+        1_073_741_824,
+        ge=1_048_576,
+        le=8_589_934_592,
+        description="Largest feature-state snapshot written or read; a larger one is not "
+        "saved (or not trusted) and the state is rebuilt from the stored payments.",
+    )
     create_topics: bool = Field(
         True,
         description="consume creates a missing dead-letter (and decisions) topic at start, "

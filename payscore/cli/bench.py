@@ -51,6 +51,12 @@ def bench_cmd(
         None, "--paced-count", min=1, help="Payments in the paced run (default: 20 s worth)."
     ),
     load_generator: LoadGenerator = _LOAD_GENERATOR,
+    recovery: str = typer.Option(
+        None,
+        "--recovery",
+        help="Instead: restart-to-ready time and peak memory with N,N,... stored payments, "
+        "full replay against feature snapshot (database only; docs/benchmarks.md).",
+    ),
     rounds: int = typer.Option(
         2,
         "--rounds",
@@ -76,6 +82,16 @@ def bench_cmd(
     def step(text: str) -> None:
         err_console.print(f"[dim]bench:[/dim] {escape(text)}", highlight=False)
 
+    if recovery:
+        from payscore.bench.recovery import parse_sizes, report_lines, run_recovery
+
+        try:
+            sizes = parse_sizes(recovery)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--recovery") from e
+        for line in report_lines(run_recovery(settings, sizes, step)):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
     report = run_bench(settings, options, step)
 
     table = Table(

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Double,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -263,4 +264,31 @@ models = Table(
     Column("thresholds_json", Text, nullable=False),
     Column("features_json", Text, nullable=False),
     Index("ix_models_status", "status"),
+)
+
+# Feature-state snapshots (store/snapshots.py, stream/snapshots.py): a consumer's engine state
+# for one set of partitions, with what it covers (offsets, scored_transactions.id, label
+# cursor) in ``covers_json``; the bytes in chunks small enough for MariaDB's default packet.
+feature_snapshots = Table(
+    "feature_snapshots",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("group_id", String(255), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("partitions", String(2000), nullable=False),  # "0,1,2": the owned partitions
+    Column("format_version", Integer, nullable=False),
+    Column("created_at", _Time, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("covers_json", Text, nullable=False),
+    Index("ix_feature_snapshots_key", "group_id", "topic", "id"),
+)
+
+feature_snapshot_chunks = Table(
+    "feature_snapshot_chunks",
+    metadata,
+    Column("snapshot_id", BigInteger, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("data", LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"),
+           nullable=False),
+    PrimaryKeyConstraint("snapshot_id", "seq"),
 )

@@ -88,6 +88,18 @@ class WriteResult:
     duplicate_ids: tuple[str, ...] = ()  # decision rows turned into duplicates by the writer
 
 
+def stored_offsets(db: Engine, group: str, topic: str) -> dict[int, int]:
+    """Stored next offsets of every partition of ``topic`` the group has written."""
+    query = select(consumer_offsets.c.kafka_partition, consumer_offsets.c.next_offset).where(
+        consumer_offsets.c.group_id == group, consumer_offsets.c.topic == topic
+    )
+    try:
+        with db.connect() as conn:
+            return {int(p): int(o) for p, o in conn.execute(query)}
+    except SQLAlchemyError as e:
+        raise database_error(e, db.url) from e
+
+
 def utcnow() -> datetime:
     """Now as the naive UTC datetime the schema stores."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -112,14 +124,7 @@ class DecisionWriter:
 
     def read_offsets(self, group: str, topic: str) -> dict[int, int]:
         """Stored next offsets of every partition of ``topic`` this group has written."""
-        query = select(consumer_offsets.c.kafka_partition, consumer_offsets.c.next_offset).where(
-            consumer_offsets.c.group_id == group, consumer_offsets.c.topic == topic
-        )
-        try:
-            with self.lookup.connect() as conn:
-                return {int(p): int(o) for p, o in conn.execute(query)}
-        except SQLAlchemyError as e:
-            raise database_error(e, self.lookup.url) from e
+        return stored_offsets(self.lookup, group, topic)
 
     def existing_ids(self, transaction_ids: Iterable[str]) -> set[str]:
         """Which of these transaction ids already have a stored decision."""

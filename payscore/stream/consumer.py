@@ -216,7 +216,7 @@ class StreamConsumer:
         self._settled_at = time.monotonic()
         self._to_commit: dict[TopicPartition, OffsetAndMetadata] = {}
         self._kafka_committed_at = 0.0
-        self._state = FeatureState(db, self.topic, new_engine, self._owned_partitions)
+        self._state = FeatureState.for_consumer(self, db, new_engine)  # + snapshots
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from payscore.core.features import FeatureEngine
 from payscore.errors import ServiceUnavailable
 from payscore.store import state
+from payscore.stream.snapshots import SnapshotError, SnapshotKeeper
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
@@ -34,6 +35,7 @@ class FeatureState:
         topic: str,
         new_engine: Callable[[], FeatureEngine],
         owned_partitions: Callable[[], set[int]],
+        snapshots: SnapshotKeeper | None = None,
     ) -> None:
         self.db = db
         self.topic = topic
@@ -44,6 +46,29 @@ class FeatureState:
         self._label_cursor = 0  # label_events.id read so far (see state.labels_after)
         self._expired_day: float | None = None  # event-time day of the last expiry
         self.rebuilt_rows = 0  # stored payments the last rebuild replayed (a metric)
+        self.snapshots = snapshots  # see stream/snapshots.py; None: always the full replay
+
+    @classmethod
+    def for_consumer(
+        cls, owner: Any, db: Engine, new_engine: Callable[[], FeatureEngine]
+    ) -> FeatureState:
+        """A consumer's feature state, with snapshots as its settings say. The keeper drains
+        ``owner``'s writer thread before each snapshot (so it covers committed batches only)."""
+        settings = owner.settings
+
+        def drain() -> bool:
+            writer = owner._writer  # the consumer's BatchWriterThread, made in run()
+            return writer is not None and bool(writer.drain())
+
+        keeper = SnapshotKeeper(
+            db,
+            owner.group,
+            owner.topic,
+            settings.snapshot_interval_seconds,
+            settings.snapshot_max_bytes,
+            drain,
+        )
+        return cls(db, owner.topic, new_engine, owner._owned_partitions, keeper)
 
     def rebuild(self) -> FeatureEngine:
         """Fresh engine from the database: every stored payment of the last 37 days of event
@@ -52,20 +77,16 @@ class FeatureState:
         engine = self.new_engine()
         latest = state.latest_event_time(self.db, self.topic)
         replayed = 0
-        if latest is not None:
+        restored = self._restore(engine, latest) if latest is not None else None
+        if restored is not None:
+            engine, replayed = restored
+        elif latest is not None:
             since = state.history_start(latest, engine.label_delay_days)
             cursor = state.label_cursor(self.db)  # first: a label stored meanwhile is re-read
             engine.add_labels(state.load_labels(self.db, known_after=since))
             self._label_cursor = cursor
             history = state.load_history(self.db, self.topic, since)
-            for part in state.iter_chunks(history):
-                engine.transform_columns(
-                    history.transaction_ids[part],
-                    history.customer_ids[part],
-                    history.terminal_ids[part],
-                    history.amounts[part],
-                    history.times[part],
-                )
+            _replay(engine, history)
             owned = self._owned_partitions()
             pairs = zip(history.customer_ids, history.partitions, strict=True)
             mine = {c for c, p in pairs if p in owned}
@@ -81,9 +102,62 @@ class FeatureState:
         )
         return engine
 
+    def _restore(self, fresh: FeatureEngine, latest: datetime) -> tuple[FeatureEngine, int] | None:
+        """The newest usable snapshot of the owned partitions plus the stored payments after
+        it (ours after ``max_id``, others' after their cursor), or None: full replay."""
+        keeper = self.snapshots
+        if keeper is None or not keeper.enabled:
+            return None
+        owned = self._owned_partitions()
+        try:
+            restored = keeper.restore(owned, fresh)
+        except SnapshotError as e:
+            log.info("feature snapshot not used (%s): replaying the stored history", e)
+            return None
+        engine, covers = restored.engine, restored.covers
+        labels, label_cursor = state.labels_after(self.db, covers.label_cursor)
+        engine.add_labels(labels)
+        since = state.history_start(latest, engine.label_delay_days)
+        ours = state.load_history(
+            self.db, self.topic, since, partitions=owned, after_id=covers.max_id
+        )
+        theirs = state.load_history(
+            self.db, self.topic, since, exclude_partitions=owned, after_id=covers.others_cursor
+        )
+        _replay(engine, _merged(ours, theirs))
+        others = set(theirs.customer_ids)
+        engine.forget_customers(lambda c: c not in others)
+        self._label_cursor = label_cursor
+        self._others_cursor = max(covers.others_cursor, theirs.last_id)
+        self._state_day = latest.replace(tzinfo=timezone.utc).timestamp() // DAY_S
+        log.info(
+            "restored feature state from snapshot %d (%d customers, %d terminals), then %d "
+            "stored payments after it",
+            restored.snapshot_id,
+            engine.customer_count,
+            engine.terminal_count,
+            len(ours) + len(theirs),
+        )
+        return engine, len(ours) + len(theirs)
+
+    def maybe_snapshot(self, engine: FeatureEngine, *, now: bool = False) -> None:
+        """At a batch boundary, at most every ``snapshot_interval_seconds`` (or ``now``): save
+        the state with what it covers (stream/snapshots.py). A database error skips it."""
+        keeper = self.snapshots
+        if keeper is None or not (now or keeper.due()):
+            return
+        try:
+            self._others_cursor = keeper.take(
+                engine, self._owned_partitions(), self._label_cursor, self._others_cursor
+            )
+        except ServiceUnavailable as e:
+            log.warning("feature snapshot skipped: %s", e)
+
     def maybe_refresh(self, engine: FeatureEngine, records: Sequence[Any]) -> None:
         """Once per event-time day: new labels and other consumers' payments (terminals);
-        and customers and terminals gone quiet are dropped (``expire_quiet``)."""
+        and customers and terminals gone quiet are dropped (``expire_quiet``). First, when
+        due, a snapshot of the state as it stands (``maybe_snapshot``)."""
+        self.maybe_snapshot(engine)
         self.expire_quiet(engine)
         newest = max((r.timestamp for r in records if r.topic == self.topic), default=None)
         if newest is None:
@@ -145,3 +219,36 @@ class FeatureState:
             engine.terminal_count,
         )
         return dropped
+
+
+def _replay(engine: FeatureEngine, history: state.History) -> None:
+    """Stored payments through the engine, in bounded pieces."""
+    for part in state.iter_chunks(history):
+        engine.transform_columns(
+            history.transaction_ids[part],
+            history.customer_ids[part],
+            history.terminal_ids[part],
+            history.amounts[part],
+            history.times[part],
+        )
+
+
+def _merged(ours: state.History, theirs: state.History) -> state.History:
+    """Two histories as one in event-time order, as the full replay reads them (each keeps
+    its own order; ours first at equal times)."""
+    if not len(theirs):
+        return ours
+    both = [ours, theirs]
+    order = sorted(((t, k, i) for k, h in enumerate(both) for i, t in enumerate(h.times)))
+    out = state.History(last_id=max(ours.last_id, theirs.last_id))
+    for name in (
+        "transaction_ids",
+        "customer_ids",
+        "terminal_ids",
+        "amounts",
+        "times",
+        "partitions",
+    ):
+        columns = [getattr(h, name) for h in both]
+        setattr(out, name, [columns[k][i] for _, k, i in order])
+    return out

@@ -1,0 +1,272 @@
+"""``payscore bench --recovery N,N,...``: restart-to-ready time and peak memory against stored
+history, with the full replay and with a feature snapshot.
+
+For each size, a scratch database (``scratch.scratch_database``) is seeded with N stored
+payments of one topic spread over ``DAYS`` days of event time (so all of them are inside the
+37 days a rebuild reads), with their offsets and labels, using the dashboard's synthetic
+rows (``dashboard/seed.py``) and multi-row INSERTs. Then, each in a fresh process so that its
+peak RSS is its own:
+
+1. **full**: ``FeatureState.rebuild`` with snapshots off, the consumer's behaviour before
+   snapshots; it then writes a snapshot of the state it built (timed: the pause a running
+   consumer takes once per ``snapshot_interval_seconds``);
+2. ``AFTER`` more payments are stored (traffic after the snapshot);
+3. **snapshot**: ``FeatureState.rebuild`` with snapshots on: restore, then replay the rest.
+
+Ready time runs from starting the child process (interpreter and imports included) to the
+state being ready; loading the model and joining the group cost the same in both and are left
+out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from payscore.config import Settings
+
+TOPIC = "payments"
+GROUP = "payscore-recovery"
+PARTITIONS = 6
+DAYS = 30
+AFTER = 20_000  # payments stored after the snapshot: ~5 minutes at 65 payments/s
+_INSERT_ROWS = 5_000
+_END = datetime(2018, 9, 1)
+
+
+@dataclass(frozen=True)
+class RecoveryFigures:
+    """One size's measurements (seconds, MiB, bytes)."""
+
+    stored: int
+    seed_s: float
+    full_ready_s: float
+    full_rss_mib: float
+    full_rows: int
+    snapshot_write_s: float
+    snapshot_bytes: int
+    snapshot_ready_s: float
+    snapshot_rss_mib: float
+    snapshot_rows: int
+
+
+def stored_rows(n: int, *, start: int = 0, total: int | None = None) -> Iterator[dict[str, Any]]:
+    """Rows ``start .. n-1`` of ``total`` (default ``n``) stored payments: the dashboard's
+    synthetic decisions, moved into ``DAYS`` days of event time ending at ``_END`` and given
+    the topic, a partition by customer (as the producer keys) and that partition's offset."""
+    from payscore.dashboard.seed import synthetic_rows
+
+    total = total or n
+    step = DAYS * 86_400 / total
+    first = _END - timedelta(days=DAYS)
+    customers, terminals = max(total // 20, 100), max(total // 500, 50)
+    rows = synthetic_rows(
+        n,
+        now=_END,
+        span_seconds=DAYS * 86_400,
+        customers=customers,
+        terminals=terminals,
+        start=start,
+    )
+    for i, row in enumerate(rows, start):
+        part = zlib.crc32(row["customer_id"].encode()) % PARTITIONS
+        row["event_time"] = first + timedelta(seconds=i * step)
+        row["kafka_topic"], row["kafka_partition"] = TOPIC, part
+        row["kafka_offset"] = i  # increasing within each partition, which is all offsets need
+        yield row
+
+
+def seed(db: Any, n: int, *, start: int = 0, total: int | None = None) -> None:
+    """Store rows ``start .. n-1`` with their labels (known 7 days after the payment) and
+    the group's next offsets, in multi-row INSERTs of ``_INSERT_ROWS``."""
+    from sqlalchemy import delete, insert
+
+    from payscore.dashboard.seed import label_for
+    from payscore.store.engine import begin_write
+    from payscore.store.schema import (
+        consumer_offsets,
+        fraud_labels,
+        label_events,
+        scored_transactions,
+    )
+
+    batch: list[dict[str, Any]] = []
+    nexts: dict[int, int] = {}
+
+    def flush() -> None:
+        labels = []
+        for row in batch:
+            label = label_for(row)
+            if label is not None:
+                label["known_at"] = row["event_time"] + timedelta(days=7)
+                labels.append(label)
+            nexts[row["kafka_partition"]] = row["kafka_offset"] + 1
+        with db.begin() as conn:
+            begin_write(conn)
+            conn.execute(insert(scored_transactions), batch)
+            if labels:
+                conn.execute(insert(fraud_labels), labels)
+                conn.execute(
+                    insert(label_events), [{**r, "recorded_at": r["known_at"]} for r in labels]
+                )
+            c = consumer_offsets.c
+            conn.execute(delete(consumer_offsets).where(c.group_id == GROUP, c.topic == TOPIC))
+            conn.execute(
+                insert(consumer_offsets),
+                [
+                    {
+                        "group_id": GROUP,
+                        "topic": TOPIC,
+                        "kafka_partition": p,
+                        "next_offset": o,
+                        "updated_at": _END,
+                    }
+                    for p, o in sorted(nexts.items())
+                ],
+            )
+        batch.clear()
+
+    for row in stored_rows(n, start=start, total=total):
+        batch.append(row)
+        if len(batch) >= _INSERT_ROWS:
+            flush()
+    if batch:
+        flush()
+
+
+def run_recovery(
+    settings: Settings, sizes: Sequence[int], step: Callable[[str], None]
+) -> list[RecoveryFigures]:
+    """Measure each size in its own scratch database (removed afterwards)."""
+    from payscore.bench.scratch import scratch_database
+    from payscore.store.engine import make_engine
+
+    out = []
+    for n in sizes:
+        with scratch_database(settings, "recovery") as scratch:
+            db = make_engine(scratch)
+            try:
+                step(f"{n:,} stored payments: seeding")
+                started = time.monotonic()
+                seed(db, n, total=n + AFTER)
+                seed_s = time.monotonic() - started
+                step(f"{n:,}: full replay (and a snapshot of its state)")
+                full = _child(scratch, "full")
+                seed(db, n + AFTER, start=n, total=n + AFTER)
+                step(f"{n:,}: snapshot restore + {AFTER:,} payments after it")
+                snap = _child(scratch, "snapshot")
+            finally:
+                db.dispose()
+        out.append(
+            RecoveryFigures(
+                n,
+                seed_s,
+                full["ready_s"],
+                full["rss_mib"],
+                full["rows"],
+                full["write_s"],
+                full["bytes"],
+                snap["ready_s"],
+                snap["rss_mib"],
+                snap["rows"],
+            )
+        )
+    return out
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"100000,1000000"`` as sizes; ``ValueError`` with a one-line reason otherwise."""
+    parts = [p.strip().replace("_", "") for p in text.split(",")]
+    if not 1 <= len(parts) <= 10 or not all(p.isdigit() for p in parts):
+        raise ValueError("expected 1 to 10 comma-separated payment counts, e.g. 100000,1000000")
+    sizes = [int(p) for p in parts]
+    if not all(1_000 <= n <= 50_000_000 for n in sizes):
+        raise ValueError("each payment count must be between 1000 and 50000000")
+    return sizes
+
+
+def report_lines(figures: Sequence[RecoveryFigures]) -> list[str]:
+    """The figures as a Markdown table (what docs/benchmarks.md records)."""
+    lines = [
+        "| stored payments | seed | full replay: ready, peak RSS | snapshot write, size "
+        f"| snapshot + {AFTER:,} after it: ready, peak RSS | ready ratio |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in figures:
+        lines.append(
+            f"| {f.stored:,} | {f.seed_s:.0f} s "
+            f"| {f.full_ready_s:.1f} s, {f.full_rss_mib:,.0f} MiB "
+            f"| {f.snapshot_write_s:.1f} s, {f.snapshot_bytes / 2**20:,.0f} MiB "
+            f"| {f.snapshot_ready_s:.1f} s, {f.snapshot_rss_mib:,.0f} MiB "
+            f"| {f.snapshot_ready_s / f.full_ready_s:.2f} |"
+        )
+    return lines
+
+
+def _child(settings: Settings, mode: str) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PAYSCORE_DATABASE_URL"] = settings.database_url
+    if settings.database_password is not None:  # a secret: by environment, never argv
+        env["PAYSCORE_DATABASE_PASSWORD"] = settings.database_password.get_secret_value()
+    spawned = time.time()  # wall clock: the child's "ready" is compared with it
+    proc = subprocess.run(  # noqa: S603 (this interpreter, this module, a fixed mode)
+        [sys.executable, "-m", "payscore.bench.recovery", mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        from payscore.errors import PayscoreError
+
+        raise PayscoreError(f"recovery {mode} run failed: {proc.stderr.strip()[-500:]}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["ready_s"] = out.pop("ready_at") - spawned
+    return out
+
+
+def _measure(mode: str) -> dict[str, Any]:
+    """In the child: rebuild the state as a consumer owning every partition would."""
+    from payscore.config import load_settings
+    from payscore.core.features import FeatureEngine
+    from payscore.store.engine import make_engine
+    from payscore.stream.rebuild import FeatureState
+    from payscore.stream.snapshots import SnapshotKeeper
+
+    settings = load_settings(environ={k: v for k, v in os.environ.items() if "DATABASE" in k})
+    db = make_engine(settings.settings)
+    owned = set(range(PARTITIONS))
+    keeper = SnapshotKeeper(
+        db, GROUP, TOPIC, 1.0, settings.settings.snapshot_max_bytes, lambda: True
+    )
+    state = FeatureState(db, TOPIC, FeatureEngine, lambda: owned, keeper)
+    if mode == "full":
+        state.snapshots = None
+    engine = state.rebuild()
+    out: dict[str, Any] = {
+        "ready_at": time.time(),
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rows": state.rebuilt_rows,
+        "customers": engine.customer_count,
+        "terminals": engine.terminal_count,
+    }
+    if mode == "full":
+        state.snapshots = keeper
+        started = time.monotonic()
+        state.maybe_snapshot(engine, now=True)
+        out["write_s"], out["bytes"] = time.monotonic() - started, keeper.last_size
+    db.dispose()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(_measure(sys.argv[1])))
