@@ -176,6 +176,13 @@ def report(cost: MetricsCost) -> str:
             f"{name}: median {statistics.median(ratios):.3f}, "
             f"range {min(ratios):.3f} to {max(ratios):.3f}"
         )
+    if cost.scrape_cpu_ms:
+        per_scrape = statistics.median(cost.scrape_cpu_ms)
+        lines.append(
+            f"one /metrics rendering: {per_scrape:.2f} ms CPU (median over "
+            f"{len(cost.scrape_cpu_ms)} runs); one scrape every {cost.scrape_every_s:g} s "
+            f"takes {per_scrape / 10 / cost.scrape_every_s:.3f} % of one core"
+        )
     return "\n".join(lines)
 
 
