@@ -160,7 +160,7 @@ def _version(text: str) -> str:
     return text
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Any] = {
     "list": list_,
     "register": register_,
     "promote": promote,

@@ -181,10 +181,12 @@ def train(
             )
         elif from_db:
             artifact, metrics = _train_from_db(settings, given, progress, baseline)
-        else:
+        elif any(given.values()):
             artifact, metrics = training.train_default_model(
                 progress, baseline=baseline, given=given
             )
+        else:  # the handbook's periods
+            artifact, metrics = training.train_default_model(progress, baseline=baseline)
     digest = save_artifact(artifact, settings.model_path, key=settings.model_key)
     elapsed = time.perf_counter() - started
 
