@@ -5,9 +5,9 @@ For the default model (binary HistGradientBoosting, scored by the flat trees of 
 each split on a payment's path moves the raw score from the node's value to the child's; that
 move is credited to the split's feature (the decision-path method, "Saabas"). Per payment the
 contributions add up exactly, up to float rounding, to the raw score minus the bias (baseline
-plus every tree's root value). It is one walk of the same trees, vectorised over the batch:
-TreeSHAP would weigh every feature subset, costing far more per payment for the same top
-reasons in most cases. Pure: numpy only.
+plus every tree's root value). It is one more compiled walk of the same trees
+(``explain_walk.py``): TreeSHAP would weigh every feature subset, costing far more per payment,
+for reasons an analyst reads the same way. Pure: numpy and numba only.
 """
 
 from __future__ import annotations
@@ -43,26 +43,14 @@ def contributions(artifact: Any, engine_feature_names: Sequence[str], X: np.ndar
         raise NotExplainable(f"model {artifact.version} is not a walkable tree model")
     a = flat.a
     Xm = np.ascontiguousarray(X[:, artifact.columns_for(engine_feature_names)], dtype=np.float64)
-    n = len(Xm)
-    out = np.zeros((n, Xm.shape[1]), dtype=np.float64)
-    value, feature, threshold = a["value"], a["feature"], a["threshold"]
-    left, right, leaf, missing_left = a["left"], a["right"], a["leaf"], a["missing_left"]
-    rows = np.arange(n)
-    for root in a["root"]:
-        node = np.full(n, root, dtype=np.intp)
-        active = rows[~leaf[node]]
-        while len(active):
-            at = node[active]
-            f = feature[at]
-            x = Xm[active, f]
-            # The split test of scikit-learn's predictor (and treewalk.py): NaN goes where
-            # the split learned, otherwise x <= threshold goes left.
-            go_left = np.where(np.isnan(x), missing_left[at], x <= threshold[at])
-            child = np.where(go_left, left[at], right[at])
-            np.add.at(out, (active, f), value[child] - value[at])
-            node[active] = child
-            active = active[~leaf[child]]
-    bias = flat.baseline + float(value[a["root"]].sum())
+    out = np.zeros(Xm.shape, dtype=np.float64)
+    from payscore.core.explain_walk import path_contributions  # numba: on first use
+
+    path_contributions(
+        Xm, a["root"], a["value"], a["feature"], a["threshold"], a["missing_left"],
+        a["left"], a["right"], a["leaf"], out,
+    )  # fmt: skip
+    bias = flat.baseline + float(a["value"][a["root"]].sum())
     return bias, out
 
 
