@@ -117,7 +117,9 @@ def decode(data: bytes) -> dict[str, Any]:
     except ValueError as e:
         raise SnapshotError(f"snapshot header is not JSON: {e}") from e
     at += header_len
-    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+    if not isinstance(header, dict):
+        raise SnapshotError("snapshot header is not an object")
+    if header.get("format") != FORMAT_VERSION:
         raise SnapshotError(f"snapshot format {header.get('format')!r} is not {FORMAT_VERSION}")
     if header.get("engine_version") != SNAPSHOT_VERSION:
         raise SnapshotError(f"feature state version {header.get('engine_version')!r}")

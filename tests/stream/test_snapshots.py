@@ -92,6 +92,7 @@ def test_format_round_trips_the_engine_state() -> None:
         lambda b: b"NOT-A-SNAPSHOT" + b[14:],
         lambda b: b.replace(b'"format": 1', b'"format": 9'),  # another format version
         lambda b: b.replace(b'"engine_version": 1', b'"engine_version": 0'),
+        lambda b: b[:23] + (6).to_bytes(4, "little") + b"[1, 2]" + b[27:],  # header not an object
         lambda b: b.replace(b'"sections": [["customer_keys", ', b'"sections": [["cust_keys", '),
     ],
 )

@@ -1,0 +1,92 @@
+"""Restarts that restore a feature snapshot: kill -9 after a snapshot, and a corrupt snapshot
+falling back to the full replay; both must store the scores of an uninterrupted run."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import pytest
+from sqlalchemy import create_engine, func, select, update
+
+from payscore.store.schema import feature_snapshot_chunks, feature_snapshots
+from tests.integration.conftest import db_rows, keyed, payments_from, produce
+from tests.integration.test_failures import _assert_stored_once_as_uninterrupted
+
+pytestmark = pytest.mark.integration
+
+ARGS = ("--batch-size", "25", "--max-wait-ms", "50")
+
+
+def _snapshots(db_url: str) -> int:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(feature_snapshots)).scalar())
+    finally:
+        engine.dispose()
+
+
+def test_kill_9_after_a_snapshot_restores_it_and_scores_as_uninterrupted(
+    consume_runner, kafka_bootstrap, new_topic, db_url, small_world, small_model
+):
+    """Snapshots every 0.3 s; SIGKILL once one is stored and more was decided after it. Each
+    restart restores the snapshot, replays what followed, and decides the rest as before."""
+    topic = new_topic(1)  # one partition: processing order = production order, as kill -9 test
+    consume_runner.env["PAYSCORE_INPUT_TOPIC"] = topic
+    consume_runner.env["PAYSCORE_SNAPSHOT_INTERVAL_SECONDS"] = "0.3"
+    payments = payments_from(small_world, 25, 2500)
+    produce(kafka_bootstrap, topic, keyed(payments))
+    rng = random.Random(11)
+    kills = 0
+    for _ in range(3):
+        before = len(db_rows(db_url)["decisions"])
+        seen = _newest_snapshot(db_url)
+        proc = consume_runner.start(*ARGS)
+        # A snapshot written in this run (saving replaces the old one: watch its id instead).
+        consume_runner.wait_until(proc, lambda s=seen: _newest_snapshot(db_url) > s, 90)
+        consume_runner.wait_until(
+            proc, lambda b=before: len(db_rows(db_url)["decisions"]) > b + 50, 90
+        )
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(10)
+    assert kills >= 2, consume_runner.logs()
+    assert consume_runner.run(*ARGS, "--idle-exit", "4") == 0, consume_runner.logs()
+    logs = consume_runner.logs()
+    assert "restored feature state from snapshot" in logs, logs
+    _assert_stored_once_as_uninterrupted(db_url, small_model, payments)
+
+
+def _newest_snapshot(db_url: str) -> int:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.max(feature_snapshots.c.id))).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def test_corrupt_snapshot_falls_back_to_the_full_replay(
+    consume_runner, kafka_bootstrap, new_topic, db_url, small_world, small_model
+):
+    topic = new_topic(1)
+    consume_runner.env["PAYSCORE_INPUT_TOPIC"] = topic
+    consume_runner.env["PAYSCORE_SNAPSHOT_INTERVAL_SECONDS"] = "0.3"
+    payments = payments_from(small_world, 25, 1500)
+    produce(kafka_bootstrap, topic, keyed(payments))
+    assert consume_runner.run(*ARGS, "--max-messages", "800") == 0, consume_runner.logs()
+    assert _snapshots(db_url) >= 1, consume_runner.logs()
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(feature_snapshot_chunks).values(data=b"not a snapshot"))
+    finally:
+        engine.dispose()
+    # The restart finds the snapshot unreadable, replays the stored history, decides the rest.
+    assert consume_runner.run(*ARGS, "--idle-exit", "4") == 0, consume_runner.logs()
+    assert "feature snapshot not used" in consume_runner.logs()
+    _assert_stored_once_as_uninterrupted(db_url, small_model, payments)
