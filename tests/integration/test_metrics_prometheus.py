@@ -70,7 +70,9 @@ def test_prometheus_reads_what_the_database_holds(
     assert expected["dead_letters"] == len(MALFORMED)
     assert expected["duplicates"] == 25
     assert prometheus.value(f"up{where}") == 1.0
-    assert prometheus.value(f"payscore_state_rebuilds_total{where}") == 1.0
+    # One rebuild an assignment; a loaded machine may add a re-join (and so a rebuild).
+    rebuilds = prometheus.value(f"payscore_state_rebuilds_total{where}")
+    assert rebuilds is not None and rebuilds >= 1.0
     model = prometheus.query(f"payscore_model_info{where}")
     assert len(model) == 1 and model[0]["metric"]["version"], model
     lag = _by_label(prometheus, f"payscore_consumer_lag{where}", "partition")
