@@ -46,10 +46,8 @@ def contributions(artifact: Any, engine_feature_names: Sequence[str], X: np.ndar
     out = np.zeros(Xm.shape, dtype=np.float64)
     from payscore.core.explain_walk import path_contributions  # numba: on first use
 
-    path_contributions(
-        Xm, a["root"], a["value"], a["feature"], a["threshold"], a["missing_left"],
-        a["left"], a["right"], a["leaf"], out,
-    )  # fmt: skip
+    fields = ("root", "value", "feature", "threshold", "missing_left", "left", "right", "leaf")
+    path_contributions(Xm, tuple(a[k] for k in fields), out)
     bias = flat.baseline + float(a["value"][a["root"]].sum())
     return bias, out
 

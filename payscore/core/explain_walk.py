@@ -11,18 +11,11 @@ from payscore.core.treewalk import _cached_in_our_directory  # the one numba cac
 
 
 def _contributions(
-    X: np.ndarray,
-    root: np.ndarray,
-    value: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    leaf: np.ndarray,
-    out: np.ndarray,
+    X: np.ndarray, trees: tuple[np.ndarray, ...], out: np.ndarray
 ) -> None:  # pragma: no cover - compiled; tested through explain.contributions
-    """Add to ``out[i, f]`` every move of row i's path at a split on feature f."""
+    """Add to ``out[i, f]`` every move of row i's path at a split on feature f; ``trees`` is
+    (root, value, feature, threshold, missing_left, left, right, leaf), the flat arrays."""
+    root, value, feature, threshold, missing_left, left, right, leaf = trees
     n = X.shape[0]
     for k in range(root.shape[0]):
         start = root[k]
