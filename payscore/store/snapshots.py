@@ -3,7 +3,8 @@
 A snapshot is opaque bytes here (``stream/snapshots.py`` encodes them) plus what it covers
 (``covers``: plain JSON). It is keyed by consumer group, topic and the set of partitions whose
 customers it holds; saving one deletes the older ones of the same key, in the same transaction,
-so a reader sees either the old snapshot or the new one, never half of one.
+so a reader sees either the old snapshot or the new one, never half of one; snapshots of
+other partition sets that share a partition with the new one go too.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def save(
     data: bytes,
     created_at: datetime,
 ) -> int:
-    """Store one snapshot and drop the older ones of the same key, all or nothing."""
+    """Store one snapshot and drop the older ones sharing a partition, all or nothing."""
     key = partitions_key(partitions)
     s = feature_snapshots.c
     try:
@@ -81,13 +82,18 @@ def save(
             ]
             for row in rows:  # one at a time: a multi-row insert would exceed the packet
                 conn.execute(insert(feature_snapshot_chunks), row)
+            # Older snapshots sharing a partition with this one are stale (a partition has one
+            # owner at a time): at most one snapshot per partition survives, so the table
+            # stays bounded however often the group rebalances.
+            mine = set(partitions)
             old = [
-                r[0]
-                for r in conn.execute(
-                    select(s.id).where(
-                        s.group_id == group, s.topic == topic, s.partitions == key, s.id != new_id
+                snap_id
+                for snap_id, stored in conn.execute(
+                    select(s.id, s.partitions).where(
+                        s.group_id == group, s.topic == topic, s.id != new_id
                     )
                 )
+                if mine & {int(p) for p in stored.split(",") if p}
             ]
             _delete(conn, old)
     except SQLAlchemyError as e:

@@ -182,3 +182,12 @@ def test_oversized_snapshot_is_refused_on_read(db: Engine) -> None:
     state.maybe_snapshot(state.rebuild(), now=True)
     with pytest.raises(ValueError):
         store.load_newest(db, GROUP, TOPIC, ALL, 100)
+
+
+def test_a_new_snapshot_drops_stale_ones_of_overlapping_partitions(db: Engine) -> None:
+    for owned in ({0, 1}, {2, 3}, {1, 2}):  # the last takes partitions of both others
+        state = state_for(db, owned)
+        state.maybe_snapshot(state.rebuild(), now=True)
+    assert store.load_newest(db, GROUP, TOPIC, {1, 2}, 50_000_000) is not None
+    assert store.load_newest(db, GROUP, TOPIC, {0, 1}, 50_000_000) is None
+    assert store.load_newest(db, GROUP, TOPIC, {2, 3}, 50_000_000) is None
