@@ -180,6 +180,7 @@ def run_recovery(
                 snap["rows"],
             )
         )
+        step(report_lines(out[-1:])[-1])  # each size as soon as it is measured
     return out
 
 
