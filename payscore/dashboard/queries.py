@@ -286,10 +286,19 @@ def status_counts(conn: Connection, tr: TimeRange, rollup: bool | None = None) -
     return counts
 
 
-def headline(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> Headline:
+def fraud_labelled(conn: Connection, tr: TimeRange) -> int:
+    """Decisions of the range labelled fraud."""
+    return int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
+
+
+def headline(
+    conn: Connection, tr: TimeRange, rollup: bool | None = None, fraud: bool = True
+) -> Headline:
+    """The headline figures; with ``fraud`` False the fraud count is left at 0 for the caller
+    to fetch (the page does, on a second connection, while these run)."""
     counts = status_counts(conn, tr, rollup)
     decided = sum(counts.values())
-    fraud = int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
+    fraud_n = fraud_labelled(conn, tr) if fraud else 0
     dead = int(conn.execute(stmt_dead_letters(tr)).scalar_one())
     first, last = conn.execute(stmt_span(tr)).one()
     cutoff = conn.execute(stmt_latency_cutoff(tr)).scalar()
@@ -297,7 +306,7 @@ def headline(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> Hea
     return Headline(
         decided=decided,
         counts={s: counts.get(s, 0) for s in STATUSES},
-        fraud_labelled=fraud,
+        fraud_labelled=fraud_n,
         dead_letters=dead,
         active_seconds=(last - first).total_seconds() if first is not None else 0.0,
         latency_median_ms=percentile(sample, 0.5),
