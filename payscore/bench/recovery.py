@@ -68,7 +68,8 @@ def stored_rows(n: int, *, start: int = 0, total: int | None = None) -> Iterator
     total = total or n
     step = DAYS * 86_400 / total
     first = _END - timedelta(days=DAYS)
-    customers, terminals = max(total // 20, 100), max(total // 500, 50)
+    # About the handbook world's density: some 30 payments a terminal and 20 a card in 30 days.
+    customers, terminals = max(total // 20, 100), max(total // 30, 50)
     rows = synthetic_rows(
         n,
         now=_END,
