@@ -101,7 +101,7 @@ def _period_lines(period: dict[str, Any]) -> list[str]:
         lines.append(f"{part:<10} {dates[0]}{marks[0]} .. {dates[1]}{marks[1]}")
     if "warm_up_until" in period:
         lines.append(f"warm-up    payments before {period['warm_up_until']}: state only")
-    return lines
+    return lines + [f"note: {note}" for note in period.get("notes", [])]
 
 
 def train(

@@ -101,25 +101,8 @@ class Periods:
             "warm_up_until": datetime.fromtimestamp(self.warm_up_end, timezone.utc).isoformat(),
             "label_cutoff": day_date(self.test[0]).isoformat(),
             "derived": list(self.derived),
+            "notes": list(self.notes),
         }
-
-    def describe(self) -> list[str]:
-        """One line per period, with "(derived)" on bounds taken from the data."""
-
-        def bound(name: str, d: int) -> str:
-            mark = " (derived)" if name in self.derived else ""
-            return f"{day_date(d).isoformat()}{mark}"
-
-        lines = [f"warm-up (state only) until {self.as_metadata()['warm_up_until']}"]
-        for part in ("train", "validation", "test"):
-            span = getattr(self, part)
-            if span is None:
-                lines.append(f"{part}: none (thresholds 0.5 / 0.9)")
-                continue
-            lines.append(
-                f"{part}: {bound(part + '_start', span[0])} .. {bound(part + '_end', span[1])}"
-            )
-        return lines + list(self.notes)
 
 
 def resolve_periods(

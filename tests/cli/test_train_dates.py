@@ -37,6 +37,14 @@ def test_given_and_derived_periods_are_printed_and_recorded(csv: Path, tmp_path:
     assert "train_start" not in period["derived"] and "train_end" in period["derived"]
 
 
+def test_a_short_file_says_its_warm_up_was_shortened(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    simulator.write_csv(simulator.generate_world(n_customers=60, n_terminals=120, n_days=30), path)
+    result = runner.invoke(app, ["train", "--data", str(path), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "note: warm-up shortened to 8 days: the data covers only 30 days" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
