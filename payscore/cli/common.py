@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # imported when settings are built: pydantic is not needed fo
     from payscore.config import LoadedSettings, Settings
 
 
-
 def _warn_password_on_command_line(value: str | None) -> str | None:
     """A password in ``--database-url`` is visible to every user of the machine (``ps``, the
     shell history): say so, once, on stderr, and name the place meant for it."""
@@ -46,6 +45,17 @@ BootstrapServers = Annotated[
     typer.Option(
         "--bootstrap-servers",
         help="Kafka bootstrap servers. Env: PAYSCORE_KAFKA_BOOTSTRAP_SERVERS.",
+    ),
+]
+#: ``--metrics-port`` of ``consume``, ``produce`` and ``replay-dlq`` (docs/operations.md).
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve Prometheus /metrics, /healthz and /readyz on this port while running "
+        "(e.g. 9464 for a consumer). Env: PAYSCORE_METRICS_PORT.",
     ),
 ]
 

@@ -7,6 +7,7 @@ import typer
 from payscore.cli.common import (
     BootstrapServers,
     DatabaseUrl,
+    MetricsPort,
     console,
     err_console,
     settings_from,
@@ -48,14 +49,7 @@ def consume(
     idle_exit: float = typer.Option(
         None, "--idle-exit", min=0.1, help="Exit after this many seconds without messages."
     ),
-    metrics_port: int = typer.Option(
-        None,
-        "--metrics-port",
-        min=1,
-        max=65535,
-        help="Serve Prometheus /metrics, /healthz and /readyz on this port (e.g. 9464). "
-        "Env: PAYSCORE_METRICS_PORT.",
-    ),
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Consume payments from Kafka, score them, and store every decision exactly once.
 

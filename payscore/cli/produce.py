@@ -6,30 +6,23 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from payscore.cli.common import BootstrapServers, console, err_console, settings_from
+from payscore.cli.common import (
+    BootstrapServers,
+    MetricsPort,
+    console,
+    err_console,
+    settings_from,
+)
 from payscore.cli.display import progress_bar, report_rejects
 from payscore.errors import InputError
 
 if TYPE_CHECKING:  # kafka-python and the payment readers load when the command runs, not --help
     from payscore.stream.producer import ProduceStats
     from payscore.stream.sources import FileSource, SourceItem
-
-
-#: ``--metrics-port`` of ``produce`` and ``replay-dlq`` (``consume`` words its help for itself).
-MetricsPort = Annotated[
-    int | None,
-    typer.Option(
-        "--metrics-port",
-        min=1,
-        max=65535,
-        help="Serve Prometheus /metrics, /healthz and /readyz on this port while running "
-        "(e.g. 9465). Env: PAYSCORE_METRICS_PORT.",
-    ),
-]
 
 
 def register(app: typer.Typer) -> None:

@@ -8,9 +8,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from payscore.cli.common import console, err_console, settings_from
+from payscore.cli.common import MetricsPort, console, err_console, settings_from
 from payscore.cli.display import progress_bar
-from payscore.cli.produce import MetricsPort
 from payscore.stream.dlq import KINDS
 from payscore.stream.kafka import quiet_client_logs
 from payscore.stream.replay import (
