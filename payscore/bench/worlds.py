@@ -64,8 +64,9 @@ def trace_oracle(
 ) -> dict[str, float]:
     """AUC ROC, AP and CP@100, on the week tested after ``train_start_day``, of an oracle that
     scores 1 every traced fraud (``traced_frauds``) and 0 everything else; ties among the zero
-    scores may add a lucky card or two to CP@100. A model can beat the oracle's AUC and AP
-    only by ranking untraced frauds above genuine payments, which nothing in them allows."""
+    scores may add a lucky card or two to CP@100. Its AP is a practical ceiling (untraced frauds
+    ranked at chance add almost nothing to AP); its AUC is not: ranking untraced frauds even a
+    little better than chance beats it."""
     y = prepared.history.labels
     customers = np.asarray(prepared.history.customer_ids)
     test = handbook_test_mask(prepared.days, customers, y, train_start_day)
