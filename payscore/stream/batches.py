@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from payscore.errors import PayscoreError, ServiceUnavailable
 from payscore.pipeline import PreparedBatch
 from payscore.store.writer import WriteResult
 from payscore.stream import dlq
+from payscore.stream.stats import ConsumerStats, created_to_commit_s
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +54,7 @@ class InFlight:
 
     batch: PreparedBatch
     polled_at: list[float]  # monotonic time each message was returned by poll()
+    records: Sequence[Any] = ()  # the Kafka records, for their CreateTime (send to commit)
     # Decisions sent to Kafka by the main loop: (future, topic, key, value), kept to resend.
     sent: list[tuple[Any, str, bytes, bytes]] = field(default_factory=list)
     result: WriteResult | None = None
@@ -101,10 +103,11 @@ class BatchWriterThread:
         dlq_max_bytes: int = dlq.DEFAULT_MAX_DEAD_LETTER_BYTES,
         dlq_topic_exists: Callable[[], bool | None] | None = None,
         create_dlq_topic: Callable[[], object] | None = None,
-        retries: dict[str, int] | None = None,
+        stats: ConsumerStats | None = None,
     ) -> None:
         self._write = write
-        self._retries = retries  # failed attempts by operation, for the metrics
+        self._stats = stats  # retries, write and send-to-commit latencies, for the metrics
+        self._retries = None if stats is None else stats.retries
         self.dlq_max_bytes = dlq_max_bytes  # lowered if the broker refuses a dead letter's size
         self._dlq_topic_exists = dlq_topic_exists  # None: cannot tell (broker unreachable)
         self._create_dlq_topic = create_dlq_topic  # None: a deleted topic is not re-created
@@ -200,12 +203,24 @@ class BatchWriterThread:
         ) is None:
             self.abandoned = True
             return
-        result = retry(lambda: self._write(item.batch), "write the batch", stop, counts)
+        result = retry(lambda: self._timed_write(item.batch), "write the batch", stop, counts)
         if result is None:
             self.abandoned = True
             return
         item.result, item.committed_at = result, time.monotonic()
+        if self._stats is not None:
+            rows, not_decided = item.batch.rows, result.duplicate_ids
+            latencies = created_to_commit_s(item.records, rows, not_decided, time.time())
+            self._stats.send_to_commit_s.observe(latencies)
         self._done.append(item)
+
+    def _timed_write(self, batch: PreparedBatch) -> WriteResult:
+        """One write attempt, timed for the write-latency histogram when it succeeds."""
+        started = time.monotonic()
+        result = self._write(batch)
+        if self._stats is not None:
+            self._stats.write_s.observe([time.monotonic() - started])
+        return result
 
     def _send_dead_letters(self, item: InFlight) -> int:
         """Publish the batch's dead letters; outages are retried by the caller for as long as

@@ -244,14 +244,14 @@ class StreamConsumer:
         request_size = max(1_048_576, self.dlq_max_bytes + 65_536)
         self._producer = make_producer(self.settings, max_request_size=request_size)
         self._writer = BatchWriterThread(
-            self._timed_write,
+            lambda batch: self.pipeline.write(batch),  # late: bench/probe.py times it
             self.pipeline.release,
             self._producer,
             self.settings.dlq_topic,
             self._stopping,
             new_producer=lambda: make_producer(self.settings, max_request_size=request_size),
             dlq_max_bytes=self.dlq_max_bytes,
-            retries=self.stats.retries,
+            stats=self.stats,
             dlq_topic_exists=lambda: topic_exists(self.settings, self.settings.dlq_topic),
             create_dlq_topic=(
                 (lambda: prepare_output_topics(self.settings))
@@ -313,7 +313,7 @@ class StreamConsumer:
             if self._pending:
                 self._writer.drain()
                 self._collect()
-                retry(self._catch_up, "position assigned partitions", self._stopping)
+                retry(self._catch_up, "position partitions", self._stopping, self.stats.retries)
                 continue
             if self.stats.due(self.settings.log_interval_seconds):
                 log.info("%s", self.stats.summary(self._lag()))
@@ -378,12 +378,13 @@ class StreamConsumer:
             lambda: self.pipeline.prepare(records, buffered[0][2]),
             "read the database",
             self._stopping,
+            self.stats.retries,
         )
         if batch is None:
             self._unprepared += len(records)
             return False
         self.stats.prepare_s.observe([time.monotonic() - started])
-        item = InFlight(batch, [m for _, m, _ in buffered])
+        item = InFlight(batch, [m for _, m, _ in buffered], records)
         if self.settings.publish_decisions and batch.decided:
             producer = self._writer.producer
             item.sent = send_decisions(producer, self.settings.decisions_topic, batch)
@@ -412,13 +413,6 @@ class StreamConsumer:
         if self._to_commit and (final or now - self._kafka_committed_at >= KAFKA_COMMIT_S):
             self._commit_kafka(self._to_commit, final)
             self._to_commit, self._kafka_committed_at = {}, now
-
-    def _timed_write(self, batch: Any) -> Any:
-        """The pipeline's write, timed for the write-latency histogram (writer thread)."""
-        started = time.monotonic()
-        result = self.pipeline.write(batch)
-        self.stats.write_s.observe([time.monotonic() - started])
-        return result
 
     def _commit_kafka(self, offsets: dict[TopicPartition, OffsetAndMetadata], sync: bool) -> None:
         """Informational: the database holds the true offsets, so failures are only logged."""

@@ -95,6 +95,12 @@ class ConsumerCollector(Collector):
             "From poll() returning a payment to its decision's database commit.",
             s.commit_latency_s,
         )
+        yield _histogram(
+            "payscore_send_to_commit_seconds",
+            "From the producer's Kafka timestamp (CreateTime) of a payment to its decision's "
+            "database commit.",
+            s.send_to_commit_s,
+        )
         yield _labelled(
             CounterMetricFamily,
             "payscore_retries",

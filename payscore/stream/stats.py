@@ -6,8 +6,9 @@ Plain numbers, updated once per batch; ``stream/metrics.py`` reads them when scr
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,10 @@ _LATENCY_WINDOW = 50_000
 #: Histogram bucket upper bounds, in seconds (latencies) and payments (batch size).
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+#: Send to commit also holds the time a payment waited in Kafka: a backlog is minutes long.
+SEND_TO_COMMIT_BUCKETS_S = (*LATENCY_BUCKETS_S, 60.0, 300.0, 1800.0)
+#: Kafka's ``timestamp_type`` of a record stamped by its producer (1 is the broker's append).
+CREATE_TIME = 0
 
 
 class Buckets:
@@ -63,6 +68,7 @@ class ConsumerStats:
         self.prepare_s = Buckets(LATENCY_BUCKETS_S)
         self.write_s = Buckets(LATENCY_BUCKETS_S)  # filled by the writer thread only
         self.commit_latency_s = Buckets(LATENCY_BUCKETS_S)  # poll to database commit
+        self.send_to_commit_s = Buckets(SEND_TO_COMMIT_BUCKETS_S)  # writer thread only
         self.rebuilds = 0
         self.rebuild_s = 0.0  # the last rebuild's duration
         self.rebuild_seconds_total = 0.0
@@ -139,3 +145,34 @@ class ConsumerStats:
 
     def overall_rate(self) -> float:
         return self.decided / max(time.monotonic() - self.started, 1e-9)
+
+
+def created_to_commit_s(
+    records: Iterable[Any],
+    rows: Sequence[Mapping[str, Any]],
+    not_decided: Iterable[str],
+    committed_at: float,
+) -> np.ndarray:
+    """Seconds from each decided payment's Kafka CreateTime to its database commit.
+
+    ``rows`` are the batch's decision rows, ``not_decided`` the transaction ids the writer
+    turned into duplicates (``WriteResult.duplicate_ids``: a repeat within the batch is its
+    later row), ``committed_at`` the commit's wall-clock time. Records stamped by the broker
+    (LogAppendTime) or not at all are skipped; a producer clock ahead of ours would give a
+    negative latency, counted as zero.
+    """
+    created = {
+        (r.topic, r.partition, r.offset): r.timestamp
+        for r in records
+        if getattr(r, "timestamp_type", None) == CREATE_TIME and (r.timestamp or -1) >= 0
+    }
+    undecided = Counter(not_decided)
+    stamps = []
+    for row in reversed(rows):  # the writer keeps a repeated id's first row
+        if undecided[row["transaction_id"]] > 0:
+            undecided[row["transaction_id"]] -= 1
+            continue
+        key = (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])
+        stamps.append(created.get(key))
+    created_s = np.fromiter((t for t in stamps if t is not None), float) / 1000.0
+    return np.maximum(committed_at - created_s, 0.0)

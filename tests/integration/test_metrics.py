@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -38,7 +39,11 @@ def _totals(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name in ("payscore_payments_total", "payscore_dead_letters_total"):
+            if s.name in (
+                "payscore_payments_total",
+                "payscore_dead_letters_total",
+                "payscore_send_to_commit_seconds_count",
+            ):
                 out[s.name] = out.get(s.name, 0.0) + s.value
     return out
 
@@ -51,6 +56,7 @@ def test_metrics_match_the_database_and_readyz_once_positioned(
     consume_runner.env["PAYSCORE_LOG_FORMAT"] = "json"
     payments = payments_from(small_world, 10, 400)
     messages = keyed(payments[:200]) + MALFORMED + keyed(payments[200:])
+    sent_from = time.time()
     produce(kafka_bootstrap, topic, messages)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -73,6 +79,8 @@ def test_metrics_match_the_database_and_readyz_once_positioned(
     expected = {
         "payscore_payments_total": float(len(rows["decisions"])),
         "payscore_dead_letters_total": float(len(rows["dead_letters"])),
+        # One send-to-commit latency a decided payment (the producer stamps CreateTime).
+        "payscore_send_to_commit_seconds_count": float(len(rows["decisions"])),
     }
     # The counters follow the database commit by at most one turn of the loop.
     scraped: dict[str, float] = {}
@@ -86,8 +94,20 @@ def test_metrics_match_the_database_and_readyz_once_positioned(
     assert expected == {
         "payscore_payments_total": len(payments),
         "payscore_dead_letters_total": len(MALFORMED),
+        "payscore_send_to_commit_seconds_count": len(payments),
     }
     code, text = _get(base + "/metrics")
+    sums = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.endswith("_seconds_sum")
+    }
+    # Every payment was sent before the consumer started and committed before now, so each
+    # latency lies between zero and the time since the first send.
+    longest = time.time() - sent_from + 1.0  # a second for clock granularity (ms stamps)
+    assert 0 < sums["payscore_send_to_commit_seconds_sum"] <= len(payments) * longest
+    assert sums["payscore_poll_to_commit_seconds_sum"] <= len(messages) * longest
     assert 'payscore_model_info{version="' in text
     assert "payscore_poll_to_commit_seconds_count" in text
 

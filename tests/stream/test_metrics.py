@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
+from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from payscore.errors import PayscoreError, ServiceUnavailable
@@ -23,7 +25,7 @@ from payscore.stream.metrics import (
 )
 from payscore.stream.producer import ProduceStats
 from payscore.stream.replay import PARKED, REPLAY, SKIPPED, ReplayItem, ReplayResult
-from payscore.stream.stats import Buckets, ConsumerStats
+from payscore.stream.stats import CREATE_TIME, Buckets, ConsumerStats, created_to_commit_s
 
 
 def _fake_batch(stats: ConsumerStats) -> None:
@@ -127,6 +129,45 @@ def test_a_stop_while_retrying_counts_the_attempt() -> None:
 
     assert retry(down, "read the database", lambda: True, counts) is None
     assert counts == {"read_the_database": 1}
+
+
+def _record(offset: int, timestamp: int | None, timestamp_type: int | None = CREATE_TIME) -> Any:
+    return ConsumerRecord(
+        "payments", 0, -1, offset, timestamp, timestamp_type, b"k", b"v", [], None, 1, 1, -1
+    )
+
+
+def _row(offset: int, transaction_id: str) -> dict[str, Any]:
+    return {
+        "transaction_id": transaction_id,
+        "kafka_topic": "payments",
+        "kafka_partition": 0,
+        "kafka_offset": offset,
+    }
+
+
+def test_send_to_commit_counts_decided_payments_stamped_by_their_producer() -> None:
+    committed = 1_000_000.0
+    records = [
+        _record(0, 999_998_000),  # 2 s before the commit
+        _record(1, 999_999_500),  # a dead letter: no decision row
+        _record(2, 1_000_003_000),  # the producer's clock 3 s ahead: counted as zero
+        _record(3, 999_990_000, timestamp_type=1),  # the broker's LogAppendTime: skipped
+        _record(4, None, timestamp_type=None),  # no timestamp (old message format): skipped
+        _record(5, 999_999_000),  # turned into a duplicate by the writer: not decided
+        _record(6, 999_999_750),
+        _record(7, 999_999_900),  # t6 again in the same batch: the writer's duplicate
+    ]
+    rows = [_row(o, f"t{o}") for o in (0, 2, 3, 4, 5, 6)] + [_row(7, "t6")]
+    got = created_to_commit_s(records, rows, ["t5", "t6"], committed)
+    assert sorted(got.tolist()) == [0.0, 0.25, 2.0]
+    stats = ConsumerStats()
+    stats.send_to_commit_s.observe(got)
+    samples = _samples(build_registry(stats, "x"))
+    assert samples[("payscore_send_to_commit_seconds_count", ())] == 3
+    assert samples[("payscore_send_to_commit_seconds_sum", ())] == 2.25
+    assert samples[("payscore_send_to_commit_seconds_bucket", (("le", "0.005"),))] == 1
+    assert samples[("payscore_send_to_commit_seconds_bucket", (("le", "1800.0"),))] == 3
 
 
 def test_bucket_bounds_are_inclusive() -> None:
