@@ -90,25 +90,12 @@ def _feature_key() -> str:
     return hashlib.sha256(source + names).hexdigest()[:12]
 
 
-# The engine forgets a card's payments after 30 days and a terminal's after the label delay +
-# 30 days, so a payment's features depend on the payments of the 37 days before it only: a
-# history started that much before the first day used gives the same features from then on.
-HISTORY_DAYS = max(
-    LABEL_DELAY_DAYS + max(features.TERMINAL_WINDOWS_DAYS), max(features.CUSTOMER_WINDOWS_DAYS)
-)
-FIRST_DAY_USED = min(training.DEFAULT_TRAIN_START_DAY, TRAIN_START_DAY)
-
-
 def prepare(world: int, cache: Path | None) -> tuple[training.PreparedWorld, np.ndarray]:
     """World ``world`` up to the end of its test week with its features, and each payment's
-    fraud scenario. With a ``cache`` folder, features of the whole history are read from it
-    (computed and written once); without, only from ``HISTORY_DAYS`` before the first day the
-    models use. The engine returned is a fresh one (only its column names and settings are
-    used to train and evaluate)."""
+    fraud scenario. With a ``cache`` folder, features are read from it (computed and written
+    once). The engine returned is a fresh one (only its column names and settings are used to
+    train and evaluate)."""
     df = simulator.load_world(world=world)
-    if cache is None:
-        first = FIRST_DAY_USED - HISTORY_DAYS
-        df = df.iloc[int(np.searchsorted(df["TX_TIME_DAYS"].to_numpy(), first)) :]
     history = training.History.from_world(df, end_day=TEST_END_DAY)
     scenario = df["TX_FRAUD_SCENARIO"].to_numpy()[: len(history.labels)]
     days = history.days - int(simulator.START.timestamp() // DAY)
