@@ -118,11 +118,13 @@ def _schema_problem(engine: Engine) -> str | None:
         # read-only engine's URL is SQLite's URI form, not what the user configured.
         message = str(database_error(e))
         return f"{message[:1].upper()}{message[1:]}."
+    if len(missing) == len(q.DASHBOARD_TABLES):
+        return "The database has no payscore schema yet. Run `payscore initdb` first."
     if missing:
         return (
-            "The database has no payscore schema yet (missing: "
+            "The database lacks tables the dashboard reads: "
             + ", ".join(missing)
-            + "). Run `payscore initdb` first."
+            + ". Run `payscore initdb` (it adds missing tables and keeps the data)."
         )
     return None
 

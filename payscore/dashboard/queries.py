@@ -43,8 +43,10 @@ from payscore.dashboard.figures import (
 from payscore.store.schema import (
     ROLLUP_SCORE_BINS,
     dead_letters,
+    decision_rollup,
     fraud_labels,
-    metadata,
+    label_events,
+    model_versions,
     scored_transactions,
 )
 
@@ -260,10 +262,22 @@ def _status_sums() -> list[ColumnElement[Any]]:
 # --- fetching -------------------------------------------------------------------------------
 
 
+# The tables the page reads (or, labelling, writes): only these must exist. A database made
+# by an older payscore lacks newer tables (rules, models, snapshots) and still opens.
+DASHBOARD_TABLES = (
+    scored_transactions,
+    decision_rollup,
+    fraud_labels,
+    label_events,
+    dead_letters,
+    model_versions,
+)
+
+
 def missing_tables(conn: Connection) -> list[str]:
-    """Tables of the payscore schema that the database lacks (all of them if it is empty)."""
+    """Tables the dashboard reads that the database lacks (all of them if it is empty)."""
     present = set(inspect(conn).get_table_names())
-    return [t.name for t in metadata.sorted_tables if t.name not in present]
+    return [t.name for t in DASHBOARD_TABLES if t.name not in present]
 
 
 def status_counts(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> dict[str, int]:

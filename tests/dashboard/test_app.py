@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from streamlit.testing.v1 import AppTest
 
 import payscore.dashboard
 from payscore.config import Settings
+from payscore.dashboard import queries as q
 from payscore.dashboard.figures import bin_name, choose_bin, utc_now
 from payscore.errors import InputError
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.labels import LabelWriteError, record_analyst_label
-from payscore.store.schema import fraud_labels, label_events
+from payscore.store.schema import fraud_labels, label_events, metadata
 from tests.dashboard.seed import Seeded, seed_small
 
 APP = str(Path(payscore.dashboard.__file__).parent / "app.py")
@@ -280,6 +281,32 @@ def test_friendly_message_without_database(
     }[case]
     assert any(expected in text for text in shown), shown
     assert not at.metric
+
+
+@pytest.mark.parametrize("dropped", [(), ("model_versions",)])
+def test_older_schema_still_opens(dropped: tuple[str, ...], seeded_url: tuple[str, Seeded]) -> None:
+    """A database made by an older payscore lacks the newest tables (rules, models,
+    snapshots): the page shows its figures; only a table it reads is required, by name."""
+    url, s = seeded_url
+    engine = make_engine(Settings(database_url=url))
+    with engine.begin() as conn:
+        present = set(inspect(conn).get_table_names())
+        unread = present - {t.name for t in q.DASHBOARD_TABLES}
+        assert {"policy_rules", "models", "feature_snapshots"} <= unread
+        for table in reversed(metadata.sorted_tables):
+            if table.name in unread or table.name in dropped:
+                table.drop(conn)
+    engine.dispose()
+    at = _run("All time")
+    warnings = [w.value for w in at.warning]
+    if not dropped:
+        assert not any("initdb" in w for w in warnings), warnings
+        assert _metrics(at)["Payments decided"] == f"{len(s.rows):,}"
+    else:
+        assert any("lacks tables the dashboard reads: model_versions." in w for w in warnings), (
+            warnings
+        )
+        assert not at.metric
 
 
 def test_label_writes_are_checked(seeded_url: tuple[str, Seeded]) -> None:
