@@ -16,8 +16,14 @@ from payscore.cli.display import progress_bar, report_rejects
 
 if TYPE_CHECKING:
     from payscore.core.backtest import Quality
+    from payscore.core.decision import Decision
+    from payscore.core.explain import Reason
+    from payscore.core.scoring import Scorer
 
 log = logging.getLogger(__name__)
+
+MAX_TOP_REASONS = 10
+SHOWN_RISKIEST = 10
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +36,10 @@ def score_cmd(
         ..., "--input", "-i", help="CSV (Payment field names as header) or JSON-lines payments."
     ),
     output: str = typer.Option(
-        ..., "--output", "-o", help="CSV to write: transaction_id, score, status, reason_codes."
+        ...,
+        "--output",
+        "-o",
+        help="CSV to write: transaction_id, score, status, reason_codes, explanation.",
     ),
     labels: str = typer.Option(
         None, "--labels", help="CSV of transaction_id,is_fraud (else an is_fraud input column)."
@@ -51,6 +60,16 @@ def score_cmd(
         "--metrics-to",
         help="Metrics only over labelled payments on or before this UTC date (YYYY-MM-DD).",
     ),
+    explain: bool = typer.Option(
+        None,
+        "--explain/--no-explain",
+        help="Top reasons of each REVIEW or DECLINED payment, in the output's explanation "
+        "column and for the riskiest on screen (default: on when the model can be explained).",
+        show_default=False,
+    ),
+    top_reasons: int = typer.Option(
+        3, "--top-reasons", help=f"Reasons per flagged payment (1 to {MAX_TOP_REASONS})."
+    ),
 ) -> None:
     """Backtest: score a file of payments with the same engine, model, rules and decisions.
 
@@ -58,6 +77,8 @@ def score_cmd(
     with their line number and, with --rejects, written to a file. Valid payments are scored
     in event-time order; the output is in that order. With labels, metrics are computed over
     every labelled payment of --metrics-from .. --metrics-to (default: all), and say so.
+    Flagged payments are explained: the features that raised their score most, as reason
+    texts (--no-explain leaves them out; approved payments are never explained).
     """
     from payscore.core import backtest, paymentfile
     from payscore.core.decision import STATUSES
@@ -68,6 +89,10 @@ def score_cmd(
     until = _parse_date(metrics_to, "--metrics-to")
     if since and until and since > until:
         raise typer.BadParameter("is after --metrics-to", param_hint="--metrics-from")
+    if not 1 <= top_reasons <= MAX_TOP_REASONS:
+        raise typer.BadParameter(
+            f"must be from 1 to {MAX_TOP_REASONS}, got {top_reasons}", param_hint="--top-reasons"
+        )
     settings = settings_from(ctx, model_path=model)
     paymentfile.check_file(input)
     if labels is not None:
@@ -85,11 +110,18 @@ def score_cmd(
             raise paymentfile.nothing_usable(input, data.rejected)
         truth = label_file if label_file is not None else data.labels
         scorer = build_scorer(settings, artifact)
+        explained: dict[str, list[Reason]] | None = {} if _can_explain(scorer, explain) else None
         payments = backtest.event_order(data.payments)
         decisions = backtest.run_backtest(
-            scorer, payments, settings.batch_size, labels=truth, progress=progress
+            scorer,
+            payments,
+            settings.batch_size,
+            labels=truth,
+            progress=progress,
+            explained=explained,
+            top=top_reasons,
         )
-    backtest.write_decisions(output, decisions)
+    backtest.write_decisions(output, decisions, explained)
 
     counts = Counter(d.status for d in decisions)
     summary = ", ".join(f"{counts[s]:,} {s.lower()}" for s in STATUSES)
@@ -101,10 +133,58 @@ def score_cmd(
         markup=False,
         soft_wrap=True,
     )
+    if explained is not None:
+        _report_riskiest(decisions, explained)
     if truth:
         trained = backtest.training_dates(artifact.metadata)
         result = backtest.quality(decisions, payments, truth, since, until, trained)
         _report_quality(result, truth, since, until, trained)
+
+
+def _can_explain(scorer: Scorer, wanted: bool | None) -> bool:
+    """Whether to explain: --explain insists (a model that cannot be explained is an error),
+    --no-explain refuses, and by default a model that cannot be is noted and scored anyway."""
+    if wanted is False:
+        return False
+    import numpy as np
+
+    from payscore.core.explain import NotExplainable, contributions
+
+    names = scorer.engine.feature_names
+    try:  # zero rows: checks the model and compiles the walk before the first batch
+        contributions(scorer.artifact, names, np.empty((0, len(names))))
+    except NotExplainable as e:
+        if wanted:
+            raise
+        err_console.print(f"{e}: no explanations", highlight=False, markup=False)
+        return False
+    return True
+
+
+def _report_riskiest(decisions: list[Decision], explained: dict[str, list[Reason]]) -> None:
+    """The highest-scored flagged payments, one line each with their top reasons' texts."""
+    flagged = sorted(
+        (d for d in decisions if d.transaction_id in explained), key=lambda d: -d.score
+    )
+    if not flagged:
+        return
+    shown = flagged[:SHOWN_RISKIEST]
+    console.print(
+        f"riskiest flagged payments ({len(shown):,} of {len(flagged):,}; every flagged "
+        "payment's reasons are in the output's explanation column):",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    for d in shown:
+        texts = "; ".join(r.text for r in explained[d.transaction_id]) or "no feature raised it"
+        console.print(
+            f"  {d.transaction_id}  score {d.score:.3f}  {d.status}  "
+            f"{','.join(d.reasons) or '-'}: {texts}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _parse_date(value: str | None, flag: str) -> date | None:

@@ -9,6 +9,8 @@ enters the engine just before its payment's batch, known ``label_delay_days`` af
 from __future__ import annotations
 
 import csv
+import json
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from payscore.core.decision import STATUSES, Decision
+from payscore.core.decision import APPROVED, STATUSES, Decision
 from payscore.core.paymentfile import (
     LABEL_COLUMN,
     MAX_INPUT_BYTES,
@@ -30,9 +32,12 @@ from payscore.core.schema import Payment
 from payscore.errors import InputError
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from payscore.core.explain import Reason
     from payscore.core.scoring import Scorer
 
-OUTPUT_HEADER = ("transaction_id", "score", "status", "reason_codes")
+OUTPUT_HEADER = ("transaction_id", "score", "status", "reason_codes", "explanation")
 
 
 @dataclass
@@ -88,6 +93,8 @@ def run_backtest(
     batch_size: int = 500,
     labels: Mapping[str, bool] | None = None,
     progress: Progress | None = None,
+    explained: dict[str, list[Reason]] | None = None,
+    top: int = 3,
 ) -> list[Decision]:
     """Score payments (already in event-time order) in batches, as the consumer would.
 
@@ -95,6 +102,9 @@ def run_backtest(
     after their payment; the engine uses a label only for payments at or after that time. Fed
     this way the engine holds at most one batch of labels for payments it has not seen, so no
     label is lost to its cap on such labels, however long the file.
+
+    With ``explained`` (a dict to fill), each flagged payment's ``top`` reasons are added to it
+    by transaction id (``explain_flagged``); approved payments cost nothing more.
     """
     delay = timedelta(days=scorer.engine.label_delay_days).total_seconds()
     add_label = scorer.engine.add_label
@@ -107,20 +117,72 @@ def run_backtest(
                 flag = labels.get(p.transaction_id)
                 if flag is not None:
                     add_label(p.transaction_id, flag, p.event_time.timestamp() + delay)
-        decisions.extend(scorer.score_batch(batch))
+        if explained is None:
+            decisions.extend(scorer.score_batch(batch))
+        else:
+            decided, X = scorer.score_batch_with_features(batch)
+            explained.update(explain_flagged(scorer, decided, X, top))
+            decisions.extend(decided)
         if progress is not None:
             progress("scoring", len(decisions), n)
     return decisions
 
 
-def write_decisions(path: str | Path, decisions: Sequence[Decision]) -> int:
-    """CSV of transaction_id, score, status, reason_codes (comma-separated, quoted)."""
+def explain_flagged(
+    scorer: Scorer, decisions: Sequence[Decision], X: np.ndarray, top: int = 3
+) -> dict[str, list[Reason]]:
+    """The ``top`` reasons (``explain.explain``) of each payment not APPROVED in a batch
+    scored by ``scorer.score_batch_with_features`` (``X``: its feature matrix)."""
+    rows = [i for i, d in enumerate(decisions) if d.status != APPROVED]
+    if not rows:
+        return {}
+    from payscore.core.explain import explain  # numba: only when something is flagged
+
+    reasons = explain(scorer.artifact, scorer.engine.feature_names, X[rows], top)
+    return {decisions[i].transaction_id: r for i, r in zip(rows, reasons, strict=True)}
+
+
+def explanation_json(reasons: Sequence[Reason]) -> str:
+    """One payment's reasons as a JSON list of {feature, value, contribution, text}, largest
+    contribution first; a missing value is null. The ``explanation`` column of the output."""
+    return json.dumps(
+        [
+            {
+                "feature": r.feature,
+                "value": None if math.isnan(r.value) else r.value,
+                "contribution": round(r.contribution, 6),
+                "text": r.text,
+            }
+            for r in reasons
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def write_decisions(
+    path: str | Path,
+    decisions: Sequence[Decision],
+    explained: Mapping[str, Sequence[Reason]] | None = None,
+) -> int:
+    """CSV of transaction_id, score, status, reason_codes (comma-separated, quoted) and
+    explanation (``explanation_json``; empty for a payment that was not explained)."""
+    explained = explained or {}
     try:
         with open(path, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(OUTPUT_HEADER)
             for d in decisions:
-                writer.writerow((d.transaction_id, f"{d.score:.6f}", d.status, ",".join(d.reasons)))
+                why = explained.get(d.transaction_id)
+                writer.writerow(
+                    (
+                        d.transaction_id,
+                        f"{d.score:.6f}",
+                        d.status,
+                        ",".join(d.reasons),
+                        "" if why is None else explanation_json(why),
+                    )
+                )
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from e
     return len(decisions)

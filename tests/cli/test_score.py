@@ -87,7 +87,7 @@ def test_backtest_with_an_is_fraud_column(files, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = read_output(out)
     assert len(rows) == files["n"]  # every valid row, none of the 3 bad ones
-    assert list(rows[0]) == ["transaction_id", "score", "status", "reason_codes"]
+    assert list(rows[0]) == ["transaction_id", "score", "status", "reason_codes", "explanation"]
     assert {r["status"] for r in rows} <= STATUSES and "APPROVED" in {r["status"] for r in rows}
     assert len({r["transaction_id"] for r in rows}) == len(rows)
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)

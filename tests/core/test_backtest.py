@@ -139,9 +139,9 @@ def test_status_confusion_and_output(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     assert backtest.write_decisions(out, decisions) == 4
     text = out.read_text().splitlines()
-    assert text[0] == "transaction_id,score,status,reason_codes"
-    assert text[2] == 'b,0.600000,REVIEW,"MODEL_HIGH_RISK,AMOUNT_HIGH"'
-    assert text[3] == "c,0.100000,APPROVED,"
+    assert text[0] == "transaction_id,score,status,reason_codes,explanation"
+    assert text[2] == 'b,0.600000,REVIEW,"MODEL_HIGH_RISK,AMOUNT_HIGH",'
+    assert text[3] == "c,0.100000,APPROVED,,"
 
 
 @pytest.mark.parametrize(
