@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +19,10 @@ from payscore.core import backtest, simulator, training
 from payscore.core.explain import contributions
 from payscore.core.model import ModelArtifact, save_artifact
 from payscore.core.scoring import Scorer
+from tests.cli.test_score import _clean_env  # noqa: F401 - autouse: a clean env, cwd tmp
 
 runner = CliRunner()
 KEYS = {"feature", "value", "contribution", "text"}
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("PAYSCORE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module")
