@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from payscore.core.features import SNAPSHOT_VERSION, FeatureEngine
+from payscore.errors import PayscoreError
 from payscore.store import snapshots as store
 from payscore.store.writer import stored_offsets, utcnow
 
@@ -239,6 +241,8 @@ class SnapshotKeeper:
         self.drain = drain
         self._last = time.monotonic()
         self.last_size = 0  # bytes of the last snapshot written (logs, benchmark)
+        self.last_pause_s = 0.0  # the poll loop's share of the last snapshot
+        self._saving: threading.Thread | None = None
 
     @property
     def enabled(self) -> bool:
@@ -250,9 +254,15 @@ class SnapshotKeeper:
     def take(
         self, engine: FeatureEngine, owned: Collection[int], label_cursor: int, others_cursor: int
     ) -> int:
-        """Write a snapshot of ``engine`` once the batches in hand are written; returns the
-        others' cursor it may advance to (rows up to it that are not ours are all read)."""
+        """Snapshot ``engine`` once the batches in hand are written; returns the others' cursor
+        it may advance to (rows up to it that are not ours are all read).
+
+        Only the drain, the coverage reads and the copy of the state run here, on the poll
+        loop; encoding and saving run in a thread (``wait`` joins it). A snapshot still being
+        saved makes this one skip."""
         self._last = time.monotonic()
+        if self._saving is not None and self._saving.is_alive():
+            return others_cursor
         if not owned or not self.drain():
             return others_cursor
         started = time.monotonic()
@@ -263,38 +273,51 @@ class SnapshotKeeper:
         covers = Covers(
             {p: stored[p] for p in owned if p in stored}, max_id, others_cursor, label_cursor
         )
-        try:
-            data = encode(engine.snapshot())
-        except SnapshotError as e:
-            log.warning("feature snapshot not written: %s", e)
-            return others_cursor
-        if len(data) > self.max_bytes:
-            log.warning(
-                "feature snapshot not written: %d bytes, over snapshot_max_bytes %d",
-                len(data),
-                self.max_bytes,
-            )
-            return others_cursor
-        snap_id = store.save(
-            self.db,
-            self.group,
-            self.topic,
-            owned,
-            FORMAT_VERSION,
-            covers.as_json(),
-            data,
-            utcnow(),
+        state = engine.snapshot()  # a copy: the engine moves on while it is saved
+        self.last_pause_s = time.monotonic() - started
+        self._saving = threading.Thread(
+            target=self._save,
+            args=(state, set(owned), covers, started),
+            name="feature-snapshot",
+            daemon=True,  # killed with the process: an unfinished save is rolled back
         )
+        self._saving.start()
+        return others_cursor
+
+    def wait(self) -> None:
+        """Until the snapshot being saved (if any) is saved or given up."""
+        if self._saving is not None:
+            self._saving.join()
+
+    def _save(self, state: dict[str, Any], owned: set[int], covers: Covers, started: float) -> None:
+        try:
+            data = encode(state)
+            if len(data) > self.max_bytes:
+                raise SnapshotError(f"{len(data)} bytes, over snapshot_max_bytes {self.max_bytes}")
+            snap_id = store.save(
+                self.db,
+                self.group,
+                self.topic,
+                owned,
+                FORMAT_VERSION,
+                covers.as_json(),
+                data,
+                utcnow(),
+            )
+        except (SnapshotError, PayscoreError) as e:  # the next interval tries again
+            log.warning("feature snapshot not written: %s", e)
+            return
         self.last_size = len(data)
         log.info(
-            "feature snapshot %d written: %d customers, %d terminals, %d bytes in %.2f s",
+            "feature snapshot %d written: %d customers, %d terminals, %d bytes in %.2f s "
+            "(%.2f s of it on the poll loop)",
             snap_id,
-            engine.customer_count,
-            engine.terminal_count,
+            len(state["customers"]),
+            len(state["terminals"]),
             len(data),
             time.monotonic() - started,
+            self.last_pause_s,
         )
-        return others_cursor
 
     def restore(self, owned: Collection[int], fresh: FeatureEngine) -> Restored:
         """The newest usable snapshot of exactly ``owned`` as an engine; ``SnapshotError``

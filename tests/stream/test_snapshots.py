@@ -47,6 +47,7 @@ def snapshot_then_more(db: Engine, owned: set[int] = ALL) -> None:
     """A consumer rebuilds, snapshots its state, and AFTER more payments are stored."""
     state = state_for(db, owned)
     state.maybe_snapshot(state.rebuild(), now=True)
+    state.snapshots.wait()  # saved in a thread
     seed(db, STORED + AFTER, start=STORED, total=STORED + AFTER)
 
 
@@ -169,7 +170,9 @@ def test_saving_replaces_the_older_snapshot_of_the_same_partitions(db: Engine) -
     state = state_for(db, ALL)
     engine = state.rebuild()
     state.maybe_snapshot(engine, now=True)
+    state.snapshots.wait()
     state.maybe_snapshot(engine, now=True)
+    state.snapshots.wait()
     with db.connect() as conn:
         ids = {r[0] for r in conn.execute(select(feature_snapshot_chunks.c.snapshot_id))}
     assert len(ids) == 1
@@ -180,6 +183,7 @@ def test_saving_replaces_the_older_snapshot_of_the_same_partitions(db: Engine) -
 def test_oversized_snapshot_is_refused_on_read(db: Engine) -> None:
     state = state_for(db, ALL)
     state.maybe_snapshot(state.rebuild(), now=True)
+    state.snapshots.wait()
     with pytest.raises(ValueError):
         store.load_newest(db, GROUP, TOPIC, ALL, 100)
 
@@ -188,6 +192,7 @@ def test_a_new_snapshot_drops_stale_ones_of_overlapping_partitions(db: Engine) -
     for owned in ({0, 1}, {2, 3}, {1, 2}):  # the last takes partitions of both others
         state = state_for(db, owned)
         state.maybe_snapshot(state.rebuild(), now=True)
+        state.snapshots.wait()
     assert store.load_newest(db, GROUP, TOPIC, {1, 2}, 50_000_000) is not None
     assert store.load_newest(db, GROUP, TOPIC, {0, 1}, 50_000_000) is None
     assert store.load_newest(db, GROUP, TOPIC, {2, 3}, 50_000_000) is None
