@@ -57,6 +57,12 @@ def bench_cmd(
         help="Instead: restart-to-ready time and peak memory with N,N,... stored payments, "
         "full replay against feature snapshot (database only; docs/benchmarks.md).",
     ),
+    metrics_cost: bool = typer.Option(
+        False,
+        "--metrics-cost",
+        help="Instead: one consumer with metrics off and on (served, scraped every second), "
+        "alternating for --rounds rounds of --count payments; ratios of throughput and CPU.",
+    ),
     rounds: int = typer.Option(
         2,
         "--rounds",
@@ -82,6 +88,15 @@ def bench_cmd(
     def step(text: str) -> None:
         err_console.print(f"[dim]bench:[/dim] {escape(text)}", highlight=False)
 
+    if recovery and metrics_cost:
+        raise typer.BadParameter("choose one of --recovery and --metrics-cost")
+    if metrics_cost:
+        from payscore.bench import metrics_cost as cost
+
+        settings = settings.model_copy(update={"batch_size": batch_size})
+        measured = cost.measure_metrics_cost(settings, count, rounds, step=step)
+        console.print(cost.report(measured), highlight=False, markup=False, soft_wrap=True)
+        return
     if recovery:
         from payscore.bench.recovery import parse_sizes, report_lines, run_recovery
 

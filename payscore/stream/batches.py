@@ -208,7 +208,7 @@ class BatchWriterThread:
             self.abandoned = True
             return
         item.result, item.committed_at = result, time.monotonic()
-        if self._stats is not None:
+        if self._stats is not None and self._stats.track_send_to_commit:
             rows, not_decided = item.batch.rows, result.duplicate_ids
             latencies = created_to_commit_s(item.records, rows, not_decided, time.time())
             self._stats.send_to_commit_s.observe(latencies)

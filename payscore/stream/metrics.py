@@ -57,6 +57,7 @@ class ConsumerCollector(Collector):
     def __init__(self, stats: ConsumerStats, model_version: str) -> None:
         self.stats = stats
         self.model_version = model_version
+        stats.track_send_to_commit = True  # a dictionary lookup a payment, for this metric only
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats

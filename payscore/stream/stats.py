@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,7 @@ class ConsumerStats:
         self.write_s = Buckets(LATENCY_BUCKETS_S)  # filled by the writer thread only
         self.commit_latency_s = Buckets(LATENCY_BUCKETS_S)  # poll to database commit
         self.send_to_commit_s = Buckets(SEND_TO_COMMIT_BUCKETS_S)  # writer thread only
+        self.track_send_to_commit = False  # only metrics read it: set by their collector
         self.rebuilds = 0
         self.rebuild_s = 0.0  # the last rebuild's duration
         self.rebuild_seconds_total = 0.0
@@ -150,7 +151,7 @@ class ConsumerStats:
 def created_to_commit_s(
     records: Iterable[Any],
     rows: Sequence[Mapping[str, Any]],
-    not_decided: Iterable[str],
+    not_decided: Collection[str],
     committed_at: float,
 ) -> np.ndarray:
     """Seconds from each decided payment's Kafka CreateTime to its database commit.
@@ -164,15 +165,20 @@ def created_to_commit_s(
     created = {
         (r.topic, r.partition, r.offset): r.timestamp
         for r in records
-        if getattr(r, "timestamp_type", None) == CREATE_TIME and (r.timestamp or -1) >= 0
+        if r.timestamp_type == CREATE_TIME and r.timestamp is not None and r.timestamp >= 0
     }
-    undecided = Counter(not_decided)
-    stamps = []
-    for row in reversed(rows):  # the writer keeps a repeated id's first row
-        if undecided[row["transaction_id"]] > 0:
-            undecided[row["transaction_id"]] -= 1
-            continue
-        key = (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])
-        stamps.append(created.get(key))
+    if not_decided:  # rare; the writer keeps a repeated id's first row, so drop from the end
+        undecided = Counter(not_decided)
+        kept = []
+        for row in reversed(rows):
+            if undecided[row["transaction_id"]] > 0:
+                undecided[row["transaction_id"]] -= 1
+            else:
+                kept.append(row)
+        rows = kept
+    stamps = [
+        created.get((row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]))
+        for row in rows
+    ]
     created_s = np.fromiter((t for t in stamps if t is not None), float) / 1000.0
     return np.maximum(committed_at - created_s, 0.0)

@@ -162,8 +162,11 @@ def test_send_to_commit_counts_decided_payments_stamped_by_their_producer() -> N
     got = created_to_commit_s(records, rows, ["t5", "t6"], committed)
     assert sorted(got.tolist()) == [0.0, 0.25, 2.0]
     stats = ConsumerStats()
+    assert not stats.track_send_to_commit  # no metrics endpoint: the writer skips the work
+    registry = build_registry(stats, "x")
+    assert stats.track_send_to_commit
     stats.send_to_commit_s.observe(got)
-    samples = _samples(build_registry(stats, "x"))
+    samples = _samples(registry)
     assert samples[("payscore_send_to_commit_seconds_count", ())] == 3
     assert samples[("payscore_send_to_commit_seconds_sum", ())] == 2.25
     assert samples[("payscore_send_to_commit_seconds_bucket", (("le", "0.005"),))] == 1
