@@ -22,11 +22,7 @@ def test_bench_metrics_cost_pairs_off_and_on_runs(
     payscore_env: Callable[..., dict[str, str]],
 ) -> None:
     env = payscore_env(
-        database_url=db_url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        model_path=small_model,
-        publish_decisions=False,
-        labels_topic="",
+        database_url=db_url, kafka_bootstrap_servers=kafka_bootstrap, model_path=small_model
     )
     done = subprocess.run(
         [sys.executable, "-c", "from payscore.cli.app import main; main()", "bench",
