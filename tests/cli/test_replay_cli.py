@@ -21,11 +21,14 @@ def fake_replay(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """A replay of 1,200 dead letters that reports its progress as the real one does."""
     monkeypatch.chdir(tmp_path)
 
-    def replay(settings: Any, filters: Any, *, dry_run: bool, progress: Any) -> ReplayResult:
+    def replay(
+        settings: Any, filters: Any, *, dry_run: bool, progress: Any, result: ReplayResult
+    ) -> ReplayResult:
         for done in (0, 600, 1200):
             progress(READING, done, 1200)
         progress(SENDING, 1200, 1200)
-        return ReplayResult(dlq_topic=settings.dlq_topic)
+        result.dlq_topic = settings.dlq_topic  # the command reports from the result it passed
+        return result
 
     monkeypatch.setattr(replay_cli, "replay_dead_letters", replay)
 
