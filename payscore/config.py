@@ -121,8 +121,9 @@ class Settings(BaseModel):
         2.0,
         gt=0,
         le=60,
-        description="consume checks the stored policy version at most this often, at a batch "
-        "boundary, and applies changed rules and lists (docs/rules.md).",
+        description="consume checks the stored policy version and the registry's champion at "
+        "most this often, at a batch boundary, and applies changed rules and lists "
+        "(docs/rules.md) and a promoted or rolled-back model (docs/model.md).",
     )
     snapshot_interval_seconds: float = Field(
         300.0,

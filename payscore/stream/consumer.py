@@ -116,7 +116,7 @@ def build_consumer_app(
     from payscore.store.process import ProcessWriter
     from payscore.store.writer import DecisionWriter
     from payscore.stream.dlq import next_attempt
-    from payscore.stream.live import start_live_updates
+    from payscore.stream.live import start_live_updates as live_updates
 
     artifact = load_artifact(settings.model_path, settings)
     scorer = build_scorer(settings, artifact)
@@ -150,7 +150,7 @@ def build_consumer_app(
             idle_exit_s=idle_exit_s,
         )
         consumer.dlq_max_bytes = dlq_max_bytes
-        consumer.at_batch_boundary = start_live_updates(settings, db, scorer).at_batch_boundary
+        consumer.at_batch_boundary = live_updates(settings, db, scorer, writer).at_batch_boundary
     except BaseException:
         if writer is not None:
             writer.close()

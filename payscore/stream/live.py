@@ -5,8 +5,13 @@ At a batch boundary, at most every ``policy_poll_seconds``, each pickup reads a 
 thing and swaps it in. The consumer decides a whole batch between two boundaries, so one batch
 is decided under one policy version. A pickup that cannot read the database keeps what it has
 (the last policy) and tries again at the next poll; one whose new version is unusable logs why
-and keeps the last good one until the version changes again. A model promotion can be a second
-pickup beside the policy (same protocol).
+and keeps the last good one until the version changes again.
+
+The model is a second pickup beside the policy: the registry's champion (``payscore models
+promote`` / ``rollback``). Its new artifact is loaded and checked as at start, then swapped into
+the Scorer at the boundary with the model's own thresholds; the feature engine, and so every
+customer's and terminal's history, carries over. A model that needs features or a label delay
+the running engine lacks is refused. With no champion registered, ``model_path`` stays in use.
 """
 
 from __future__ import annotations
@@ -14,17 +19,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine
 
 from payscore.config import Settings
-from payscore.core.decision import Policy
+from payscore.core.decision import Policy, Thresholds
 from payscore.core.policy import live_policy
-from payscore.core.scoring import Scorer
+from payscore.core.scoring import Scorer, label_delay_days
 from payscore.errors import PayscoreError, ServiceUnavailable
 from payscore.store.initdb import upgrade
 from payscore.store.policy import PolicyStore
+
+if TYPE_CHECKING:
+    from payscore.core.model import ModelArtifact
+    from payscore.store.writer import DecisionWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,79 @@ class PolicyPickup:
 
     def apply(self, loaded: Policy) -> None:
         self.scorer.policy = loaded
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A checked champion, ready to swap in: its artifact and the thresholds it decides with."""
+
+    version: str
+    artifact: ModelArtifact
+    thresholds: Thresholds
+
+
+class ModelPickup:
+    """The registry's champion; none registered keeps the model the consumer started with."""
+
+    name = "model"
+
+    def __init__(
+        self,
+        db: Engine,
+        settings: Settings,
+        scorer: Scorer,
+        policy: PolicyPickup,
+        record: Callable[[ModelArtifact], None] = lambda artifact: None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.scorer = scorer
+        self.policy = policy  # its base policy takes the new model's thresholds
+        self.record = record  # adds the version to ``model_versions``
+        self._path: str | None = None
+
+    def version(self) -> Hashable:
+        from payscore.store.registry import champion
+
+        found = champion(self.db)
+        if found is None:
+            return None
+        self._path = found.artifact_path
+        return found.version
+
+    def load(self, version: Hashable) -> LoadedModel | None:
+        from payscore.core.model import load_artifact
+
+        if version is None or version == self.scorer.model_version:
+            return None  # nothing promoted yet, or the champion is the model in use
+        assert self._path is not None
+        artifact = load_artifact(self._path, self.settings)  # ModelError: one line
+        if artifact.version != version:
+            raise PayscoreError(f"the file {self._path} now holds model {artifact.version}")
+        engine = self.scorer.engine
+        missing = [n for n in artifact.feature_names if n not in engine.feature_names]
+        if missing:
+            raise PayscoreError(f"it needs features the engine lacks: {', '.join(missing)}")
+        delay = label_delay_days(artifact)
+        if delay != engine.label_delay_days:
+            raise PayscoreError(
+                f"it was trained with a {delay}-day label delay, the engine runs with "
+                f"{engine.label_delay_days}; restart the consumer to use it"
+            )
+        s = self.settings
+        thresholds = Thresholds.resolve(
+            artifact.metadata.get("thresholds"), s.review_threshold, s.decline_threshold
+        )
+        artifact.warm_up()
+        self.record(artifact)
+        return LoadedModel(artifact.version, artifact, thresholds)
+
+    def apply(self, loaded: LoadedModel | None) -> None:
+        if loaded is None:
+            return
+        self.scorer.artifact = loaded.artifact
+        self.scorer.policy = replace(self.scorer.policy, thresholds=loaded.thresholds)
+        self.policy.base = replace(self.policy.base, thresholds=loaded.thresholds)
 
 
 class LiveUpdates:
@@ -132,8 +215,11 @@ class LiveUpdates:
             log.info("the %s can be read again", name)
 
 
-def start_live_updates(settings: Settings, db: Engine, scorer: Scorer) -> LiveUpdates:
-    """Upgrade an older schema if needed, load the stored policy now, and poll it from then on."""
+def start_live_updates(
+    settings: Settings, db: Engine, scorer: Scorer, writer: DecisionWriter | None = None
+) -> LiveUpdates:
+    """Upgrade an older schema if needed, load the stored policy and the champion model now,
+    and poll both from then on."""
     report = upgrade(db)
     if report is not None:
         log.info(
@@ -141,8 +227,11 @@ def start_live_updates(settings: Settings, db: Engine, scorer: Scorer) -> LiveUp
             ", ".join(report.created) or "none",
             ", ".join(report.columns_added) or "none",
         )
-    live = LiveUpdates(
-        [PolicyPickup(PolicyStore(db), scorer.policy, scorer)], settings.policy_poll_seconds
-    )
+    from payscore.pipeline import register_model
+
+    policy = PolicyPickup(PolicyStore(db), scorer.policy, scorer)
+    record = (lambda artifact: None) if writer is None else (lambda a: register_model(writer, a))
+    model = ModelPickup(db, settings, scorer, policy, record)
+    live = LiveUpdates([policy, model], settings.policy_poll_seconds)
     live.at_batch_boundary(force=True)
     return live
