@@ -8,15 +8,17 @@ is decided under one policy version. A pickup that cannot read the database keep
 and keeps the last good one until the version changes again.
 
 The model is a second pickup beside the policy: the registry's champion (``payscore models
-promote`` / ``rollback``). Its new artifact is loaded and checked as at start, then swapped into
-the Scorer at the boundary with the model's own thresholds; the feature engine, and so every
-customer's and terminal's history, carries over. A model that needs features or a label delay
-the running engine lacks is refused. With no champion registered, ``model_path`` stays in use.
+promote`` / ``rollback``). Its new artifact is loaded and checked as at start (on a thread,
+once the consumer runs), then swapped into the Scorer at a boundary with the model's own
+thresholds; the feature engine, and so every customer's and terminal's history, carries over.
+A model that needs features or a label delay the running engine lacks is refused. With no
+champion registered, ``model_path`` stays in use.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
@@ -89,7 +91,12 @@ class LoadedModel:
 
 
 class ModelPickup:
-    """The registry's champion; none registered keeps the model the consumer started with."""
+    """The registry's champion; none registered keeps the model the consumer started with.
+
+    With ``background`` (set once the consumer runs) a new champion is loaded and checked on a
+    thread while batches go on under the current model; the pickup reports the new version
+    only when it is ready, so the boundary that applies it only swaps references.
+    """
 
     name = "model"
 
@@ -106,26 +113,58 @@ class ModelPickup:
         self.scorer = scorer
         self.policy = policy  # its base policy takes the new model's thresholds
         self.record = record  # adds the version to ``model_versions``
-        self._path: str | None = None
+        self.background = False
+        self._shown: Hashable = None  # the version last reported
+        self._ready: tuple[str, LoadedModel | PayscoreError] | None = None
+        self._loading: threading.Thread | None = None
+        self._refused: str | None = None  # not loaded again until the champion changes
 
     def version(self) -> Hashable:
         from payscore.store.registry import champion
 
         found = champion(self.db)
-        if found is None:
-            return None
-        self._path = found.artifact_path
-        return found.version
+        if found is not None and found.version != self._refused:
+            self._refused = None  # the champion changed: a refused version may come back
+        if found is None or found.version in (self.scorer.model_version, self._refused):
+            self._shown = None if found is None else found.version
+        elif self._ready is not None and self._ready[0] == found.version:
+            self._shown = found.version
+        elif not self.background:
+            self._ready = (found.version, self._prepare(found.version, found.artifact_path))
+            self._shown = found.version
+        elif self._loading is None or not self._loading.is_alive():
+            args = (found.version, found.artifact_path)
+            self._loading = threading.Thread(target=self._prepare_later, args=args, daemon=True)
+            self._loading.start()
+        return self._shown
 
     def load(self, version: Hashable) -> LoadedModel | None:
+        ready, self._ready = self._ready, None
+        if ready is None or ready[0] != version:
+            return None  # nothing promoted yet, or the champion is the model in use
+        if isinstance(ready[1], PayscoreError):
+            if not isinstance(ready[1], ServiceUnavailable):  # that one: the next poll retries
+                self._refused = ready[0]
+            raise ready[1]
+        return ready[1]
+
+    def _prepare_later(self, version: str, path: str) -> None:
+        self._ready = (version, self._prepare(version, path))
+
+    def _prepare(self, version: str, path: str) -> LoadedModel | PayscoreError:
+        try:
+            return self._checked(version, path)
+        except PayscoreError as e:
+            return e
+        except Exception as e:  # an artifact that breaks the load must not break the loop
+            return PayscoreError(f"{type(e).__name__}: {e}")
+
+    def _checked(self, version: str, path: str) -> LoadedModel:
         from payscore.core.model import load_artifact
 
-        if version is None or version == self.scorer.model_version:
-            return None  # nothing promoted yet, or the champion is the model in use
-        assert self._path is not None
-        artifact = load_artifact(self._path, self.settings)  # ModelError: one line
+        artifact = load_artifact(path, self.settings)  # ModelError: one line
         if artifact.version != version:
-            raise PayscoreError(f"the file {self._path} now holds model {artifact.version}")
+            raise PayscoreError(f"the file {path} now holds model {artifact.version}")
         engine = self.scorer.engine
         missing = [n for n in artifact.feature_names if n not in engine.feature_names]
         if missing:
@@ -233,5 +272,6 @@ def start_live_updates(
     record = (lambda artifact: None) if writer is None else (lambda a: register_model(writer, a))
     model = ModelPickup(db, settings, scorer, policy, record)
     live = LiveUpdates([policy, model], settings.policy_poll_seconds)
-    live.at_batch_boundary(force=True)
+    live.at_batch_boundary(force=True)  # a registered champion decides from the first batch
+    model.background = True
     return live

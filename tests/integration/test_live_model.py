@@ -26,7 +26,7 @@ from payscore.store.engine import make_engine
 from payscore.store.policy import PolicyStore
 from payscore.store.schema import scored_transactions
 from payscore.stream.live import LiveUpdates, ModelPickup, PolicyPickup
-from tests.integration.conftest import expected_decisions, payments_from
+from tests.integration.conftest import expected_decisions, payments_from, wait_until
 from tests.integration.test_live_rules import Stream, cli
 
 pytestmark = pytest.mark.integration
@@ -135,7 +135,8 @@ def test_the_pickup_keeps_the_current_model_when_the_new_one_is_unusable(
     scorer = build_scorer(settings, load_artifact(small_model))
     version_a = scorer.model_version
     policy = PolicyPickup(PolicyStore(db), scorer.policy, scorer)
-    live = LiveUpdates([policy, ModelPickup(db, settings, scorer, policy)], poll_s=1e-9)
+    model = ModelPickup(db, settings, scorer, policy)
+    live = LiveUpdates([policy, model], poll_s=1e-9)
     live.at_batch_boundary(force=True)
     assert scorer.model_version == version_a  # no champion: model_path stays in use
     caplog.set_level(logging.INFO, "payscore.stream.live")
@@ -176,6 +177,16 @@ def test_the_pickup_keeps_the_current_model_when_the_new_one_is_unusable(
     refused = [r.getMessage() for r in caplog.records]
     assert len(refused) == 1 and "customer_nb_tx_86400s" in refused[0], refused
 
+    # Once the consumer runs, the load happens on a thread: batches go on under B meanwhile,
+    # and a later boundary swaps the checked model in.
+    model.background = True
+    path_e, version_e = variant(small_model, tmp_path / "e", variant="e")
+    registry.register(db, path_e, "ana")
+    registry.promote(db, version_e, "ana")
+    live.at_batch_boundary()
+    assert scorer.model_version == version_b  # the boundary did not wait for the load
+    assert wait_until(lambda: live.at_batch_boundary() or scorer.model_version == version_e, 60)
+
     # The database away: one line, the model in use stays; back, the pickup goes on.
     nowhere = make_url(db_url).set(host="127.0.0.1", port=9)  # nothing listens on port 9
     away = make_engine(Settings(database_url=nowhere.render_as_string(hide_password=False)))
@@ -184,7 +195,7 @@ def test_the_pickup_keeps_the_current_model_when_the_new_one_is_unusable(
     caplog.clear()
     down_live.at_batch_boundary()
     down_live.at_batch_boundary()
-    assert scorer.model_version == version_b
+    assert scorer.model_version == version_e
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "cannot read the model" in lines[0], lines
     away.dispose()
