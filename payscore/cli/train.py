@@ -140,16 +140,28 @@ def train(
     validation_end: str = typer.Option(None, "--validation-end", help=_DATE_HELP),
     test_start: str = typer.Option(None, "--test-start", help=_DATE_HELP),
     test_end: str = typer.Option(None, "--test-end", help=_DATE_HELP),
+    world: int = typer.Option(
+        0,
+        "--world",
+        help="Train on simulated world N instead of the handbook world (0): every seed "
+        "shifted, the same periods (see docs/model.md, Other worlds).",
+    ),
 ) -> None:
     """Train the fraud model (simulated world by default) and print its test metrics."""
     # Heavy (scikit-learn, pandas, numba): only when the command runs, never for --help.
-    from payscore.core import paymentfile, training
+    from payscore.core import paymentfile, simulator, training
     from payscore.core.model import save_artifact
     from payscore.core.protocol_dates import FLAGS, parse_date
 
     settings = settings_from(ctx, model_path=output, database_url=database_url)
     if data and from_db:
         raise typer.BadParameter("give one source: --data FILE or --from-db", param_hint="--data")
+    if world and (data or from_db):
+        raise typer.BadParameter(
+            "a simulated world is a source too: not with --data or --from-db", param_hint="--world"
+        )
+    if not 0 <= world <= simulator.MAX_WORLD:
+        raise typer.BadParameter(f"must be from 0 to {simulator.MAX_WORLD}", param_hint="--world")
     if data and not Path(data).is_file():  # fail before the progress display starts
         raise InputError(f"--data: no such file {data}")
     if rejects is not None:
@@ -181,9 +193,9 @@ def train(
             )
         elif from_db:
             artifact, metrics = _train_from_db(settings, given, progress, baseline)
-        elif any(given.values()):
+        elif any(given.values()) or world:
             artifact, metrics = training.train_default_model(
-                progress, baseline=baseline, given=given
+                progress, baseline=baseline, given=given, world=world
             )
         else:  # the handbook's periods
             artifact, metrics = training.train_default_model(progress, baseline=baseline)

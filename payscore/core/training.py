@@ -198,8 +198,10 @@ def train_default_model(
     baseline: bool = False,
     prepared: PreparedWorld | None = None,
     given: dict[str, date | None] | None = None,
+    world: int = 0,
 ) -> tuple[ModelArtifact, dict[str, float]]:
-    """Train on the handbook world; returns the artifact and its test-week metrics.
+    """Train on the handbook world (or simulated world ``world``, see
+    ``simulator.generate_world``); returns the artifact and its test-week metrics.
 
     ``progress(stage, done, total)`` is called as work advances (``total`` None when a stage
     has no count: loading, fitting, evaluating). ``baseline=True`` trains the
@@ -208,7 +210,7 @@ def train_default_model(
     """
     progress = progress or _noop
     if prepared is None:
-        prepared = prepare_world(progress)
+        prepared = prepare_world(progress, simulator.load_world(world=world) if world else None)
     h = prepared.history
     rows = Replayed(
         prepared.engine,
@@ -225,9 +227,8 @@ def train_default_model(
         _given(handbook_periods(baseline), given),  # type: ignore[arg-type]
         label_delay_days=rows.engine.label_delay_days,
     )
-    return train_by_dates(
-        rows, periods, baseline=baseline, source="handbook simulated world", progress=progress
-    )
+    source = f"simulated world {world}" if world else "handbook simulated world"
+    return train_by_dates(rows, periods, baseline=baseline, source=source, progress=progress)
 
 
 def train_by_dates(
