@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from payscore.config import Settings
-from payscore.core.decision import APPROVED, Decision, decide
+from payscore.core.decision import APPROVED, Decision
 from payscore.core.features import Label
 from payscore.core.model import ModelArtifact
 from payscore.core.schema import InvalidMessage, Payment, parse_payment
@@ -112,6 +112,7 @@ class Pipeline:
         # batch N+1 while N is being written, and N's ids must already count as known.
         self._unwritten: set[str] = set()
         self._unwritten_lock = threading.Lock()
+        self._shadow: dict[str, Decision] = {}  # the challenger's verdicts on this batch
 
     def prepare(
         self, messages: Sequence[Any], received_at: Sequence[datetime] | datetime | None = None
@@ -161,6 +162,7 @@ class Pipeline:
                 known.add(p.transaction_id)
                 valid.append((m, p, at))
 
+        self._shadow.clear()
         decisions = self._score(valid, batch)
         scored_at = utcnow()
         for (m, p, at), decision in zip(valid, decisions, strict=True):
@@ -168,6 +170,8 @@ class Pipeline:
                 continue
             batch.decided.append((p, decision))
             batch.rows.append(decision_row(p, decision, m, at, scored_at))
+            if self.scorer.challenger is not None:  # set or cleared only between batches
+                batch.rows[-1].update(shadow_columns(self._shadow.get(p.transaction_id)))
         self._hold([p.transaction_id for p, _ in batch.decided])
         # Staged now, on the thread that prepared it: a writer in another process receives
         # the batch while it is still writing the previous one (see store/process.py).
@@ -255,11 +259,19 @@ class Pipeline:
         return out
 
     def _decide(self, ids: list[str], X: np.ndarray, payments: list[Payment]) -> list[Decision]:
-        """Model and rules on feature rows: the second half of ``Scorer.score_batch``."""
-        scorer = self.scorer
-        names = scorer.engine.feature_names
-        scores = scorer.artifact.predict_scores(names, X)
-        return decide(scorer.policy, ids, scores, names, X, scorer.model_version, payments)
+        """Model and rules on feature rows: the second half of ``Scorer.score_batch``; the
+        challenger's verdicts, if one is set, are kept for the rows (``_shadow``)."""
+        decisions = self.scorer.decide_rows(ids, X, payments)
+        try:
+            shadow = self.scorer.shadow_rows(ids, X, payments)
+        except Exception as e:  # the challenger never costs a decision
+            log.warning(
+                "the challenger failed on %d payments (%s); no shadow for them", len(ids), e
+            )
+            shadow = None
+        for d in shadow or ():
+            self._shadow[d.transaction_id] = d
+        return decisions
 
     def _scoring_failed(self, m: Any, error: Exception, batch: PreparedBatch) -> None:
         reason = f"{type(error).__name__}: {error}"
@@ -340,6 +352,17 @@ def decision_row(
         "kafka_topic": m.topic,
         "kafka_partition": m.partition,
         "kafka_offset": m.offset,
+    }
+
+
+def shadow_columns(d: Decision | None) -> dict[str, Any]:
+    """The challenger's verdict beside a decision (``scored_transactions.challenger_*``)."""
+    if d is None:
+        return dict.fromkeys(("challenger_version", "challenger_score", "challenger_status"))
+    return {
+        "challenger_version": d.model_version,
+        "challenger_score": d.score,
+        "challenger_status": d.status,
     }
 
 

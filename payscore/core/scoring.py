@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -90,6 +91,9 @@ class Scorer:
         self.artifact = artifact
         self.engine = engine
         self.policy = policy
+        #: Scores beside this one on the same features, never deciding (its thresholds, these
+        #: rules): set by a running consumer from the registry (stream/live.py).
+        self.challenger: Scorer | None = None
         artifact.warm_up()  # compile the tree walk before the first payment waits for it
 
     @classmethod
@@ -136,17 +140,27 @@ class Scorer:
         if not payments:
             return [], np.empty((0, len(names)), dtype=np.float64)
         X = self.engine.transform(payments)
+        return self.decide_rows([p.transaction_id for p in payments], X, payments), X
+
+    def decide_rows(
+        self, ids: Sequence[str], X: np.ndarray, payments: Sequence[Payment]
+    ) -> list[Decision]:
+        """Model and rules on feature rows (columns: ``engine.feature_names``)."""
+        names = self.engine.feature_names
         scores = self.artifact.predict_scores(names, X)
-        decisions = decide(
-            self.policy,
-            [p.transaction_id for p in payments],
-            scores,
-            names,
-            X,
-            self.model_version,
-            payments,
-        )
-        return decisions, X
+        return decide(self.policy, ids, scores, names, X, self.model_version, payments)
+
+    def shadow_rows(
+        self, ids: Sequence[str], X: np.ndarray, payments: Sequence[Payment]
+    ) -> list[Decision] | None:
+        """What the challenger would decide on the same rows, under these rules; None without
+        a challenger."""
+        challenger = self.challenger
+        if challenger is None:
+            return None
+        if challenger.policy.rules is not self.policy.rules:
+            challenger.policy = replace(self.policy, thresholds=challenger.policy.thresholds)
+        return challenger.decide_rows(ids, X, payments)
 
     def feature(self, X: np.ndarray, name: str) -> np.ndarray:
         """One column of a matrix returned by ``score_batch_with_features``, by name."""

@@ -132,9 +132,14 @@ def list_models(db: Engine) -> list[ModelRecord]:
 
 
 def champion(db: Engine) -> ModelRecord | None:
+    return holder(db, CHAMPION)
+
+
+def holder(db: Engine, status: str) -> ModelRecord | None:
+    """The model in a role (``CHAMPION`` or ``CHALLENGER``), None if none holds it."""
     try:
         with db.connect() as conn:
-            return _with_status(conn, CHAMPION)
+            return _with_status(conn, status)
     except SQLAlchemyError as e:
         raise database_error(e, db.url) from e
 

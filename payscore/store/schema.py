@@ -53,6 +53,11 @@ scored_transactions = Table(
     # The stored policy version the decision was made under (NULL: settings-only policy, or
     # a row written before policy versions existed). Added to older databases by initdb.
     Column("policy_version", BigInteger),
+    # The challenger's shadow verdict on the same features (NULL: no challenger was set); it
+    # never decides. Added to older databases by initdb.
+    Column("challenger_version", String(64)),
+    Column("challenger_score", Double),
+    Column("challenger_status", String(10)),
     Index("ix_scored_customer_time", "customer_id", "event_time"),
     Index("ix_scored_terminal_time", "terminal_id", "event_time"),
     Index("ix_scored_status_time", "status", "event_time"),

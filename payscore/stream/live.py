@@ -99,6 +99,7 @@ class ModelPickup:
     """
 
     name = "model"
+    role = "champion"
 
     def __init__(
         self,
@@ -119,13 +120,16 @@ class ModelPickup:
         self._loading: threading.Thread | None = None
         self._refused: str | None = None  # not loaded again until the champion changes
 
-    def version(self) -> Hashable:
-        from payscore.store.registry import champion
+    def in_use(self) -> str | None:
+        return self.scorer.model_version
 
-        found = champion(self.db)
+    def version(self) -> Hashable:
+        from payscore.store.registry import holder
+
+        found = holder(self.db, self.role)
         if found is not None and found.version != self._refused:
-            self._refused = None  # the champion changed: a refused version may come back
-        if found is None or found.version in (self.scorer.model_version, self._refused):
+            self._refused = None  # the holder changed: a refused version may come back
+        if found is None or found.version in (self.in_use(), self._refused):
             self._shown = None if found is None else found.version
         elif self._ready is not None and self._ready[0] == found.version:
             self._shown = found.version
@@ -189,6 +193,26 @@ class ModelPickup:
         self.scorer.artifact = loaded.artifact
         self.scorer.policy = replace(self.scorer.policy, thresholds=loaded.thresholds)
         self.policy.base = replace(self.policy.base, thresholds=loaded.thresholds)
+
+
+class ChallengerPickup(ModelPickup):
+    """The registry's challenger: scored beside the champion on the same engine, never
+    deciding (``Scorer.challenger``); none set (or promoted to champion) stops the shadow."""
+
+    name = "challenger"
+    role = "challenger"
+
+    def in_use(self) -> str | None:
+        challenger = self.scorer.challenger
+        return None if challenger is None else challenger.model_version
+
+    def apply(self, loaded: LoadedModel | None) -> None:
+        scorer = self.scorer
+        if loaded is not None:
+            policy = replace(scorer.policy, thresholds=loaded.thresholds)
+            scorer.challenger = Scorer(loaded.artifact, scorer.engine, policy)
+        elif self._shown is None:
+            scorer.challenger = None
 
 
 class LiveUpdates:
@@ -271,7 +295,8 @@ def start_live_updates(
     policy = PolicyPickup(PolicyStore(db), scorer.policy, scorer)
     record = (lambda artifact: None) if writer is None else (lambda a: register_model(writer, a))
     model = ModelPickup(db, settings, scorer, policy, record)
-    live = LiveUpdates([policy, model], settings.policy_poll_seconds)
+    challenger = ChallengerPickup(db, settings, scorer, policy)
+    live = LiveUpdates([policy, model, challenger], settings.policy_poll_seconds)
     live.at_batch_boundary(force=True)  # a registered champion decides from the first batch
-    model.background = True
+    model.background = challenger.background = True
     return live
