@@ -61,6 +61,12 @@ def page_queries(tr: TimeRange, customer: str) -> list[tuple[str, Callable[[Conn
         ("velocity alerts", lambda c: q.velocity_alerts(c, tr)),
         ("riskiest customers", lambda c: q.riskiest(c, "customer_id", tr)),
         ("riskiest terminals", lambda c: q.riskiest(c, "terminal_id", tr)),
+        # The same ranking as one statement over every flagged decision of the range (the
+        # page's query before the leaders-by-declines pruning): a same-run baseline.
+        (
+            "riskiest customers, one query",
+            lambda c: c.execute(q.stmt_riskiest("customer_id", tr)).all(),
+        ),
         ("review queue (100)", lambda c: lookups.review_queue(c, 100)),
         ("customer profile", lambda c: lookups.customer_profile(c, customer)),
         ("customer history", lambda c: lookups.customer_history(c, customer)),
@@ -116,7 +122,8 @@ def time_queries(
 
 def explain(conn: Connection, stmt: Any) -> list[str]:
     """EXPLAIN (MySQL) or EXPLAIN QUERY PLAN (SQLite) of a Core statement, with its params."""
-    compiled = stmt.compile(dialect=conn.dialect)
+    # Expanding IN lists rendered as one placeholder per value, with their values.
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     args: Any = params
     if compiled.positional:  # sqlite "?" and mysqldb "%s" both take a tuple

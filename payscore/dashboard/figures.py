@@ -14,6 +14,10 @@ STATUSES = ("APPROVED", "REVIEW", "DECLINED")
 # add a shape per status and tables show the status as text, so colour never carries it alone.
 STATUS_COLOURS = {"APPROVED": "#0072B2", "REVIEW": "#E69F00", "DECLINED": "#D55E00"}
 STATUS_SHAPES = {"APPROVED": "circle", "REVIEW": "square", "DECLINED": "triangle-up"}
+# Tables mark a status with a glyph of the chart's shape, coloured near the palette's colour
+# (blue circle, orange square, vermillion triangle): readable without telling colours apart,
+# and far cheaper to draw than a styled table (pandas Styler took 62 % of a customer lookup).
+STATUS_MARKS = {"APPROVED": "\U0001f535", "REVIEW": "\U0001f7e7", "DECLINED": "\U0001f53a"}
 # The activity chart's series: all payments in neutral grey, then the two statuses that matter.
 SERIES_COLOURS = {
     "payments": "#555555",
@@ -173,3 +177,33 @@ def time_axis_format(seconds: int, span_seconds: float) -> str:
     if span_seconds > 86400:
         return "%m-%d %H:%M"
     return "%H:%M:%S" if seconds < 60 else "%H:%M"
+
+
+def customer_scatter_spec() -> dict[str, Any]:
+    """A customer's payments over event time (x: ``event_time``, UTC; y: ``amount``) in the
+    status palette and shapes, as a plain Vega-Lite spec: Altair validating the same chart
+    against its schema took most of a lookup's chart time."""
+
+    def scale(palette: dict[str, str]) -> dict[str, list[str]]:
+        return {"domain": list(palette), "range": list(palette.values())}
+
+    status = {"field": "status", "type": "nominal"}
+    return {
+        "mark": {"type": "point", "size": 60, "filled": True},
+        "encoding": {
+            "x": {
+                "field": "event_time",
+                "type": "temporal",
+                "scale": {"type": "utc"},
+                "axis": {"format": "%m-%d %H:%M", "labelOverlap": True, "title": None},
+            },
+            "y": {"field": "amount", "type": "quantitative", "title": "amount"},
+            "color": {**status, "scale": scale(STATUS_COLOURS)},
+            "shape": {**status, "scale": scale(STATUS_SHAPES)},
+            "tooltip": [
+                {"field": "when", "type": "nominal"},
+                {"field": "amount", "type": "quantitative", "format": ",.2f"},
+                status,
+            ],
+        },
+    }

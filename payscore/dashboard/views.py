@@ -21,18 +21,16 @@ from payscore.dashboard import queries as q
 from payscore.dashboard.figures import (
     SERIES_COLOURS,
     SERIES_SHAPES,
-    STATUS_COLOURS,
-    STATUS_SHAPES,
+    STATUS_MARKS,
     Headline,
     TimeRange,
     bin_name,
+    customer_scatter_spec,
     time_axis_format,
-    tint,
 )
 
 ALERTS = 100  # velocity alerts shown
-HISTORY = 500  # a customer's latest payments shown
-STATUS_CELLS = {s: f"background-color: {tint(c, 0.3)}" for s, c in STATUS_COLOURS.items()}
+HISTORY = 100  # a customer's latest payments shown (the list says when it is capped)
 
 
 def _scale(palette: dict[str, str]) -> alt.Scale:
@@ -97,9 +95,13 @@ def table(
         )
     else:
         st.caption(f"{len(frame):,} row(s) shown" if len(frame) else "No rows.")
-    shown: Any = frame
+    shown = frame
     if colour_status and "status" in frame and not frame.empty:
-        shown = frame.style.map(lambda v: STATUS_CELLS.get(v, ""), subset=["status"])
+        # Only on screen: the CSV keeps the plain status.
+        shown = frame.copy()
+        shown.insert(
+            frame.columns.get_loc("status"), "mark", frame["status"].map(STATUS_MARKS).fillna("")
+        )
     config = {c: COLUMN_FORMATS[c] for c in frame.columns if c in COLUMN_FORMATS}
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     st.download_button(
@@ -319,17 +321,19 @@ def customer(conn: Connection) -> None:
     )
     history = lookups.customer_history(conn, wanted, HISTORY + 1)
     plotted = history.head(HISTORY)
-    plotted = plotted.assign(when=plotted["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"))
-    chart = time_chart(
-        plotted,
-        "event_time",
-        "%m-%d %H:%M",
-        y=alt.Y("amount:Q", title="amount"),
-        color=alt.Color("status:N", scale=_scale(STATUS_COLOURS)),
-        shape=alt.Shape("status:N", scale=_scale(STATUS_SHAPES)),
-        tooltip=["when:N", alt.Tooltip("amount:Q", format=",.2f"), "status:N"],
+    plotted = plotted[["event_time", "amount", "status"]].assign(
+        when=plotted["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        # Marked UTC: a naive time reaches the browser as its local time, and would shift.
+        event_time=plotted["event_time"].dt.tz_localize("UTC"),
     )
-    st.altair_chart(chart.mark_point(size=60, filled=True), width="stretch")
+    # A named dataset, as Altair sends it: the unnamed data argument let Vega draw the chart
+    # once without its data first ("Infinite extent" warnings in the browser's console).
+    spec = {
+        **customer_scatter_spec(),
+        "data": {"name": "history"},
+        "datasets": {"history": plotted},
+    }
+    st.vega_lite_chart(None, spec, width="stretch")
     table(history, "customer history", cap=HISTORY)
 
 

@@ -297,3 +297,21 @@ feature_snapshot_chunks = Table(
            nullable=False),
     PrimaryKeyConstraint("snapshot_id", "seq"),
 )
+
+# The dashboard's riskiest customers/terminals of a long range: after the few leaders are
+# found from the DECLINED rows, their REVIEW/DECLINED rows of the range are read from these
+# alone (a handful of index ranges, not every flagged decision of the range).
+Index(
+    "ix_scored_customer_flagged",
+    scored_transactions.c.customer_id,
+    scored_transactions.c.status,
+    scored_transactions.c.scored_at,
+    scored_transactions.c.score,
+)
+Index(
+    "ix_scored_terminal_flagged",
+    scored_transactions.c.terminal_id,
+    scored_transactions.c.status,
+    scored_transactions.c.scored_at,
+    scored_transactions.c.score,
+)

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import payscore.dashboard
 from payscore.config import Settings
 from payscore.dashboard import queries as q
-from payscore.dashboard.figures import bin_name, choose_bin, utc_now
+from payscore.dashboard.figures import STATUS_MARKS, bin_name, choose_bin, utc_now
 from payscore.errors import InputError
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
@@ -95,6 +95,9 @@ def test_status_filter_changes_the_table(seeded_url: tuple[str, Seeded]) -> None
     at = _run(tab="Decisions")
     latest = at.dataframe[0].value
     assert len(latest) == 200 and set(latest["status"]) == {"APPROVED", "REVIEW", "DECLINED"}
+    # Each status marked by its shape on screen (no styled cells).
+    assert list(latest["mark"]) == [STATUS_MARKS[v] for v in latest["status"]]
+    assert list(latest.columns).index("mark") + 1 == list(latest.columns).index("status")
     at.selectbox(key="f_status").select("DECLINED").run()
     latest = at.dataframe[0].value
     declined = [r for r in s.rows if r["status"] == "DECLINED"]

@@ -24,6 +24,7 @@ from payscore.dashboard.figures import (
     percentile,
     time_axis_format,
 )
+from payscore.dashboard.leaders import riskiest_candidates
 from payscore.dashboard.rollups import Plan, plan
 from payscore.dashboard.seed import seed_database
 from payscore.store.engine import make_engine
@@ -79,6 +80,7 @@ def check_all(engine: Engine, s: Seeded) -> None:
             check_histogram(conn, s, tr)
             check_latest(conn, s, tr)
             check_riskiest(conn, s, tr)
+        check_riskiest_leaders(conn)
         check_rollup_matches_table(conn)
         check_burst(conn, s)
         check_review_queue(conn, s)
@@ -230,6 +232,23 @@ def check_riskiest(conn: Any, s: Seeded, tr: TimeRange) -> None:
         assert list(frame[column]) == [e[3] for e in expected[:20]]
         assert list(frame["declined"]) == [-e[0] for e in expected[:20]]
         assert list(frame["max_score"]) == pytest.approx([-e[2] for e in expected[:20]])
+
+
+def check_riskiest_leaders(conn: Any) -> None:
+    """Ranking only the leaders by declines gives exactly the one-query ranking of the whole
+    range, ties at the cut included, at every place count."""
+    pruned = 0
+    for tr in odd_ranges():
+        for column in ("customer_id", "terminal_id"):
+            for limit in (1, 3, 20):
+                whole = [tuple(r) for r in conn.execute(q.stmt_riskiest(column, tr, limit))]
+                frame = q.riskiest(conn, column, tr, limit)
+                got = list(frame.itertuples(index=False, name=None))
+                assert [g[:4] for g in got] == [w[:4] for w in whole], (tr, column, limit)
+                scores = [float(v) for w in whole for v in w[4:]]
+                assert [v for g in got for v in g[4:]] == pytest.approx(scores)
+                pruned += riskiest_candidates(conn, column, tr, limit) is not None
+    assert pruned > 20  # the leaders' path ran, not only the fallback
 
 
 def odd_ranges() -> list[TimeRange]:

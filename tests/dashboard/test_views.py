@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pandas as pd
 
-from payscore.dashboard.figures import SERIES_COLOURS, STATUS_COLOURS, tint
-from payscore.dashboard.views import STATUS_CELLS, activity_figure
+from payscore.dashboard.figures import (
+    SERIES_COLOURS,
+    STATUS_COLOURS,
+    STATUS_MARKS,
+    STATUS_SHAPES,
+    tint,
+)
+from payscore.dashboard.views import activity_figure
 
 
 def _activity(n: int) -> pd.DataFrame:
@@ -25,7 +32,13 @@ def _activity(n: int) -> pd.DataFrame:
 def test_one_palette_for_tables_and_charts() -> None:
     assert SERIES_COLOURS["review"] == STATUS_COLOURS["REVIEW"] == "#E69F00"
     assert SERIES_COLOURS["declined"] == STATUS_COLOURS["DECLINED"] == "#D55E00"
-    assert STATUS_CELLS["DECLINED"] == f"background-color: {tint('#D55E00', 0.3)}"
+    # The tables' marks take the charts' shapes: blue circle, orange square, red triangle.
+    assert STATUS_SHAPES == {"APPROVED": "circle", "REVIEW": "square", "DECLINED": "triangle-up"}
+    assert [unicodedata.name(m) for m in STATUS_MARKS.values()] == [
+        "LARGE BLUE CIRCLE",
+        "LARGE ORANGE SQUARE",
+        "UP-POINTING RED TRIANGLE",
+    ]
     assert tint("#D55E00", 0.3) == "rgba(213, 94, 0, 0.3)"
 
 
