@@ -107,9 +107,7 @@ def dashboard(
     if not host or len(host) > 255 or any(c.isspace() for c in host):
         raise InputError(f"--host {host!r} is not a host name or address")
     shown_host = f"[{host}]" if ":" in host else host
-    console.print(
-        f"payscore dashboard: http://{shown_host}:{port}  (Ctrl-C to stop)", markup=False
-    )
+    console.print(f"payscore dashboard: http://{shown_host}:{port}  (Ctrl-C to stop)", markup=False)
     try:
         child = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             streamlit_command(host, port), env=child_env(settings, refresh)

@@ -190,15 +190,26 @@ def _parse_sidecar(f: Files, data: bytes, model_sha: str) -> tuple[dict[str, Any
 
 def _digest_file_check(f: Files, text: bytes | None, model_sha: str, side_sha: str | None) -> Check:
     if text is None:
-        return Check("digest file", False, f"model artifact {f.model} has no digest file "
-                     f"{f.digest.name}; refusing it")
+        return Check(
+            "digest file",
+            False,
+            f"model artifact {f.model} has no digest file {f.digest.name}; refusing it",
+        )
     lines = text.decode("latin-1").splitlines()
     listed = [line.split()[0].lower() for line in lines if line.strip()]
     if listed[:2] != [model_sha, side_sha]:
-        return Check("digest file", False, f"model artifact {f.model} does not match its "
-                     f"SHA-256 digest file (damaged or half-written); {HINT}")
-    return Check("digest file", True, f"{f.digest.name} matches both files (integrity only: "
-                 "whoever can rewrite them can rewrite it)")
+        return Check(
+            "digest file",
+            False,
+            f"model artifact {f.model} does not match its "
+            f"SHA-256 digest file (damaged or half-written); {HINT}",
+        )
+    return Check(
+        "digest file",
+        True,
+        f"{f.digest.name} matches both files (integrity only: "
+        "whoever can rewrite them can rewrite it)",
+    )
 
 
 def _pin_check(f: Files, pin: str | None, side_sha: str | None) -> Check:
@@ -207,8 +218,12 @@ def _pin_check(f: Files, pin: str | None, side_sha: str | None) -> Check:
     pinned = pin.strip().lower().encode()
     if side_sha is not None and hmac.compare_digest(pinned, side_sha.encode()):
         return Check("pinned digest", True, "the artifact digest equals model_sha256")
-    return Check("pinned digest", False, f"model artifact {f.model} does not match the pinned "
-                 "model_sha256; refusing it (its digest: `payscore model show`)")
+    return Check(
+        "pinned digest",
+        False,
+        f"model artifact {f.model} does not match the pinned "
+        "model_sha256; refusing it (its digest: `payscore model show`)",
+    )
 
 
 def _signature_check(f: Files, key: Secret | None, side: bytes | None) -> Check:
@@ -217,21 +232,32 @@ def _signature_check(f: Files, key: Secret | None, side: bytes | None) -> Check:
         return Check("signature", True, f"model_key is not set (signature {found})", False)
     mac = _read_optional(f.signature, _MAX_SMALL_BYTES)
     if mac is None:
-        return Check("signature", False, f"model artifact {f.model} has no signature file "
-                     f"{f.signature.name}, and model_key is set; refusing it")
+        return Check(
+            "signature",
+            False,
+            f"model artifact {f.model} has no signature file "
+            f"{f.signature.name}, and model_key is set; refusing it",
+        )
     given = mac.decode("latin-1").strip().lower().encode()
     if side is not None and hmac.compare_digest(given, signature(side, key).encode()):
         return Check("signature", True, "HMAC-SHA256 of the sidecar matches model_key")
-    return Check("signature", False, f"the signature of model artifact {f.model} does not "
-                 "match model_key; refusing it")
+    return Check(
+        "signature",
+        False,
+        f"the signature of model artifact {f.model} does not match model_key; refusing it",
+    )
 
 
 def _sklearn_check(f: Files, metadata: dict[str, Any], installed: str) -> Check:
     made_with = str(metadata.get("library_versions", {}).get("scikit-learn", "unknown"))
     if made_with.split(".")[:2] == installed.split(".")[:2]:
         return Check("scikit-learn", True, f"made with scikit-learn {made_with}")
-    return Check("scikit-learn", False, f"model artifact {f.model} was made with scikit-learn "
-                 f"{made_with}, but {installed} is installed; retrain it with `payscore train`")
+    return Check(
+        "scikit-learn",
+        False,
+        f"model artifact {f.model} was made with scikit-learn "
+        f"{made_with}, but {installed} is installed; retrain it with `payscore train`",
+    )
 
 
 def checks(
@@ -252,13 +278,24 @@ def checks(
     out: list[Check] = []
     doc: dict[str, Any] | None = None
     if side is None:
-        out.append(Check("sidecar", False, f"model artifact {f.model} has no metadata sidecar "
-                         f"{f.sidecar.name} (made by an older payscore?); retrain it with "
-                         "`payscore train`"))
+        out.append(
+            Check(
+                "sidecar",
+                False,
+                f"model artifact {f.model} has no metadata sidecar "
+                f"{f.sidecar.name} (made by an older payscore?); retrain it with "
+                "`payscore train`",
+            )
+        )
     else:
         doc, why = _parse_sidecar(f, side, model_sha)
-        out.append(Check("sidecar", doc is not None, why or f"{f.sidecar.name} records this "
-                         "model file's SHA-256"))
+        out.append(
+            Check(
+                "sidecar",
+                doc is not None,
+                why or f"{f.sidecar.name} records this model file's SHA-256",
+            )
+        )
     digest_text = _read_optional(f.digest, _MAX_SMALL_BYTES)
     out.append(_digest_file_check(f, digest_text, model_sha, side_sha))
     out.append(_pin_check(f, trust.model_sha256 if trust else None, side_sha))
@@ -290,8 +327,10 @@ def describe(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"no model artifact at {f.model}; {HINT}")
     side = _read_optional(f.sidecar, MAX_SIDECAR_BYTES)
     if side is None:
-        raise ModelError(f"model artifact {f.model} has no metadata sidecar {f.sidecar.name}; "
-                         "retrain it with `payscore train`")
+        raise ModelError(
+            f"model artifact {f.model} has no metadata sidecar {f.sidecar.name}; "
+            "retrain it with `payscore train`"
+        )
     model_sha = sha256_hex(_read(f.model, MAX_MODEL_BYTES))
     doc, why = _parse_sidecar(f, side, model_sha)
     if doc is None:

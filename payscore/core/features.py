@@ -141,7 +141,10 @@ class FeatureEngine:
         """
         p = payment
         return self._row(
-            p.transaction_id, p.customer_id, p.terminal_id, float(p.amount),
+            p.transaction_id,
+            p.customer_id,
+            p.terminal_id,
+            float(p.amount),
             p.event_time.timestamp(),
         )
 

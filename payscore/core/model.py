@@ -195,7 +195,9 @@ def _checked_fast_paths(art: ModelArtifact) -> tuple[_FlatTrees | None, bool, st
     if problems:
         log.warning(
             "model %s with scikit-learn %s: %s; scoring with scikit-learn's predict_proba",
-            art.version, sklearn.__version__, "; ".join(problems),
+            art.version,
+            sklearn.__version__,
+            "; ".join(problems),
         )
     if flat is not None:
         return flat, False, "compiled tree walk (equal to predict_proba on a probe)"
@@ -266,8 +268,15 @@ class _FlatTrees:
         a = self.a
         raw = raw_scores(
             np.ascontiguousarray(X, dtype=np.float64),
-            a["root"], a["value"], a["feature"], a["threshold"], a["missing_left"],
-            a["left"], a["right"], a["leaf"], self.baseline,
+            a["root"],
+            a["value"],
+            a["feature"],
+            a["threshold"],
+            a["missing_left"],
+            a["left"],
+            a["right"],
+            a["leaf"],
+            self.baseline,
         )
         return np.asarray(expit(raw), dtype=np.float64)
 

@@ -293,8 +293,9 @@ feature_snapshot_chunks = Table(
     metadata,
     Column("snapshot_id", BigInteger, nullable=False),
     Column("seq", Integer, nullable=False),
-    Column("data", LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"),
-           nullable=False),
+    Column(
+        "data", LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False
+    ),
     PrimaryKeyConstraint("snapshot_id", "seq"),
 )
 

@@ -83,7 +83,12 @@ def load_history(
         conditions.append(c.id > after_id)
     query = (
         select(
-            c.id, c.transaction_id, c.customer_id, c.terminal_id, c.amount, c.event_time,
+            c.id,
+            c.transaction_id,
+            c.customer_id,
+            c.terminal_id,
+            c.amount,
+            c.event_time,
             c.kafka_partition,
         )
         .where(and_(*conditions))

@@ -193,14 +193,17 @@ class BatchWriterThread:
 
     def _emit(self, item: InFlight) -> None:
         stop, counts = self._stopping, self._retries
-        if item.batch.rejected and retry(
-            lambda: self._send_dead_letters(item), "publish dead letters", stop, counts
-        ) is None:
+        if (
+            item.batch.rejected
+            and retry(lambda: self._send_dead_letters(item), "publish dead letters", stop, counts)
+            is None
+        ):
             self.abandoned = True
             return
-        if item.sent and retry(
-            lambda: self._confirm(item), "publish decisions", stop, counts
-        ) is None:
+        if (
+            item.sent
+            and retry(lambda: self._confirm(item), "publish decisions", stop, counts) is None
+        ):
             self.abandoned = True
             return
         result = retry(lambda: self._timed_write(item.batch), "write the batch", stop, counts)
@@ -227,7 +230,10 @@ class BatchWriterThread:
         they last, other failures at most ``DLQ_MAX_ATTEMPTS`` times (see docs/pipeline.md)."""
         items = [
             dlq.dead_letter_for_record(
-                r.message, kind=r.kind, message=r.reason, field=r.field,
+                r.message,
+                kind=r.kind,
+                message=r.reason,
+                field=r.field,
                 max_bytes=self.dlq_max_bytes,
             )
             for r in item.batch.rejected
@@ -249,7 +255,8 @@ class BatchWriterThread:
             self.dlq_max_bytes = max(MIN_DEAD_LETTER_BYTES, self.dlq_max_bytes // 2)
             log.warning(
                 "the broker refused a dead letter as too large; dead letters are now cut to "
-                "%d bytes", self.dlq_max_bytes,
+                "%d bytes",
+                self.dlq_max_bytes,
             )
             return
         retriable = bool(getattr(cause, "retriable", False))
@@ -318,9 +325,9 @@ class BatchWriterThread:
             self._lock.notify_all()
 
 
-def send_decisions(producer: Any, topic: str, batch: PreparedBatch) -> list[
-    tuple[Any, str, bytes, bytes]
-]:
+def send_decisions(
+    producer: Any, topic: str, batch: PreparedBatch
+) -> list[tuple[Any, str, bytes, bytes]]:
     """Send a batch's decisions without waiting; the writer thread confirms them later.
 
     A send that fails at once is kept with no future: the writer thread sends it again.

@@ -296,12 +296,13 @@ class StreamConsumer:
         log.info("stopped: %s", self.stats.summary(None))
         if unfinished:
             log.warning(
-                "stopped before finishing: %d messages were not committed and will be read "
-                "again", unfinished
+                "stopped before finishing: %d messages were not committed and will be read again",
+                unfinished,
             )
         s = self.stats
-        return RunResult(s.decided, s.duplicates, s.dead_letters, dict(s.by_status),
-                         s.overall_rate(), unfinished)
+        return RunResult(
+            s.decided, s.duplicates, s.dead_letters, dict(s.by_status), s.overall_rate(), unfinished
+        )
 
     def _loop(self) -> None:
         assert self._writer is not None
@@ -535,8 +536,10 @@ class StreamConsumer:
                 self.stats.lag = {}
                 return 0
             ends = self._consumer.end_offsets(assigned)
-            lag = {(tp.topic, tp.partition): max(ends[tp] - self._consumer.position(tp), 0)
-                   for tp in assigned}
+            lag = {
+                (tp.topic, tp.partition): max(ends[tp] - self._consumer.position(tp), 0)
+                for tp in assigned
+            }
             self.stats.lag = lag  # the per-partition gauge, as fresh as the summary line
             return sum(lag.values())
         except Exception:  # lag is informational only

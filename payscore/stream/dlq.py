@@ -180,8 +180,11 @@ def _truncated(
     kept_key = key if key is None or len(key) <= _MAX_KEPT_KEY_BYTES else key[:_MAX_KEPT_KEY_BYTES]
     out = [(n, v) for n, v in headers if n != H_MESSAGE]
     reason = (_header(headers, H_MESSAGE) or b"").decode()
-    out += [(H_TRUNCATED, b"true"), (H_ORIGINAL_BYTES, str(len(original)).encode()),
-            (H_ORIGINAL_SHA256, digest.encode())]
+    out += [
+        (H_TRUNCATED, b"true"),
+        (H_ORIGINAL_BYTES, str(len(original)).encode()),
+        (H_ORIGINAL_SHA256, digest.encode()),
+    ]
     budget = max_bytes - _record_bytes(kept_key, b"", out) - MAX_ERROR_MESSAGE_CHARS * 4
     if budget < 0:
         raise ValueError(f"max_bytes {max_bytes} leaves no room for a dead letter's headers")

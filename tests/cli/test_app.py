@@ -92,9 +92,7 @@ def test_initdb_on_sqlite_is_idempotent(tmp_path: Path) -> None:
 
 
 def test_initdb_unreachable_mysql_is_one_line() -> None:
-    result = runner.invoke(
-        app, ["initdb", "--database-url", "mysql://nobody@127.0.0.1:1/none"]
-    )
+    result = runner.invoke(app, ["initdb", "--database-url", "mysql://nobody@127.0.0.1:1/none"])
     assert result.exit_code == 1
     assert result.output.startswith(
         "error: cannot reach the database at mysql://nobody@127.0.0.1:1/none: "
@@ -135,7 +133,7 @@ def test_missing_mysql_driver_says_what_to_install(monkeypatch: pytest.MonkeyPat
     result = runner.invoke(app, ["initdb"])
     assert result.exit_code == 1
     assert result.output.strip() == (
-        'error: MySQL support (the mysqlclient driver) is not installed; '
+        "error: MySQL support (the mysqlclient driver) is not installed; "
         'run: pip install "payscore[mysql]"'
     )
 

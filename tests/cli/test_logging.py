@@ -11,8 +11,9 @@ from payscore.config import Settings
 
 
 def _record(msg: str, *args: object, exc_info: object = None) -> logging.LogRecord:
-    return logging.LogRecord("payscore.stream.consumer", logging.INFO, __file__, 1, msg, args,
-                             exc_info)  # type: ignore[arg-type]
+    return logging.LogRecord(
+        "payscore.stream.consumer", logging.INFO, __file__, 1, msg, args, exc_info
+    )  # type: ignore[arg-type]
 
 
 def test_json_line_has_time_level_logger_message() -> None:

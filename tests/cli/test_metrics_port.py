@@ -1,4 +1,4 @@
-"""``--metrics-port``: one option, defined in cli/common.py, the same on every command that serves."""
+"""``--metrics-port``: defined once in cli/common.py, the same on every command that serves."""
 
 from __future__ import annotations
 

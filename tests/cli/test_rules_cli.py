@@ -46,25 +46,66 @@ def stored(url: str) -> tuple[int, ...]:
 
 
 def test_lifecycle_from_flags_and_files(url: str, tmp_path: Path) -> None:
-    code, out = run(url, "lists", "add", "blocked", "c1", "c2", "--field", "customer_id",
-                    "--actor", "ann", "--reason", "chargebacks")
+    code, out = run(
+        url,
+        "lists",
+        "add",
+        "blocked",
+        "c1",
+        "c2",
+        "--field",
+        "customer_id",
+        "--actor",
+        "ann",
+        "--reason",
+        "chargebacks",
+    )
     assert code == 0 and "added 2 to list blocked; policy version 1" in out
-    code, out = run(url, "rules", "add", "--code", "BLOCKED_CUSTOMER", "--kind", "in_list",
-                    "--action", "DECLINE", "--param", "list=blocked", "--actor", "ann")
+    code, out = run(
+        url,
+        "rules",
+        "add",
+        "--code",
+        "BLOCKED_CUSTOMER",
+        "--kind",
+        "in_list",
+        "--action",
+        "DECLINE",
+        "--param",
+        "list=blocked",
+        "--actor",
+        "ann",
+    )
     assert code == 0 and "policy version 2" in out, out
     toml = tmp_path / "big.toml"
-    toml.write_text('code = "BIG_EUR"\nkind = "amount_per_currency"\naction = "REVIEW"\n'
-                    'description = "large euro payments"\n[params]\nlimits = { EUR = 5000 }\n')
+    toml.write_text(
+        'code = "BIG_EUR"\nkind = "amount_per_currency"\naction = "REVIEW"\n'
+        'description = "large euro payments"\n[params]\nlimits = { EUR = 5000 }\n'
+    )
     code, out = run(url, "rules", "add", "--file", str(toml), "--actor", "bob")
     assert code == 0 and "BIG_EUR" in out, out
     rule_json = tmp_path / "night.json"
-    rule_json.write_text(json.dumps({
-        "code": "NIGHT_BIG", "kind": "all", "action": "REVIEW",
-        "params": {"conditions": [
-            {"kind": "compare", "feature": "is_night", "op": ">=", "value": 1},
-            {"kind": "compare", "feature": "amount", "op": "between", "low": 500, "high": 900},
-        ]},
-    }))
+    rule_json.write_text(
+        json.dumps(
+            {
+                "code": "NIGHT_BIG",
+                "kind": "all",
+                "action": "REVIEW",
+                "params": {
+                    "conditions": [
+                        {"kind": "compare", "feature": "is_night", "op": ">=", "value": 1},
+                        {
+                            "kind": "compare",
+                            "feature": "amount",
+                            "op": "between",
+                            "low": 500,
+                            "high": 900,
+                        },
+                    ]
+                },
+            }
+        )
+    )
     assert run(url, "rules", "add", "-f", str(rule_json), "--actor", "bob")[0] == 0
     code, out = run(url, "rules", "list")
     assert "policy version 4" in out
@@ -78,7 +119,10 @@ def test_lifecycle_from_flags_and_files(url: str, tmp_path: Path) -> None:
     code, out = run(url, "rules", "history", "BIG_EUR")
     lines = [line for line in out.splitlines() if line.startswith("v")]
     assert [line.split()[2:4] for line in lines] == [
-        ["cy", "rule.enable"], ["cy", "rule.disable"], ["bob", "rule.add"]]
+        ["cy", "rule.enable"],
+        ["cy", "rule.disable"],
+        ["bob", "rule.add"],
+    ]
     assert "reason='noisy'" in lines[1]
     code, out = run(url, "lists", "remove", "blocked", "c1", "--actor", "ann")
     assert code == 0 and "removed 1" in out
@@ -95,29 +139,112 @@ def test_the_actor_defaults_to_the_os_user(url: str, monkeypatch: pytest.MonkeyP
 
 
 MALFORMED = [
-    (["--code", "X", "--kind", "compare", "--action", "REVIEW", "--param", "feature=nope",
-      "--param", "op=>", "--param", "value=1"], "unknown feature 'nope'"),
-    (["--code", "X", "--kind", "compare", "--action", "REVIEW", "--param", "feature=amount",
-      "--param", "op=~", "--param", "value=1"], "operator must be one of"),
-    (["--code", "X", "--kind", "in_list", "--action", "DECLINE", "--param", "field=customer_id",
-      "--param", "values=[]"], "values: must not be empty"),
-    (["--code", "X", "--kind", "amount_above", "--action", "REVIEW", "--param", "limit=\"ten\""],
-     "limit: must be a positive number"),
-    (["--code", "X", "--kind", "amount_per_currency", "--action", "REVIEW",
-      "--param", 'limits={"EUR": "100"}'], "the EUR limit must be a positive number"),
+    (
+        [
+            "--code",
+            "X",
+            "--kind",
+            "compare",
+            "--action",
+            "REVIEW",
+            "--param",
+            "feature=nope",
+            "--param",
+            "op=>",
+            "--param",
+            "value=1",
+        ],
+        "unknown feature 'nope'",
+    ),
+    (
+        [
+            "--code",
+            "X",
+            "--kind",
+            "compare",
+            "--action",
+            "REVIEW",
+            "--param",
+            "feature=amount",
+            "--param",
+            "op=~",
+            "--param",
+            "value=1",
+        ],
+        "operator must be one of",
+    ),
+    (
+        [
+            "--code",
+            "X",
+            "--kind",
+            "in_list",
+            "--action",
+            "DECLINE",
+            "--param",
+            "field=customer_id",
+            "--param",
+            "values=[]",
+        ],
+        "values: must not be empty",
+    ),
+    (
+        ["--code", "X", "--kind", "amount_above", "--action", "REVIEW", "--param", 'limit="ten"'],
+        "limit: must be a positive number",
+    ),
+    (
+        [
+            "--code",
+            "X",
+            "--kind",
+            "amount_per_currency",
+            "--action",
+            "REVIEW",
+            "--param",
+            'limits={"EUR": "100"}',
+        ],
+        "the EUR limit must be a positive number",
+    ),
     (["--code", "X", "--kind", "teleport", "--action", "REVIEW"], "unknown rule kind"),
-    (["--code", "X", "--kind", "amount_above", "--action", "BLOCK", "--param", "limit=5"],
-     "action"),
+    (
+        ["--code", "X", "--kind", "amount_above", "--action", "BLOCK", "--param", "limit=5"],
+        "action",
+    ),
     (["--kind", "amount_above", "--action", "REVIEW", "--param", "limit=5"], "code: is required"),
-    (["--code", "X", "--kind", "in_list", "--action", "DECLINE", "--param", "list=nosuch"],
-     "no list named 'nosuch'"),
-    (["--code", "AMOUNT_HIGH", "--kind", "amount_above", "--action", "REVIEW",
-      "--param", "limit=5"], "stock rule"),
-    (["--code", "X", "--kind", "amount_above", "--action", "REVIEW", "--param", "limit"],
-     "write name=value"),
-    (["--code", "X", "--kind", "all", "--action", "REVIEW", "--param",
-      'conditions=[{"kind": "compare", "feature": "amount", "op": ">", "value": "1"}]'],
-     "value: must be a number"),
+    (
+        ["--code", "X", "--kind", "in_list", "--action", "DECLINE", "--param", "list=nosuch"],
+        "no list named 'nosuch'",
+    ),
+    (
+        [
+            "--code",
+            "AMOUNT_HIGH",
+            "--kind",
+            "amount_above",
+            "--action",
+            "REVIEW",
+            "--param",
+            "limit=5",
+        ],
+        "stock rule",
+    ),
+    (
+        ["--code", "X", "--kind", "amount_above", "--action", "REVIEW", "--param", "limit"],
+        "write name=value",
+    ),
+    (
+        [
+            "--code",
+            "X",
+            "--kind",
+            "all",
+            "--action",
+            "REVIEW",
+            "--param",
+            'conditions=[{"kind": "compare", "feature": "amount", "op": ">", "value": "1"}]',
+        ],
+        "value: must be a number",
+    ),
 ]
 
 
@@ -137,8 +264,11 @@ def test_a_malformed_rule_is_one_line_and_nothing_is_stored(
     [
         ("code = \n", ".toml", "not valid TOML"),
         ("{", ".json", "not valid JSON"),
-        ('code = "X"\nkind = "amount_above"\naction = "REVIEW"\ncolour = 1\n', ".toml",
-         "colour: unknown key"),
+        (
+            'code = "X"\nkind = "amount_above"\naction = "REVIEW"\ncolour = 1\n',
+            ".toml",
+            "colour: unknown key",
+        ),
         ("[1, 2]", ".json", "must hold one rule table"),
     ],
 )

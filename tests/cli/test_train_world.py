@@ -1,4 +1,4 @@
-"""``payscore train --world N``: another simulated world, the same periods; wrong use is one line."""
+"""``payscore train --world N``: another simulated world, same periods; wrong use is one line."""
 
 from __future__ import annotations
 

@@ -34,7 +34,11 @@ def _run(cache: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PAYSCORE_CACHE_DIR": cache, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("NUMBA_CACHE_DIR", None)
     return subprocess.run(
-        [sys.executable, "-c", _SCRIPT], env=env, cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", _SCRIPT],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 

@@ -224,7 +224,6 @@ def test_fraud_run_age_ignores_an_older_isolated_fraud():
     assert col(engine, X, "terminal_fraud_run_days").tolist() == [2.5]
 
 
-
 def test_the_engine_keeps_its_newest_event_time_across_a_snapshot():
     engine = FeatureEngine()
     assert engine.newest_event_time is None

@@ -49,8 +49,9 @@ def test_small_batch_path_equals_predict_proba():
     one_by_one = np.concatenate([art.predict_scores(NAMES, X[i : i + 1]) for i in range(400)])
     np.testing.assert_array_equal(one_by_one, expected)
     for n in (2, 17, 50, 96, 97):
-        np.testing.assert_array_equal(art.predict_scores(NAMES, X[100 : 100 + n]),
-                                      expected[100 : 100 + n])
+        np.testing.assert_array_equal(
+            art.predict_scores(NAMES, X[100 : 100 + n]), expected[100 : 100 + n]
+        )
     np.testing.assert_array_equal(art.predict_scores(NAMES, X[:400]), expected)
     # Large batches and a non-contiguous matrix take the same compiled walk.
     np.testing.assert_array_equal(art.predict_scores(NAMES, X), est.predict_proba(X)[:, 1])
@@ -63,15 +64,16 @@ def test_categorical_model_falls_back_to_scikit_learn():
     X = rng.random((600, 3))
     X[:, 2] = rng.integers(0, 4, 600)
     y = ((X[:, 0] > 0.7) | (X[:, 2] == 3)).astype(int)
-    est = HistGradientBoostingClassifier(
-        max_iter=20, random_state=0, categorical_features=[2]
-    ).fit(X, y)
+    est = HistGradientBoostingClassifier(max_iter=20, random_state=0, categorical_features=[2]).fit(
+        X, y
+    )
     art = ModelArtifact(est, NAMES, {})
     art.warm_up()
     assert art._flat_trees() is None  # categorical splits: no flat form
     for n in (1, 50, 600):
-        np.testing.assert_array_equal(art.predict_scores(NAMES, X[:n]),
-                                      est.predict_proba(X[:n])[:, 1])
+        np.testing.assert_array_equal(
+            art.predict_scores(NAMES, X[:n]), est.predict_proba(X[:n])[:, 1]
+        )
 
 
 def _nan_model():
@@ -100,8 +102,9 @@ def test_a_changed_private_attribute_falls_back_to_scikit_learn(change, monkeypa
     with caplog.at_level("WARNING", logger="payscore.core.model"):
         art.warm_up()
         for n in (1, 7, 1500):
-            np.testing.assert_array_equal(art.predict_scores(NAMES, X[:n]),
-                                          est.predict_proba(X[:n])[:, 1])
+            np.testing.assert_array_equal(
+                art.predict_scores(NAMES, X[:n]), est.predict_proba(X[:n])[:, 1]
+            )
     assert art._flat_trees() is None
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]

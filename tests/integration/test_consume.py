@@ -21,14 +21,23 @@ pytestmark = pytest.mark.integration
 MALFORMED = [
     (b"c-bad", b"this is not json"),
     (b"c-bad", b'{"transaction_id": "only-an-id"}'),
-    (b"c-bad", b'{"transaction_id":"n1","customer_id":"c","terminal_id":"t","amount":"-5",'
-               b'"currency":"EUR","event_time":"2018-05-01T00:00:00+00:00"}'),
+    (
+        b"c-bad",
+        b'{"transaction_id":"n1","customer_id":"c","terminal_id":"t","amount":"-5",'
+        b'"currency":"EUR","event_time":"2018-05-01T00:00:00+00:00"}',
+    ),
     (None, b"x" * 20_000),
 ]
 
 
 def test_accounting_and_same_decisions_as_in_process(
-    consume_runner, kafka_bootstrap, new_topic, db_url, small_world, small_model, group_id,
+    consume_runner,
+    kafka_bootstrap,
+    new_topic,
+    db_url,
+    small_world,
+    small_model,
+    group_id,
     kafka_admin,
 ):
     """decisions + duplicates + dead letters == messages produced; statuses as the Scorer."""
@@ -79,9 +88,9 @@ def test_two_consumers_one_killed_totals_add_up(
     # on a loaded machine where the rebalance that follows takes a while.
     first = consume_runner.start(*args, "--idle-exit", "40")
     second = consume_runner.start(*args)
-    assert consume_runner.wait_until(
-        first, lambda: len(db_rows(db_url)["decisions"]) > 300, 90
-    ), consume_runner.logs()
+    assert consume_runner.wait_until(first, lambda: len(db_rows(db_url)["decisions"]) > 300, 90), (
+        consume_runner.logs()
+    )
     second.send_signal(signal.SIGKILL)
     second.wait(10)
     assert first.wait(timeout=180) == 0, consume_runner.logs()
@@ -91,14 +100,15 @@ def test_two_consumers_one_killed_totals_add_up(
     assert not rows["duplicates"] and not rows["dead_letters"]
 
 
-def test_sigterm_exits_zero_after_writing(consume_runner, kafka_bootstrap, topic, db_url,
-                                          small_world):
+def test_sigterm_exits_zero_after_writing(
+    consume_runner, kafka_bootstrap, topic, db_url, small_world
+):
     payments = payments_from(small_world, 5, 2000)
     produce(kafka_bootstrap, topic, keyed(payments))
     proc = consume_runner.start("--batch-size", "40", "--max-wait-ms", "100")
-    assert consume_runner.wait_until(
-        proc, lambda: len(db_rows(db_url)["decisions"]) > 0, 90
-    ), consume_runner.logs()
+    assert consume_runner.wait_until(proc, lambda: len(db_rows(db_url)["decisions"]) > 0, 90), (
+        consume_runner.logs()
+    )
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0, consume_runner.logs()

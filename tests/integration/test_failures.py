@@ -120,9 +120,9 @@ def test_database_outage_mid_stream(
     payments = payments_from(small_world, 15, 3000)
     produce(kafka_bootstrap, topic, keyed(payments))
     proc = consume_runner.start("--batch-size", "30", "--max-wait-ms", "50", "--idle-exit", "6")
-    assert consume_runner.wait_until(
-        proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90
-    ), consume_runner.logs()
+    assert consume_runner.wait_until(proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90), (
+        consume_runner.logs()
+    )
     db_server.stop()
     try:
         time.sleep(10)
@@ -168,9 +168,9 @@ def test_broker_restart_mid_stream(
     payments = payments_from(small_world, 12, 3000)
     produce(kafka_bootstrap, topic, keyed(payments[:2000]))
     proc = consume_runner.start("--batch-size", "40", "--max-wait-ms", "50")
-    assert consume_runner.wait_until(
-        proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90
-    ), consume_runner.logs()
+    assert consume_runner.wait_until(proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90), (
+        consume_runner.logs()
+    )
     kafka_server.stop()
     try:
         time.sleep(8)

@@ -31,8 +31,7 @@ def test_the_real_group_description_tells_a_surplus_member_from_a_stuck_one(
 
     topic = new_topic(2)
     members = [
-        KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group_id)
-        for _ in range(3)
+        KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group_id) for _ in range(3)
     ]
     lonely = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"{group_id}-alone")
     try:

@@ -61,8 +61,9 @@ def test_metrics_match_the_database_and_readyz_once_positioned(
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
 
-    proc = consume_runner.start("--batch-size", "50", "--max-wait-ms", "100",
-                                "--metrics-port", str(port))
+    proc = consume_runner.start(
+        "--batch-size", "50", "--max-wait-ms", "100", "--metrics-port", str(port)
+    )
     assert consume_runner.wait_until(proc, lambda: _get(base + "/readyz")[0] == 200, 60), (
         consume_runner.logs()
     )
@@ -116,5 +117,7 @@ def test_metrics_match_the_database_and_readyz_once_positioned(
     # The log lines (stderr) are JSON objects; the console's result lines (stdout) are not logs.
     output = (consume_runner.log_dir / "consume-0.log").read_text()
     entries = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    assert any(e["logger"] == "payscore.stream.consumer" and e["message"].startswith("positioned")
-               for e in entries), output
+    assert any(
+        e["logger"] == "payscore.stream.consumer" and e["message"].startswith("positioned")
+        for e in entries
+    ), output

@@ -25,8 +25,19 @@ def test_bench_metrics_cost_pairs_off_and_on_runs(
         database_url=db_url, kafka_bootstrap_servers=kafka_bootstrap, model_path=small_model
     )
     done = subprocess.run(
-        [sys.executable, "-c", "from payscore.cli.app import main; main()", "bench",
-         "--metrics-cost", "--count", "1500", "--rounds", "2", "--batch-size", "100"],
+        [
+            sys.executable,
+            "-c",
+            "from payscore.cli.app import main; main()",
+            "bench",
+            "--metrics-cost",
+            "--count",
+            "1500",
+            "--rounds",
+            "2",
+            "--batch-size",
+            "100",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -37,8 +48,12 @@ def test_bench_metrics_cost_pairs_off_and_on_runs(
     out = done.stdout
     assert "metrics cost: 1500 payments a run, /metrics scraped every 1 s when on" in out, out
     # One line a round: off and on payments/s, their ratio, off and on CPU, their ratio.
-    rounds = re.findall(r"^\s+(\d)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+([\d,.]+)\s+([\d,.]+)\s+"
-                        r"([\d.]+)$", out, re.MULTILINE)
+    rounds = re.findall(
+        r"^\s+(\d)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+([\d,.]+)\s+([\d,.]+)\s+"
+        r"([\d.]+)$",
+        out,
+        re.MULTILINE,
+    )
     assert [r[0] for r in rounds] == ["1", "2"], out
     for _, off, on, ratio, *_ in rounds:
         off_rate, on_rate = float(off.replace(",", "")), float(on.replace(",", ""))

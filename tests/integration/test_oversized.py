@@ -31,7 +31,10 @@ def _dead_letters(bootstrap: str, topic: str, want: int) -> list:
     from payscore.stream.dlq import parse_dead_letter
 
     reader = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
         consumer_timeout_ms=15_000,
     )
     try:

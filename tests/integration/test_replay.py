@@ -247,8 +247,14 @@ def test_foreign_and_truncated_dead_letters_are_parked_never_replayed(
     letters = [
         _letter(foreign, 1, payment_to_json(_payment(1))),
         dlq.dead_letter(
-            b"big", b"x" * 200_000, kind="too_large", message="message is too large",
-            source_topic=source, source_partition=0, source_offset=2, max_bytes=100_000,
+            b"big",
+            b"x" * 200_000,
+            kind="too_large",
+            message="message is too large",
+            source_topic=source,
+            source_partition=0,
+            source_offset=2,
+            max_bytes=100_000,
         ),
         _letter(source, 3, payment_to_json(_payment(3))),
     ]

@@ -66,9 +66,9 @@ def test_a_stop_during_a_database_outage_exits_4_and_says_what_is_read_again(
     payments = payments_from(small_world, 15, 1500)
     produce(kafka_bootstrap, topic, keyed(payments))
     proc = consume_runner.start("--batch-size", "30", "--max-wait-ms", "50")
-    assert consume_runner.wait_until(
-        proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90
-    ), consume_runner.logs()
+    assert consume_runner.wait_until(proc, lambda: len(db_rows(db_url)["decisions"]) > 100, 90), (
+        consume_runner.logs()
+    )
     db_server.stop()
     try:
         time.sleep(3)
@@ -92,9 +92,9 @@ def test_a_dead_letter_topic_deleted_while_running_is_created_again(
     payments = payments_from(small_world, 20, 60)
     produce(kafka_bootstrap, topic, keyed(payments[:30]))
     proc = consume_runner.start("--batch-size", "10", "--max-wait-ms", "50", "--idle-exit", "25")
-    assert consume_runner.wait_until(
-        proc, lambda: len(db_rows(db_url)["decisions"]) >= 30, 90
-    ), consume_runner.logs()
+    assert consume_runner.wait_until(proc, lambda: len(db_rows(db_url)["decisions"]) >= 30, 90), (
+        consume_runner.logs()
+    )
     kafka_admin.delete_topics([dlq_topic])
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
     deadline = time.monotonic() + 30

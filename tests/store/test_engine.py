@@ -39,9 +39,13 @@ def test_datetimes_round_trip_through_the_fast_literal(db_url: str) -> None:
             aware = datetime(2030, 1, 2, 3, 4, 5, 600, tzinfo=timezone(timedelta(hours=2)))
             echoed = conn.execute(select(text(":w")), {"w": aware}).scalar_one()
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(scored_transactions.c.event_time).order_by(scored_transactions.c.id)
-            ).scalars().all()
+            rows = (
+                conn.execute(
+                    select(scored_transactions.c.event_time).order_by(scored_transactions.c.id)
+                )
+                .scalars()
+                .all()
+            )
         assert rows == whens
         assert str(echoed).startswith("2030-01-02 03:04:05.000600")
     finally:
@@ -82,9 +86,7 @@ def test_a_later_label_for_the_same_payment_replaces_the_first(
             label = {"transaction_id": "tx1", "is_fraud": fraud, "known_at": known}
             writer.write_batch([], labels=[{**label, "source": "stream"}])
         with engine.connect() as conn:
-            stored = conn.execute(
-                select(fraud_labels.c.is_fraud, fraud_labels.c.known_at)
-            ).all()
+            stored = conn.execute(select(fraud_labels.c.is_fraud, fraud_labels.c.known_at)).all()
         assert [tuple(r) for r in stored] == [(False, later)]
     finally:
         engine.dispose()

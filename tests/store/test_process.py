@@ -52,8 +52,9 @@ def stored(writer: ProcessWriter) -> tuple[int, dict[int, int]]:
 def test_writes_in_the_child_and_reports_like_the_local_writer(writer: ProcessWriter) -> None:
     child = writer._proc
     assert child is not None and child.pid != os.getpid() and child.is_alive()
-    result = writer.write_batch([row("a", 0), row("b", 1), row("a", 2)],
-                                offsets={("g", "payments", 0): 3})
+    result = writer.write_batch(
+        [row("a", 0), row("b", 1), row("a", 2)], offsets={("g", "payments", 0): 3}
+    )
     assert (result.decided, result.duplicates, result.duplicate_ids) == (2, 1, ("a",))
     assert stored(writer) == (2, {0: 3})
     # Same batch again: fenced by the stored offsets, as in-process.

@@ -34,9 +34,7 @@ def test_writes_everything_and_offsets(engine):
     w = DecisionWriter(engine)
     dup = DuplicateRecord("x", "payments", 0, 2, T0)
     dead = DeadLetterRecord("payments", 0, 3, "json", "bad", 1, T0)
-    result = w.write_batch(
-        [row("a", 0), row("b", 1)], [dup], [dead], {("g", "payments", 0): 4}
-    )
+    result = w.write_batch([row("a", 0), row("b", 1)], [dup], [dead], {("g", "payments", 0): 4})
     assert (result.decided, result.duplicates, result.dead_letters) == (2, 1, 1)
     assert count(engine, scored_transactions) == 2
     assert count(engine, duplicates) == 1

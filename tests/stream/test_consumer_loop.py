@@ -292,8 +292,9 @@ class _DoneFuture:
 def _rejected_item(value: bytes) -> InFlight:
     from payscore.pipeline import Rejected
 
-    record = SimpleNamespace(key=b"k", value=value, headers=[], topic="payments", partition=0,
-                             offset=7)
+    record = SimpleNamespace(
+        key=b"k", value=value, headers=[], topic="payments", partition=0, offset=7
+    )
     batch = PreparedBatch(size=1)
     batch.rejected.append(Rejected(record, "too_large", None, "too large", None))  # type: ignore[arg-type]
     return InFlight(batch, [0.0])
@@ -304,8 +305,11 @@ def test_dead_letters_refused_as_too_large_are_cut_until_the_topic_takes_them():
     producer = _DlqProducer(limit=200_000)
     written: list[int] = []
     writer = BatchWriterThread(
-        lambda b: (written.append(b.size), WriteResult(decided=0))[1], lambda b: None,
-        producer, "dlq", lambda: False,
+        lambda b: (written.append(b.size), WriteResult(decided=0))[1],
+        lambda b: None,
+        producer,
+        "dlq",
+        lambda: False,
     )
     try:
         assert writer.submit(_rejected_item(b"x" * 900_000)) and writer.drain()
@@ -348,7 +352,11 @@ def test_a_timeout_is_an_outage_unless_the_dead_letter_topic_is_gone(monkeypatch
     exists: list[bool | None] = [None]
     producer = _DlqProducer(error=KafkaTimeoutError("Failed to update metadata"))
     writer = BatchWriterThread(
-        lambda b: WriteResult(), lambda b: None, producer, "dlq", lambda: False,
+        lambda b: WriteResult(),
+        lambda b: None,
+        producer,
+        "dlq",
+        lambda: False,
         dlq_topic_exists=lambda: exists[-1],
     )
     try:
@@ -373,8 +381,13 @@ def test_a_deleted_dead_letter_topic_is_created_again_when_allowed():
         producer.error = None  # the topic exists again: the next send goes through
 
     writer = BatchWriterThread(
-        lambda b: WriteResult(), lambda b: None, producer, "dlq", lambda: False,
-        dlq_topic_exists=lambda: bool(created), create_dlq_topic=create,
+        lambda b: WriteResult(),
+        lambda b: None,
+        producer,
+        "dlq",
+        lambda: False,
+        dlq_topic_exists=lambda: bool(created),
+        create_dlq_topic=create,
     )
     try:
         assert writer.submit(_rejected_item(b"{}")) and writer.drain()

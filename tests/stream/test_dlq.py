@@ -214,8 +214,13 @@ def test_oversized_message_becomes_a_dead_letter_that_fits(length):
 
     value = bytes(range(256)) * (length // 256) + b"x" * (length % 256)
     key, out, headers = dlq.dead_letter(
-        b"cust-1", value, kind="too_large", message="message is too large",
-        source_topic="payments", source_partition=3, source_offset=1234,
+        b"cust-1",
+        value,
+        kind="too_large",
+        message="message is too large",
+        source_topic="payments",
+        source_partition=3,
+        source_offset=1234,
     )
     assert _size(key, out, headers) + 512 <= dlq.DEFAULT_MAX_DEAD_LETTER_BYTES
     assert key == b"cust-1" and value.startswith(out) and len(out) > 900_000
@@ -230,8 +235,13 @@ def test_oversized_message_becomes_a_dead_letter_that_fits(length):
 def test_message_under_the_budget_is_kept_whole_and_not_marked():
     value = b"y" * 990_000
     _, out, headers = dlq.dead_letter(
-        None, value, kind="too_large", message="m", source_topic="t",
-        source_partition=0, source_offset=1,
+        None,
+        value,
+        kind="too_large",
+        message="m",
+        source_topic="t",
+        source_partition=0,
+        source_offset=1,
     )
     assert out == value
     dead = dlq.parse_dead_letter(_record(None, out, headers))
@@ -240,11 +250,25 @@ def test_message_under_the_budget_is_kept_whole_and_not_marked():
 
 def test_oversized_key_is_cut_too_and_a_small_budget_is_honoured():
     key, out, headers = dlq.dead_letter(
-        b"k" * 500_000, b"v" * 600_000, kind="too_large", message="m",
-        source_topic="t", source_partition=0, source_offset=1, max_bytes=200_000,
+        b"k" * 500_000,
+        b"v" * 600_000,
+        kind="too_large",
+        message="m",
+        source_topic="t",
+        source_partition=0,
+        source_offset=1,
+        max_bytes=200_000,
     )
     assert key == b"k" * 1024 and _size(key, out, headers) + 512 <= 200_000
     assert dlq.parse_dead_letter(_record(key, out, headers)).original_bytes == 600_000
     with pytest.raises(ValueError, match="no room"):
-        dlq.dead_letter(b"k", b"v" * 5000, kind="too_large", message="m", source_topic="t",
-                        source_partition=0, source_offset=1, max_bytes=3000)
+        dlq.dead_letter(
+            b"k",
+            b"v" * 5000,
+            kind="too_large",
+            message="m",
+            source_topic="t",
+            source_partition=0,
+            source_offset=1,
+            max_bytes=3000,
+        )

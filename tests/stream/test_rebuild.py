@@ -74,8 +74,11 @@ def test_expiry_never_changes_a_score() -> None:
                 if cid.startswith("back45-"):
                     returned_after_window.append((row, b[row].tolist()))
                     alone = fresh.transform_columns(
-                        [f"fresh-{day}-{row}"], [f"fresh-{cid}-{day}"], ["nowhere"],
-                        [batch[3][row]], [batch[4][row]],
+                        [f"fresh-{day}-{row}"],
+                        [f"fresh-{cid}-{day}"],
+                        ["nowhere"],
+                        [batch[3][row]],
+                        [batch[4][row]],
                     )[0]
                     assert [b[row][i] for i in customer_columns] == [
                         alone[i] for i in customer_columns
@@ -195,14 +198,16 @@ def test_the_daily_refresh_reads_stream_labels_stored_after_an_analysts_verdict(
     labels.record_analyst_label(db, "tx-analyst", True, "erin", now=datetime(2026, 12, 1))
     with db.begin() as conn:
         labels.record_stream_labels(
-            conn, "sqlite",
+            conn,
+            "sqlite",
             [{"transaction_id": "tx-stream", "is_fraud": True, "known_at": datetime(2024, 1, 3)}],
         )
     state.maybe_refresh(engine, [SimpleNamespace(topic=TOPIC, timestamp=(T0 + DAY) * 1000)])
     assert set(engine._pending) == {"tx-analyst", "tx-stream"}
     with db.begin() as conn:  # a later stream label, older than the verdict again
         labels.record_stream_labels(
-            conn, "sqlite",
+            conn,
+            "sqlite",
             [{"transaction_id": "tx-late", "is_fraud": True, "known_at": datetime(2024, 1, 4)}],
         )
     state.maybe_refresh(engine, [SimpleNamespace(topic=TOPIC, timestamp=(T0 + 2 * DAY) * 1000)])
