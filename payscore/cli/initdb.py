@@ -28,11 +28,13 @@ def initdb(
         console.print(f"created table {name}")
     for name in report.indexes_added:
         console.print(f"created index {name}")
+    for name in report.columns_added:
+        console.print(f"added column {name} (NULL in existing rows)")
     if report.rollup_rebuilt is not None:
         console.print(f"back-filled decision_rollup from {report.rollup_rebuilt} decisions")
     if report.labels_carried:
         console.print(f"carried {report.labels_carried} fraud labels over into label_events")
     if report.present:
         console.print(f"already present: {', '.join(report.present)}")
-    if not report.created and not report.indexes_added:
+    if not report.created and not report.indexes_added and not report.columns_added:
         console.print("schema up to date; nothing created")

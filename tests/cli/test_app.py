@@ -234,3 +234,16 @@ def test_no_warning_without_a_password(tmp_path: Path, monkeypatch: pytest.Monke
     ):
         result = runner.invoke(app, argv)
         assert "warning:" not in result.output, (argv, result.output)
+
+
+def test_initdb_names_the_columns_it_adds_to_an_older_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert runner.invoke(app, ["initdb", "--database-url", url]).exit_code == 0
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as a payscore from before policy versions made it
+        conn.execute(sa.text("ALTER TABLE scored_transactions DROP COLUMN policy_version"))
+    engine.dispose()
+    result = runner.invoke(app, ["initdb", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert "added column scored_transactions.policy_version" in result.output
+    assert "nothing created" not in result.output
