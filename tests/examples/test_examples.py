@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,7 @@ EXERCISED_BY = {
     "backtest_thresholds.py": "test_backtest_trains_and_compares_two_thresholds",
     "custom_rule.py": "test_custom_rule_fires_on_night_payments_above_its_limit",
     "data/payments.csv": "test_sample_csv_is_small_and_every_row_is_a_valid_payment",
+    "prometheus/prometheus.yml": "test_prometheus_config_passes_promtool",
 }
 
 
@@ -239,7 +240,9 @@ def test_backtest_trains_and_compares_two_thresholds(tmp_path: Path) -> None:
     assert out.count("$ payscore score ") == 2
 
     artifact = load_artifact(work / "model.joblib")
+    # The periods are UTC dates (training by dates); the file's times carry their offset.
     test_start = datetime.fromisoformat(artifact.metadata["training_period"]["test"][0])
+    test_start = test_start.replace(tzinfo=test_start.tzinfo or timezone.utc)
     with SAMPLE.open(newline="", encoding="utf-8") as f:
         held_out = {
             r["transaction_id"]: r["is_fraud"] == "1"
@@ -278,6 +281,25 @@ def test_backtest_trains_and_compares_two_thresholds(tmp_path: Path) -> None:
     candidate = stopped("decisions-candidate.csv", 0.01)
     assert candidate[0] > stopped("decisions-model.csv", review)[0]
     assert "candidate against model thresholds: +" in out
+
+
+# ---------------------------------------------------------------------- prometheus/prometheus.yml
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    """The scrape config is valid for Prometheus' own checker (installed with it by the bed)
+    and scrapes the consumer's documented metrics port."""
+    import shutil
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: run tests/bed/install.sh (it installs prometheus)"
+    config = EXAMPLES / "prometheus" / "prometheus.yml"
+    proc = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"consumer:9464"' in config.read_text(encoding="utf-8")
+    assert "9464" in str(Settings.model_fields["metrics_port"].description)  # the same port
 
 
 # ---------------------------------------------------------------------------- custom_rule.py
