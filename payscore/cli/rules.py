@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import tomllib
 import typer
 
 from payscore.cli.common import DatabaseUrl, console, settings_from
@@ -21,8 +20,6 @@ from payscore.errors import InputError
 if TYPE_CHECKING:
     from payscore.config import Settings
     from payscore.store.policy import PolicyStore
-
-MAX_RULE_FILE_BYTES = 1_048_576
 
 Actor = Annotated[
     str | None,
@@ -93,22 +90,16 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def read_rule_file(path: str) -> dict[str, Any]:
     """One rule as a TOML or JSON table (by the file's suffix)."""
+    from payscore.livepolicy import MAX_RULE_TEXT_BYTES, rule_table
+
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_RULE_FILE_BYTES:
-            raise InputError(f"{path}: larger than {MAX_RULE_FILE_BYTES} bytes")
+        if p.stat().st_size > MAX_RULE_TEXT_BYTES:
+            raise InputError(f"{path}: larger than {MAX_RULE_TEXT_BYTES} bytes")
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from e
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise InputError(
-            f"{path}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}"
-        ) from e
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: must hold one rule table")
-    return data
+    return rule_table(text, "json" if p.suffix.lower() == ".json" else "toml", path)
 
 
 def rule_from(
@@ -134,20 +125,6 @@ def rule_from(
     if params:
         data["params"] = {**data.get("params", {}), **dict(parse_param(p) for p in params)}
     return parse_rule(data, file or "flags")
-
-
-def stock_codes(settings: Settings) -> tuple[str, ...]:
-    from payscore.core.rules import default_rules
-
-    return tuple(
-        r.code
-        for r in default_rules(
-            velocity_max_payments=settings.velocity_max_payments,
-            velocity_window_seconds=settings.velocity_window_seconds,
-            amount_review_limit=settings.amount_review_limit,
-            amount_decline_limit=settings.amount_decline_limit,
-        )
-    )
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -213,6 +190,8 @@ def add(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a rule (from flags or a file), enabled; a malformed rule is refused, nothing stored."""
+    from payscore.livepolicy import stock_codes
+
     spec = rule_from(file, code, kind, action, param or [], description)
     who = actor_of(actor)
     settings, store = open_store(ctx, database_url)
