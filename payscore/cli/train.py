@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
 
 
-def _train_from_db(settings: Any, given: dict[str, Any], progress: Any, baseline: bool) -> Any:
+def _train_from_db(
+    settings: Any, given: dict[str, Any], progress: Any, baseline: bool, budget: float | None
+) -> Any:
     """Periods from the stored span, then the stored history read in chunks from where the
     replay must start (``Periods.replay_from``)."""
     from payscore.core import training
@@ -45,6 +47,7 @@ def _train_from_db(settings: Any, given: dict[str, Any], progress: Any, baseline
             progress,
             baseline=baseline,
             source=f"database {shown_url(db.url)}",
+            review_budget=budget,
         )
     finally:
         db.dispose()
@@ -104,6 +107,17 @@ def _period_lines(period: dict[str, Any]) -> list[str]:
     return lines + [f"note: {note}" for note in period.get("notes", [])]
 
 
+def _budget_line(chosen: dict[str, Any]) -> str:
+    share = chosen["fraud_share_caught"]
+    caught = "no frauds there to catch" if share is None else f"catches {share:.1%} of its frauds"
+    return (
+        f"review budget {chosen['cards_per_day']:g} cards a day: review threshold "
+        f"{chosen['review_threshold']:.4f}, {chosen['expected_cards_per_day']:.1f} cards a day "
+        f"to review over the {chosen['days']} validation days, {caught} "
+        f"({chosen['frauds']:,} fraudulent payments; reviewed or declined)"
+    )
+
+
 def train(
     ctx: typer.Context,
     data: str = typer.Option(
@@ -146,14 +160,22 @@ def train(
         help="Train on simulated world N instead of the handbook world (0): every seed "
         "shifted, the same periods (see docs/model.md, Other worlds).",
     ),
+    review_budget: float = typer.Option(
+        None,
+        "--review-budget",
+        help="Cards a day the fraud team can review: the review threshold is chosen on the "
+        "validation period so the expected daily review load is this (docs/model.md).",
+    ),
 ) -> None:
     """Train the fraud model (simulated world by default) and print its test metrics."""
     # Heavy (scikit-learn, pandas, numba): only when the command runs, never for --help.
     from payscore.core import paymentfile, simulator, training
+    from payscore.core.budget import check_budget
     from payscore.core.model import save_artifact
     from payscore.core.protocol_dates import FLAGS, parse_date
 
     settings = settings_from(ctx, model_path=output, database_url=database_url)
+    budget = None if review_budget is None else check_budget(review_budget)
     if data and from_db:
         raise typer.BadParameter("give one source: --data FILE or --from-db", param_hint="--data")
     if world and (data or from_db):
@@ -189,13 +211,13 @@ def train(
             rejected = labelled.rejected
             report_rejects(err_console, rejected, rejects)
             artifact, metrics = training.train_on_file(
-                labelled, progress, baseline=baseline, given=given
+                labelled, progress, baseline=baseline, given=given, review_budget=budget
             )
         elif from_db:
-            artifact, metrics = _train_from_db(settings, given, progress, baseline)
-        elif any(given.values()) or world:
+            artifact, metrics = _train_from_db(settings, given, progress, baseline, budget)
+        elif any(given.values()) or world or budget is not None:
             artifact, metrics = training.train_default_model(
-                progress, baseline=baseline, given=given, world=world
+                progress, baseline=baseline, given=given, world=world, review_budget=budget
             )
         else:  # the handbook's periods
             artifact, metrics = training.train_default_model(progress, baseline=baseline)
@@ -220,6 +242,10 @@ def train(
         highlight=False,
         markup=False,  # the artifact's own words, not styles
     )
+    if "review_budget" in meta:
+        console.print(
+            _budget_line(meta["review_budget"]), highlight=False, markup=False, soft_wrap=True
+        )
     if rejected is not None:
         console.print(
             f"{paymentfile.plural(len(rejected), 'row')} of {data} rejected (not trained on)",

@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from payscore.core import simulator
+from payscore.core.budget import set_thresholds
 from payscore.core.features import DAY, FeatureEngine
 from payscore.core.metrics import evaluate
 from payscore.core.model import ModelArtifact
@@ -54,8 +55,6 @@ log = logging.getLogger(__name__)
 # training week ends). Chosen, with the estimator's settings, on the protocol shifted one
 # week earlier (validation test week 08-01 .. 08-07), never on the test week: see docs/model.md.
 DEFAULT_TRAIN_START_DAY = 80
-DECLINE_QUANTILE = 0.997  # DECLINED ~ top 0.3 % of validation scores
-REVIEW_QUANTILE = 0.98  # REVIEW ~ the next 1.7 %
 
 
 def _noop(stage: str, done: int, total: int | None) -> None:
@@ -142,12 +141,6 @@ def default_estimator() -> Any:
     )
 
 
-def _thresholds(scores: np.ndarray) -> dict[str, float]:
-    decline = float(np.quantile(scores, DECLINE_QUANTILE))
-    review = float(np.quantile(scores, REVIEW_QUANTILE))
-    return {"review": min(review, decline), "decline": decline}
-
-
 @dataclass
 class PreparedWorld:
     """The handbook world up to the end of the test week, with its engine features."""
@@ -199,6 +192,7 @@ def train_default_model(
     prepared: PreparedWorld | None = None,
     given: dict[str, date | None] | None = None,
     world: int = 0,
+    review_budget: float | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
     """Train on the handbook world (or simulated world ``world``, see
     ``simulator.generate_world``); returns the artifact and its test-week metrics.
@@ -228,7 +222,9 @@ def train_default_model(
         label_delay_days=rows.engine.label_delay_days,
     )
     source = f"simulated world {world}" if world else "handbook simulated world"
-    return train_by_dates(rows, periods, baseline=baseline, source=source, progress=progress)
+    return train_by_dates(
+        rows, periods, baseline=baseline, source=source, progress=progress, budget=review_budget
+    )
 
 
 def train_by_dates(
@@ -239,9 +235,11 @@ def train_by_dates(
     source: str,
     progress: Progress,
     rejected_rows: int | None = None,
+    budget: float | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
-    """Fit on the training period, set thresholds on the validation period, evaluate on the
-    test period (see ``protocol_dates.select``); each empty part is one clear error."""
+    """Fit on the training period, set thresholds on the validation period (the review one
+    from ``budget`` cards a day if given, ``core.budget``), evaluate on the test period (see
+    ``protocol_dates.select``); each empty part is one clear error."""
     sel = select(periods, rows.times, rows.labels, rows.known_at, rows.customers)
     y, engine, X = rows.labels, rows.engine, rows.X
     train, validation, test = sel.train, sel.validation, sel.test
@@ -281,10 +279,16 @@ def train_by_dates(
         metrics = evaluate(y[test], scores_test, sel.days[test], rows.customers[test])
     except ValueError as e:
         raise InputError(f"{e} (test period {span('test')})") from e
-    if validation.any():
-        thresholds = _thresholds(artifact_stub.predict_scores(engine.feature_names, X[validation]))
+    v = validation
+    if v.any():
+        scores_val = artifact_stub.predict_scores(engine.feature_names, X[v])
+        thresholds, chosen = set_thresholds(
+            scores_val, sel.days[v], rows.customers[v], y[v], budget
+        )
+    elif budget is not None:
+        raise InputError("--review-budget needs a validation period to set the threshold on")
     else:
-        thresholds = {"review": 0.5, "decline": 0.9}
+        thresholds, chosen = {"review": 0.5, "decline": 0.9}, None
     metadata = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training_period": {
@@ -300,6 +304,7 @@ def train_by_dates(
         },
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "thresholds": thresholds,
+        **({} if chosen is None else {"review_budget": chosen.as_metadata()}),
         "model_type": _model_type(estimator),
         "baseline": baseline,
         "fit_seconds": round(fit_seconds, 2),
@@ -414,6 +419,7 @@ def train_on_file(
     baseline: bool = False,
     given: dict[str, date | None] | None = None,
     periods: Periods | None = None,
+    review_budget: float | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
     """Train on a file read by ``read_history``, by dates (``protocol_dates``): unlabelled
     rows and warm-up rows feed the features but are not learned from or tested on."""
@@ -428,6 +434,7 @@ def train_on_file(
         source=f"{data.format} {data.path.name}",
         progress=progress,
         rejected_rows=len(data.rejected),
+        budget=review_budget,
     )
 
 
@@ -439,9 +446,12 @@ def train_on_stored(
     *,
     baseline: bool = False,
     source: str = "database",
+    review_budget: float | None = None,
 ) -> tuple[ModelArtifact, dict[str, float]]:
     """Train on stored payments read in time-ordered chunks from ``periods.replay_from()``
     (see ``store/history.py``); only the periods' rows are held in memory."""
     progress = progress or _noop
     rows = replay(chunks, periods.kept(), progress=progress, total=total)
-    return train_by_dates(rows, periods, baseline=baseline, source=source, progress=progress)
+    return train_by_dates(
+        rows, periods, baseline=baseline, source=source, progress=progress, budget=review_budget
+    )
