@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from payscore.core import simulator
 from payscore.core.budget import set_thresholds
+from payscore.core.drift import REFERENCE_KEY, training_reference
 from payscore.core.features import DAY, FeatureEngine
 from payscore.core.metrics import evaluate
 from payscore.core.model import ModelArtifact
@@ -313,6 +314,14 @@ def train_by_dates(
             "label_delay_days": engine.label_delay_days,
         },
         "feature_ranges": _ranges(names, X, train, cols),
+        REFERENCE_KEY: training_reference(
+            names,
+            X,
+            cols,
+            train,
+            validation,
+            lambda rows: artifact_stub.predict_scores(engine.feature_names, X[rows]),
+        ),
     }
     artifact = ModelArtifact(estimator, names, metadata)
     return artifact, metrics
