@@ -196,3 +196,14 @@ def set_thresholds(
         return thresholds, None
     chosen = choose_review(days, customers, labels, scores, thresholds["decline"], budget)
     return {**thresholds, "review": chosen.review}, chosen
+
+
+def daily_load(
+    days: np.ndarray, customers: np.ndarray, scores: np.ndarray, review: float, decline: float
+) -> pd.Series:
+    """Cards to review on each day (0 on a day with payments but none in the band)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    band = (scores >= review) & (scores < decline)
+    frame = pd.DataFrame({"day": np.asarray(days)[band], "card": np.asarray(customers)[band]})
+    per_day = frame.groupby("day")["card"].nunique()
+    return per_day.reindex(np.unique(days), fill_value=0).astype("int64")

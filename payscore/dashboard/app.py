@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings, load_settings
-from payscore.dashboard import auth, gcfreeze, views
+from payscore.dashboard import auth, gcfreeze, model_view, views
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import TimeRange, utc_now
 from payscore.errors import InputError, PayscoreError
@@ -150,7 +150,7 @@ def _live(choice: str, analyst: str | None, labelling_off: str | None) -> None:
             lambda conn, tr: views.review_queue(conn, _label, analyst, labelling_off),
         ),
         "Customer": lambda: _tab_fragment(choice, lambda conn, tr: views.customer(conn)),
-        "Model": lambda: _tab(choice, lambda conn, tr: views.model_info(conn)),
+        "Model": lambda: _tab_fragment(choice, model_view.render),
     }
     for name, tab in zip(TABS, tabs, strict=True):
         if tab.open:

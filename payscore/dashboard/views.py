@@ -6,7 +6,6 @@ live in the core); this module only formats what the queries return.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -420,30 +419,3 @@ def label_history(conn: Connection) -> None:
     )
     table(lookups.label_history(conn, wanted), "label history", colour_status=False)
 
-
-def model_info(conn: Connection) -> None:
-    st.subheader("Model in service")
-    model = lookups.latest_model(conn)
-    if model is None:
-        st.info("No model version recorded yet (the consumer records one when it starts).")
-        return
-    meta = model["metadata"]
-    cols = st.columns(3)
-    cols[0].metric("Version", model["version"])
-    cols[1].metric("Trained at (UTC)", f"{model['trained_at']:%Y-%m-%d %H:%M}")
-    cols[2].metric("Activated at (UTC)", f"{model['activated_at']:%Y-%m-%d %H:%M}")
-    metrics = meta.get("metrics") or {}
-    thresholds = meta.get("thresholds") or {}
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Metrics**")
-        frame = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
-        table(frame, "model metrics", colour_status=False)
-    with right:
-        st.markdown("**Thresholds**")
-        frame = pd.DataFrame({"threshold": list(thresholds), "score": list(thresholds.values())})
-        table(frame, "model thresholds", colour_status=False)
-    other = {k: v for k, v in meta.items() if k not in {"metrics", "thresholds"}}
-    if other:
-        with st.expander("All metadata"):
-            st.code(json.dumps(other, indent=2, default=str), language="json")

@@ -10,6 +10,7 @@ from payscore.core.budget import (
     at_threshold,
     check_budget,
     choose_review,
+    daily_load,
     load_curve,
     set_thresholds,
 )
@@ -94,3 +95,9 @@ def test_set_thresholds_keeps_the_quantile_decline() -> None:
 def test_a_bad_budget_is_one_clear_error(bad: object) -> None:
     with pytest.raises(InputError, match="--review-budget must be"):
         check_budget(bad)
+
+
+def test_daily_load_counts_each_day_with_zero_days_kept() -> None:
+    per_day = daily_load(DAYS, CARDS, SCORES, 0.75, DECLINE)
+    assert per_day.to_dict() == {0: 1, 1: 0}  # day 0: A (0.8); day 1: A's 0.7 is below
+    assert daily_load(DAYS, CARDS, SCORES, 0.45, DECLINE).to_dict() == {0: 2, 1: 1}
