@@ -125,6 +125,13 @@ class Settings(BaseModel):
         "most this often, at a batch boundary, and applies changed rules and lists "
         "(docs/rules.md) and a promoted or rolled-back model (docs/model.md).",
     )
+    explain_top_reasons: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="consume and replay-dlq store this many reasons with every decision "
+        "(scored_transactions.explanation; docs/model.md#explanations); 0 turns it off.",
+    )
     snapshot_interval_seconds: float = Field(
         300.0,
         ge=0,

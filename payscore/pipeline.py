@@ -20,6 +20,7 @@ import numpy as np
 
 from payscore.config import Settings
 from payscore.core.decision import APPROVED, Decision
+from payscore.core.explain import explanation_text
 from payscore.core.features import Label
 from payscore.core.model import ModelArtifact
 from payscore.core.schema import InvalidMessage, Payment, parse_payment
@@ -113,6 +114,7 @@ class Pipeline:
         self._unwritten: set[str] = set()
         self._unwritten_lock = threading.Lock()
         self._shadow: dict[str, Decision] = {}  # the challenger's verdicts on this batch
+        self._explained: dict[str, str] = {}  # this batch's explanations (explanation_text)
 
     def prepare(
         self, messages: Sequence[Any], received_at: Sequence[datetime] | datetime | None = None
@@ -163,6 +165,7 @@ class Pipeline:
                 valid.append((m, p, at))
 
         self._shadow.clear()
+        self._explained.clear()
         decisions = self._score(valid, batch)
         scored_at = utcnow()
         for (m, p, at), decision in zip(valid, decisions, strict=True):
@@ -170,6 +173,7 @@ class Pipeline:
                 continue
             batch.decided.append((p, decision))
             batch.rows.append(decision_row(p, decision, m, at, scored_at))
+            batch.rows[-1]["explanation"] = self._explained.get(p.transaction_id)
             if self.scorer.challenger is not None:  # set or cleared only between batches
                 batch.rows[-1].update(shadow_columns(self._shadow.get(p.transaction_id)))
         self._hold([p.transaction_id for p, _ in batch.decided])
@@ -260,10 +264,11 @@ class Pipeline:
 
     def _decide(self, ids: list[str], X: np.ndarray, payments: list[Payment]) -> list[Decision]:
         """Model and rules on feature rows: the second half of ``Scorer.score_batch``; the
-        challenger's verdicts, if one is set, are kept for the rows (``_shadow``)."""
-        decisions = self.scorer.decide_rows(ids, X, payments)
+        challenger's verdicts, if one is set, are kept for the rows (``_shadow``), and so are
+        the explanations (``_explained``, ``Scorer.explain_top`` reasons each)."""
+        decided = self.scorer.decide_and_explain(ids, X, payments, self.scorer.explain_top)
         try:
-            shadow = self.scorer.shadow_rows(ids, X, payments)
+            shadow = self.scorer.shadow_rows(ids, X, payments, decided.fired)
         except Exception as e:  # the challenger never costs a decision
             log.warning(
                 "the challenger failed on %d payments (%s); no shadow for them", len(ids), e
@@ -271,7 +276,10 @@ class Pipeline:
             shadow = None
         for d in shadow or ():
             self._shadow[d.transaction_id] = d
-        return decisions
+        if decided.reasons is not None:
+            texts = map(explanation_text, decided.reasons)
+            self._explained.update(zip(ids, texts, strict=True))
+        return decided.decisions
 
     def _scoring_failed(self, m: Any, error: Exception, batch: PreparedBatch) -> None:
         reason = f"{type(error).__name__}: {error}"
@@ -367,8 +375,9 @@ def shadow_columns(d: Decision | None) -> dict[str, Any]:
 
 
 def build_scorer(settings: Settings, artifact: ModelArtifact) -> Scorer:
-    """The Scorer for these settings (thresholds, rules) with a fresh feature engine."""
-    return Scorer.from_settings_values(
+    """The Scorer for these settings (thresholds, rules, reasons per decision) with a fresh
+    feature engine."""
+    scorer = Scorer.from_settings_values(
         artifact,
         None,
         review_threshold=settings.review_threshold,
@@ -378,6 +387,8 @@ def build_scorer(settings: Settings, artifact: ModelArtifact) -> Scorer:
         amount_review_limit=settings.amount_review_limit,
         amount_decline_limit=settings.amount_decline_limit,
     )
+    scorer.explain_top = settings.explain_top_reasons
+    return scorer
 
 
 def register_model(writer: DecisionWriter, artifact: ModelArtifact) -> None:

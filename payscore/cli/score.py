@@ -63,8 +63,8 @@ def score_cmd(
     explain: bool = typer.Option(
         None,
         "--explain/--no-explain",
-        help="Top reasons of each REVIEW or DECLINED payment, in the output's explanation "
-        "column and for the riskiest on screen (default: on when the model can be explained).",
+        help="Top reasons of each payment, in the output's explanation column and for the "
+        "riskiest flagged on screen (default: on when the model can be explained).",
         show_default=False,
     ),
     top_reasons: int = typer.Option(
@@ -77,8 +77,8 @@ def score_cmd(
     with their line number and, with --rejects, written to a file. Valid payments are scored
     in event-time order; the output is in that order. With labels, metrics are computed over
     every labelled payment of --metrics-from .. --metrics-to (default: all), and say so.
-    Flagged payments are explained: the features that raised their score most, as reason
-    texts (--no-explain leaves them out; approved payments are never explained).
+    Every payment is explained: the features that raised its score most, as reason texts,
+    the same as the consumer stores (--no-explain leaves them out).
     """
     from payscore.core import backtest, paymentfile
     from payscore.core.decision import STATUSES
@@ -163,11 +163,16 @@ def _can_explain(scorer: Scorer, wanted: bool | None) -> bool:
 
 def _report_riskiest(decisions: list[Decision], explained: dict[str, list[Reason]]) -> None:
     """The highest-scored flagged payments, one line each with their top reasons' texts."""
+    from payscore.core.decision import APPROVED
+
     flagged = sorted(
-        (d for d in decisions if d.transaction_id in explained), key=lambda d: -d.score
+        (d for d in decisions if d.status != APPROVED and d.transaction_id in explained),
+        key=lambda d: -d.score,
     )
     if not flagged:
         return
+    from payscore.core.explain import explanation_text
+
     shown = flagged[:SHOWN_RISKIEST]
     console.print(
         f"riskiest flagged payments ({len(shown):,} of {len(flagged):,}; every flagged "
@@ -177,7 +182,7 @@ def _report_riskiest(decisions: list[Decision], explained: dict[str, list[Reason
         soft_wrap=True,
     )
     for d in shown:
-        texts = "; ".join(r.text for r in explained[d.transaction_id]) or "no feature raised it"
+        texts = explanation_text(explained[d.transaction_id]) or "no feature raised it"
         console.print(
             f"  {d.transaction_id}  score {d.score:.3f}  {d.status}  "
             f"{','.join(d.reasons) or '-'}: {texts}",

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from payscore.core.decision import APPROVED, STATUSES, Decision
+from payscore.core.decision import STATUSES, Decision
 from payscore.core.paymentfile import (
     LABEL_COLUMN,
     MAX_INPUT_BYTES,
@@ -32,8 +32,6 @@ from payscore.core.schema import Payment
 from payscore.errors import InputError
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from payscore.core.explain import Reason
     from payscore.core.scoring import Scorer
 
@@ -103,8 +101,9 @@ def run_backtest(
     this way the engine holds at most one batch of labels for payments it has not seen, so no
     label is lost to its cap on such labels, however long the file.
 
-    With ``explained`` (a dict to fill), each flagged payment's ``top`` reasons are added to it
-    by transaction id (``explain_flagged``); approved payments cost nothing more.
+    With ``explained`` (a dict to fill), each payment's ``top`` reasons are added to it by
+    transaction id (``Scorer.decide_and_explain``: the consumer's explanation, from the same
+    tree walk that scores).
     """
     delay = timedelta(days=scorer.engine.label_delay_days).total_seconds()
     add_label = scorer.engine.add_label
@@ -120,26 +119,15 @@ def run_backtest(
         if explained is None:
             decisions.extend(scorer.score_batch(batch))
         else:
-            decided, X = scorer.score_batch_with_features(batch)
-            explained.update(explain_flagged(scorer, decided, X, top))
-            decisions.extend(decided)
+            X = scorer.engine.transform(batch)
+            ids = [p.transaction_id for p in batch]
+            decided = scorer.decide_and_explain(ids, X, batch, top)
+            if decided.reasons is not None:
+                explained.update(zip(ids, decided.reasons, strict=True))
+            decisions.extend(decided.decisions)
         if progress is not None:
             progress("scoring", len(decisions), n)
     return decisions
-
-
-def explain_flagged(
-    scorer: Scorer, decisions: Sequence[Decision], X: np.ndarray, top: int = 3
-) -> dict[str, list[Reason]]:
-    """The ``top`` reasons (``explain.explain``) of each payment not APPROVED in a batch
-    scored by ``scorer.score_batch_with_features`` (``X``: its feature matrix)."""
-    rows = [i for i, d in enumerate(decisions) if d.status != APPROVED]
-    if not rows:
-        return {}
-    from payscore.core.explain import explain  # numba: only when something is flagged
-
-    reasons = explain(scorer.artifact, scorer.engine.feature_names, X[rows], top)
-    return {decisions[i].transaction_id: r for i, r in zip(rows, reasons, strict=True)}
 
 
 def explanation_json(reasons: Sequence[Reason]) -> str:

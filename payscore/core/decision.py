@@ -150,15 +150,18 @@ def decide(
     X: np.ndarray,
     model_version: str,
     payments: Sequence[Any] | None = None,
+    fired: np.ndarray | None = None,
 ) -> list[Decision]:
     """Decisions for a batch: block list, then allow rules, then the most severe of the model
-    and the other rules. ``payments`` (one per row) are needed by list and currency rules."""
+    and the other rules. ``payments`` (one per row) are needed by list and currency rules;
+    ``fired``: ``evaluate_rules``'s result for these rows and rules, when already computed."""
     scores = np.asarray(scores, dtype=np.float64)
     very_high = scores >= policy.thresholds.decline
     high = scores >= policy.thresholds.review
     severity = np.where(very_high, SEVERITY[DECLINED], np.where(high, SEVERITY[REVIEW], 0))
 
-    fired = evaluate_rules(policy.rules, feature_names, X, payments)
+    if fired is None:
+        fired = evaluate_rules(policy.rules, feature_names, X, payments)
     n = len(transaction_ids)
     tier = {"block": np.zeros(n, bool), "allow": np.zeros(n, bool)}
     for j, rule in enumerate(policy.rules):
@@ -170,6 +173,7 @@ def decide(
             severity = np.where(fired[:, j], np.maximum(severity, SEVERITY[rule.action]), severity)
     blocked, allowed = tier["block"], tier["allow"] & ~tier["block"]
     if blocked.any() or allowed.any():  # rare: most batches skip this
+        fired = fired.copy()  # the caller's copy may decide again (the challenger's)
         severity = np.where(blocked, SEVERITY[DECLINED], np.where(allowed, 0, severity))
         # The reasons name what decided: only the block-list codes for a blocked payment,
         # only the allow codes for an allowed one, else the model's and the rules' as before.

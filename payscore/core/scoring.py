@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from payscore.core.decision import APPROVED, DECLINED, REVIEW, Decision, Policy, decide
 from payscore.core.protocol import LABEL_DELAY_DAYS
-from payscore.core.rules import velocity_feature
+from payscore.core.rules import evaluate_rules, velocity_feature
 from payscore.core.schema import Payment
 from payscore.errors import ConfigError
 
 if TYPE_CHECKING:
+    from payscore.core.explain import Reason
     from payscore.core.features import FeatureEngine
     from payscore.core.model import ModelArtifact
 
@@ -27,6 +28,7 @@ __all__ = [
     "APPROVED",
     "DECLINED",
     "REVIEW",
+    "Decided",
     "Decision",
     "Policy",
     "Scorer",
@@ -65,6 +67,16 @@ def label_delay_days(artifact: ModelArtifact) -> int:
     return int(meta.get("label_delay_days", LABEL_DELAY_DAYS))
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A batch's decisions, their reasons (None when not explained) and the rules that fired
+    (``evaluate_rules``, for the challenger to reuse)."""
+
+    decisions: list[Decision]
+    reasons: list[list[Reason]] | None
+    fired: np.ndarray
+
+
 class Scorer:
     """Scores batches of payments in event-time order; owns the engine's state while it runs."""
 
@@ -94,6 +106,9 @@ class Scorer:
         #: Scores beside this one on the same features, never deciding (its thresholds, these
         #: rules): set by a running consumer from the registry (stream/live.py).
         self.challenger: Scorer | None = None
+        #: Reasons the pipeline stores with each decision (setting ``explain_top_reasons``;
+        #: 0: none). ``payscore score`` passes its own ``--top-reasons`` instead.
+        self.explain_top = 0
         artifact.warm_up()  # compile the tree walk before the first payment waits for it
 
     @classmethod
@@ -146,21 +161,47 @@ class Scorer:
         self, ids: Sequence[str], X: np.ndarray, payments: Sequence[Payment]
     ) -> list[Decision]:
         """Model and rules on feature rows (columns: ``engine.feature_names``)."""
+        return self.decide_and_explain(ids, X, payments).decisions
+
+    def decide_and_explain(
+        self, ids: Sequence[str], X: np.ndarray, payments: Sequence[Payment], top: int = 0
+    ) -> Decided:
+        """Model and rules on feature rows and, with ``top`` > 0 and a walkable model, each
+        row's ``top`` reasons (``explain.explain``), the scores and contributions taken from
+        one tree walk (``explain.scored_contributions``: the same scores as without)."""
+        from payscore.core import explain
+
         names = self.engine.feature_names
-        scores = self.artifact.predict_scores(names, X)
-        return decide(self.policy, ids, scores, names, X, self.model_version, payments)
+        fired = evaluate_rules(self.policy.rules, names, X, payments)
+        reasons = None
+        if top > 0 and len(ids) and explain.explainable(self.artifact):
+            scores, C = explain.scored_contributions(self.artifact, names, X)
+            reasons = explain.explain(self.artifact, names, X, top, C)
+        else:
+            scores = self.artifact.predict_scores(names, X)
+        decisions = decide(self.policy, ids, scores, names, X, self.model_version, payments, fired)
+        return Decided(decisions, reasons, fired)
 
     def shadow_rows(
-        self, ids: Sequence[str], X: np.ndarray, payments: Sequence[Payment]
+        self,
+        ids: Sequence[str],
+        X: np.ndarray,
+        payments: Sequence[Payment],
+        fired: np.ndarray | None = None,
     ) -> list[Decision] | None:
         """What the challenger would decide on the same rows, under these rules; None without
-        a challenger."""
+        a challenger. ``fired``: the champion's rule results on these rows (``Decided.fired``),
+        reused, so the challenger adds only its own tree walk and the decision."""
         challenger = self.challenger
         if challenger is None:
             return None
         if challenger.policy.rules is not self.policy.rules:
             challenger.policy = replace(self.policy, thresholds=challenger.policy.thresholds)
-        return challenger.decide_rows(ids, X, payments)
+        names = self.engine.feature_names
+        scores = challenger.artifact.predict_scores(names, X)
+        return decide(
+            challenger.policy, ids, scores, names, X, challenger.model_version, payments, fired
+        )
 
     def feature(self, X: np.ndarray, name: str) -> np.ndarray:
         """One column of a matrix returned by ``score_batch_with_features``, by name."""

@@ -58,6 +58,10 @@ scored_transactions = Table(
     Column("challenger_version", String(64)),
     Column("challenger_score", Double),
     Column("challenger_status", String(10)),
+    # The decision's top reasons as one readable line (core/explain.py ``explanation_text``,
+    # at most 500 characters; NULL: explanations off, a model that cannot be explained, or a
+    # row written before them). Added to older databases by initdb.
+    Column("explanation", String(500)),
     Index("ix_scored_customer_time", "customer_id", "event_time"),
     Index("ix_scored_terminal_time", "terminal_id", "event_time"),
     Index("ix_scored_status_time", "status", "event_time"),

@@ -10,7 +10,16 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from payscore.core import simulator, training
-from payscore.core.explain import NotExplainable, contributions, explain, reason_text
+from payscore.core.explain import (
+    MAX_EXPLANATION_CHARS,
+    NotExplainable,
+    Reason,
+    contributions,
+    explain,
+    explanation_text,
+    reason_text,
+    scored_contributions,
+)
 from payscore.core.model import ModelArtifact
 
 
@@ -70,3 +79,46 @@ def test_a_model_that_is_not_a_tree_walk_is_one_clear_error(fitted) -> None:
     artifact = ModelArtifact(est, names[:2], {})
     with pytest.raises(NotExplainable, match="not a walkable tree model"):
         contributions(artifact, names, X[:3])
+
+
+def test_one_walk_scores_exactly_as_predict_scores_and_explains_as_contributions(fitted) -> None:
+    artifact, names, X = fitted
+    rows = X[::3].copy()
+    rows[::4, 1] = np.nan
+    scores, C = scored_contributions(artifact, names, rows)
+    assert np.array_equal(scores, artifact.predict_scores(names, rows))  # the same bits
+    _, alone = contributions(artifact, names, rows)
+    assert np.allclose(C, alone, rtol=0, atol=1e-12)
+    assert explain(artifact, names, rows, 3, C) == explain(artifact, names, rows, 3)
+
+
+def test_the_stored_text_joins_the_reasons_and_is_bounded(fitted) -> None:
+    artifact, names, X = fitted
+    reasons = explain(artifact, names, X[:50], top=10)
+    for row in reasons:
+        text = explanation_text(row)
+        assert text == "; ".join(r.text for r in row)[:MAX_EXPLANATION_CHARS]
+    long = [Reason("amount", 1.0, 1.0, "x" * 300)] * 3
+    text = explanation_text(long)
+    assert len(text) == MAX_EXPLANATION_CHARS and text.endswith("...")
+
+
+def test_a_scorer_decides_the_same_with_and_without_reasons(fitted) -> None:
+    from payscore.core.decision import Policy
+    from payscore.core.features import FeatureEngine
+    from payscore.core.scoring import Scorer
+
+    artifact, names, X = fitted
+    # the stock rules, with an amount limit low enough to flag some rows by rule alone
+    limits = {"velocity_max_payments": 3, "velocity_window_seconds": 3600}
+    limits |= {"amount_review_limit": 50.0, "amount_decline_limit": 1e9}
+    policy = Policy.from_values({"review": 0.2, "decline": 0.8}, **limits)
+    scorer = Scorer(artifact, FeatureEngine(), policy)
+    rows = X[:400]
+    ids = [f"t{i}" for i in range(len(rows))]
+    plain = scorer.decide_and_explain(ids, rows, [None] * len(rows))
+    explained = scorer.decide_and_explain(ids, rows, [None] * len(rows), 3)
+    assert plain.reasons is None and explained.reasons is not None
+    assert plain.decisions == explained.decisions
+    assert {d.status for d in plain.decisions} >= {"APPROVED", "REVIEW"}
+    assert explained.reasons == explain(artifact, names, rows, 3)
