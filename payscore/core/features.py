@@ -4,6 +4,14 @@ One code path: the consumer calls ``FeatureEngine.transform`` on each batch, and
 the very same engine over the history (``transform_columns`` is the column-wise entry point
 both use), so there is no training/serving skew. Fraud labels are a second input: a label is
 used only by payments whose event time is at or after the label's ``known_at``.
+
+A terminal's payments reach a consumer through every partition (the producer keys by card), in
+an order that differs from run to run and between consumers. So terminal features read only
+the terminal's payments at least the label delay old, and a terminal's history is trimmed with
+the same delay of slack: a payment's terminal features do not depend on the order in which the
+terminal's payments arrived, as long as no payment arrives a label delay (7 days) or more
+behind another of the same terminal (docs/pipeline.md, "Terminal features and several
+consumers").
 """
 
 from __future__ import annotations
@@ -84,7 +92,6 @@ def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
     for w in TERMINAL_WINDOWS_DAYS:
         names += [f"terminal_nb_tx_{w}day", f"terminal_risk_{w}day"]
     names += [
-        "terminal_nb_tx_recent_1day",
         "terminal_nb_fraud_30day",
         "terminal_last_known_fraud",
         "terminal_days_since_first_fraud",
@@ -101,6 +108,8 @@ class FeatureEngine:
 
     Customer windows are ``(t - w, t]`` with the current payment included; terminal windows
     are ``(t - d - w, t - d]`` (d = label delay) with the fraction of known frauds, 0 if empty.
+    No terminal feature reads the terminal's last d: payments of other cards come through other
+    partitions and other consumers, in no fixed order (see the module docstring).
     """
 
     def __init__(self, velocity_windows: Sequence[int] = (60, 3600), label_delay_days: int = 7):
@@ -115,6 +124,10 @@ class FeatureEngine:
         self._delay = self.label_delay_days * DAY
         self._customer_keep = max([max(CUSTOMER_WINDOWS_DAYS) * DAY, *map(float, windows)])
         self._terminal_keep = self._delay + max(TERMINAL_WINDOWS_DAYS) * DAY
+        # A payment trims its terminal's history this far back: the windows' reach plus the
+        # lateness allowed (the label delay), so a payment up to that late still finds the
+        # history an in-order run gives it, whatever later payment trimmed first.
+        self._terminal_trim = self._terminal_keep + self._delay
         self._customers: dict[str, _Customer] = {}
         self._terminals: dict[str, _Terminal] = {}
         self._tx_terminal: dict[str, str] = {}  # payments in terminal state, for late labels
@@ -241,7 +254,7 @@ class FeatureEngine:
         if term is None:
             term = self._terminals[tid] = _Terminal()
         ttimes, fraud_at = term.times, term.fraud_at
-        keep_from = t - self._terminal_keep
+        keep_from = t - self._terminal_trim
         if ttimes and ttimes[0] <= keep_from:
             cut = bisect_right(ttimes, keep_from)
             tx_terminal = self._tx_terminal
@@ -260,8 +273,6 @@ class FeatureEngine:
             frauds = 0 if window.count(_INF) == count else len([k for k in window if k <= t])
             append(float(count))
             append(frauds / count if count else 0.0)
-        recent_lo = bisect_right(ttimes, t - DAY)
-        append(float(bisect_right(ttimes, t, recent_lo) - recent_lo + 1))
         append(float(frauds))
         # Is the terminal's fraud still going on? Latest known label, age of the fraud run.
         if frauds:
@@ -342,7 +353,7 @@ class FeatureEngine:
                 dropped += 1
         for tid in list(self._terminals):
             term = self._terminals[tid]
-            cut = bisect_right(term.times, t - self._terminal_keep)
+            cut = bisect_right(term.times, t - self._terminal_trim)  # the payments' own trim
             for old in term.txids[:cut]:
                 self._tx_terminal.pop(old, None)
             del term.times[:cut], term.txids[:cut], term.fraud_at[:cut]

@@ -81,7 +81,7 @@ class FeatureState:
         if restored is not None:
             engine, replayed = restored
         elif latest is not None:
-            since = state.history_start(latest, engine.label_delay_days)
+            since = _history_start(latest, engine)
             cursor = state.label_cursor(self.db)  # first: a label stored meanwhile is re-read
             engine.add_labels(state.load_labels(self.db, known_after=since))
             self._label_cursor = cursor
@@ -117,7 +117,7 @@ class FeatureState:
         engine, covers = restored.engine, restored.covers
         labels, label_cursor = state.labels_after(self.db, covers.label_cursor)
         engine.add_labels(labels)
-        since = state.history_start(latest, engine.label_delay_days)
+        since = _history_start(latest, engine)
         ours = state.load_history(
             self.db, self.topic, since, partitions=owned, after_id=covers.max_id
         )
@@ -153,16 +153,24 @@ class FeatureState:
         except ServiceUnavailable as e:
             log.warning("feature snapshot skipped: %s", e)
 
-    def maybe_refresh(self, engine: FeatureEngine, records: Sequence[Any]) -> None:
-        """Once per event-time day: new labels and other consumers' payments (terminals);
-        and customers and terminals gone quiet are dropped (``expire_quiet``). First, when
-        due, a snapshot of the state as it stands (``maybe_snapshot``)."""
+    def maybe_refresh(self, engine: FeatureEngine, records: Sequence[Any] = ()) -> None:
+        """Once per day of the payments' event time (the newest the engine has seen, not the
+        records' timestamps, which a replay or a backlog does not advance): new labels and
+        other consumers' payments (terminals); and customers and terminals gone quiet are
+        dropped (``expire_quiet``). First, when due, a snapshot of the state as it stands
+        (``maybe_snapshot``). ``records`` is not read: the engine's own clock decides.
+
+        Terminal features read payments at least the label delay (7 days) old, so a payment's
+        features are the same with one consumer or several as long as no partition's stored
+        payments are more than the delay less this day behind another's (docs/pipeline.md)."""
+        del records
         self.maybe_snapshot(engine)
         self.expire_quiet(engine)
-        newest = max((r.timestamp for r in records if r.topic == self.topic), default=None)
-        if newest is None:
+        newest_time = engine.newest_event_time
+        if newest_time is None:
             return
-        day = (newest / 1000) // DAY_S
+        newest = newest_time.timestamp()
+        day = newest // DAY_S
         if self._state_day is None:
             self._state_day = day
             return
@@ -174,8 +182,7 @@ class FeatureState:
             engine.add_labels(labels)
             self._label_cursor = cursor
             owned = self._owned_partitions()
-            since = datetime.fromtimestamp(newest / 1000, timezone.utc).replace(tzinfo=None)
-            since -= timedelta(days=state.HISTORY_DAYS + engine.label_delay_days)
+            since = _history_start(newest_time.replace(tzinfo=None), engine)
             others = state.load_history(
                 self.db,
                 self.topic,
@@ -219,6 +226,15 @@ class FeatureState:
             engine.terminal_count,
         )
         return dropped
+
+
+def _history_start(latest: datetime, engine: FeatureEngine) -> datetime:
+    """Oldest stored event time the state needs: the windows' reach before ``latest`` and a
+    label delay more, for partitions whose stored payments are behind ``latest`` (the engine
+    trims terminals with the same slack)."""
+    return state.history_start(latest, engine.label_delay_days) - timedelta(
+        days=engine.label_delay_days
+    )
 
 
 def _replay(engine: FeatureEngine, history: state.History) -> None:

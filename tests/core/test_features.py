@@ -178,10 +178,12 @@ def test_expire_drops_silent_customers_and_terminals():
     engine.transform([pay("a", T0, cust="quiet", term="t-quiet")])
     engine.transform([pay("b", T0 + timedelta(days=40), cust="busy", term="t-busy")])
     assert engine.customer_count == 2
-    dropped = engine.expire(T0 + timedelta(days=40, hours=1))
-    assert dropped == 2  # the quiet customer and its terminal
+    # A terminal is kept a label delay longer than its 37-day windows reach (late payments).
+    assert engine.expire(T0 + timedelta(days=40, hours=1)) == 1  # the quiet customer
+    dropped = engine.expire(T0 + timedelta(days=44, hours=1))
+    assert dropped == 1  # and now its terminal
     assert engine.customer_count == 1 and engine.terminal_count == 1
-    X = engine.transform([pay("c", T0 + timedelta(days=41), cust="quiet", term="t-quiet")])
+    X = engine.transform([pay("c", T0 + timedelta(days=45), cust="quiet", term="t-quiet")])
     assert col(engine, X, "customer_nb_tx_30day").tolist() == [1]
 
 
@@ -232,3 +234,42 @@ def test_the_engine_keeps_its_newest_event_time_across_a_snapshot():
     restored = FeatureEngine.restore(json.loads(json.dumps(engine.snapshot())))
     assert restored.newest_event_time == T0 + timedelta(hours=2)
     assert restored.held_entries == engine.held_entries == 6  # 2 + 2 lists, 2 terminal txids
+
+
+def _partitioned_runs(payments, frauds, leads_days):
+    """The payments as a consumer of ``len(leads_days)`` partitions (keyed by card) may read
+    them: partition k running ``leads_days[k]`` days of event time ahead of an in-order read,
+    each card in its own order; each payment's label sent with it, known 7 days later.
+    Returns the engine, the arrival order and the features keyed by transaction."""
+    delay = timedelta(days=protocol.LABEL_DELAY_DAYS)
+    n = len(leads_days)
+    lead = [d * 86_400.0 for d in leads_days]
+    order = sorted(
+        range(len(payments)),
+        key=lambda i: payments[i].event_time.timestamp() - lead[int(payments[i].customer_id) % n],
+    )
+    engine = FeatureEngine()
+    rows = {}
+    for i in order:
+        p = payments[i]
+        engine.add_label(p.transaction_id, bool(frauds[i]), (p.event_time + delay).timestamp())
+        rows[p.transaction_id] = engine.transform_one(p)
+    return engine, order, rows
+
+
+def test_terminal_features_do_not_depend_on_the_order_across_partitions():
+    """A terminal's payments come through every partition in an order that differs from run to
+    run and between consumers: up to days apart in a backlog. The features of every payment are
+    the same whichever order, as long as no partition runs a label delay ahead of another."""
+    df = simulator.generate_world(n_customers=300, n_terminals=100, n_days=70)
+    payments = simulator.to_payments(df)
+    frauds = df["TX_FRAUD"].to_numpy()
+    engine, _, in_order = _partitioned_runs(payments, frauds, [0])
+    for leads in ([0, 0.02, 1], [5.9, 0, 3, 0.5, 2]):
+        _, order, rows = _partitioned_runs(payments, frauds, leads)
+        assert order != sorted(order)  # the arrival order did change
+        assert rows == in_order, leads
+    # The slice reaches the trimmed edge of the 30-day delayed windows and their known frauds.
+    X = np.array(list(in_order.values()))
+    assert col(engine, X, "terminal_nb_fraud_30day").max() > 0
+    assert (df["TX_TIME_DAYS"].max() - df["TX_TIME_DAYS"].min()) > 45

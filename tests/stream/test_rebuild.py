@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from payscore.core.features import DAY, FeatureEngine
-from payscore.store.schema import metadata
+from payscore.store.schema import metadata, scored_transactions
 from payscore.stream.rebuild import EXPIRY_LATENESS, FeatureState
 
 T0 = 1_704_067_200.0  # 2024-01-01 00:00 UTC
@@ -135,7 +135,7 @@ def _peak(sizes: list[tuple[int, int, int, int]], days: range, what: int) -> int
     return max(sizes[d][what] for d in days)
 
 
-# After the longest window (30 days for cards, 37 for terminals) and the lateness, the state
+# After the longest window (30 days for cards, 44 for terminals) and the lateness, the state
 # is as large as it gets: from day 120 on it holds no more than from day 50 to 90.
 SETTLED, LATER = range(50, 90), range(120, 160)
 
@@ -155,7 +155,7 @@ def test_the_daily_refresh_levels_the_state_off_under_churn(
         assert later <= settled * 1.02, (what, settled, later)
     customers, terminals, held, _ = refreshed[-1]
     assert customers <= 33 * (per_day + 15)
-    assert terminals <= 60 + 41 * (per_day // 10)
+    assert terminals <= 60 + 48 * (per_day // 10)  # 37 days' windows + 7 days' lateness
     # Without it every card that ever paid is still held: the state grows with the stream.
     unbounded = _run(days, per_day, lambda engine, batch: None, traced=False)
     assert unbounded[-1][0] >= days * per_day > 4 * customers
@@ -188,8 +188,8 @@ def test_the_daily_refresh_reads_stream_labels_stored_after_an_analysts_verdict(
     metadata.create_all(db)
     engine = FeatureEngine()
     state = FeatureState(db, TOPIC, FeatureEngine, set)
-    day0 = SimpleNamespace(topic=TOPIC, timestamp=T0 * 1000)
-    state.maybe_refresh(engine, [day0])  # the first batch sets the day
+    _paid(engine, T0)
+    state.maybe_refresh(engine)  # the first batch sets the day
     from payscore.store.schema import scored_transactions
     from tests.store.rows import row
 
@@ -202,7 +202,8 @@ def test_the_daily_refresh_reads_stream_labels_stored_after_an_analysts_verdict(
             "sqlite",
             [{"transaction_id": "tx-stream", "is_fraud": True, "known_at": datetime(2024, 1, 3)}],
         )
-    state.maybe_refresh(engine, [SimpleNamespace(topic=TOPIC, timestamp=(T0 + DAY) * 1000)])
+    _paid(engine, T0 + DAY)
+    state.maybe_refresh(engine)
     assert set(engine._pending) == {"tx-analyst", "tx-stream"}
     with db.begin() as conn:  # a later stream label, older than the verdict again
         labels.record_stream_labels(
@@ -210,5 +211,35 @@ def test_the_daily_refresh_reads_stream_labels_stored_after_an_analysts_verdict(
             "sqlite",
             [{"transaction_id": "tx-late", "is_fraud": True, "known_at": datetime(2024, 1, 4)}],
         )
-    state.maybe_refresh(engine, [SimpleNamespace(topic=TOPIC, timestamp=(T0 + 2 * DAY) * 1000)])
+    _paid(engine, T0 + 2 * DAY)
+    state.maybe_refresh(engine)
     assert "tx-late" in engine._pending
+
+
+def _paid(engine: FeatureEngine, t: float) -> None:
+    """One payment at event time ``t``: the refresh's day is the engine's newest event time."""
+    engine.transform_columns([f"tx-{t}"], ["card"], ["term"], [1.0], [t])
+
+
+def test_the_refresh_follows_the_payments_event_time_not_the_records_timestamps(tmp_path):
+    """A backlog or a replay is read within minutes of wall-clock time: other consumers'
+    stored payments must still be read as the payments' own days pass."""
+    from datetime import datetime
+
+    from tests.store.rows import row
+
+    db = create_engine(f"sqlite:///{tmp_path / 'others.db'}")
+    metadata.create_all(db)
+    engine = FeatureEngine()
+    state = FeatureState(db, TOPIC, FeatureEngine, lambda: {0})
+    now = SimpleNamespace(topic=TOPIC, timestamp=T0 * 1000)  # every record: the same wall day
+    _paid(engine, T0)
+    state.maybe_refresh(engine, [now])
+    with db.begin() as conn:
+        other = row("tx-other", 1, partition=1, when=datetime(2024, 1, 1, 6))
+        conn.execute(scored_transactions.insert(), [other])
+    state.maybe_refresh(engine, [now])
+    assert "tx-other" not in engine._tx_terminal  # the same event-time day: not yet
+    _paid(engine, T0 + DAY)
+    state.maybe_refresh(engine, [now])
+    assert "tx-other" in engine._tx_terminal
