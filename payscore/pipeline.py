@@ -20,6 +20,7 @@ import numpy as np
 
 from payscore.config import Settings
 from payscore.core.decision import APPROVED, Decision
+from payscore.core.drift import BatchBins
 from payscore.core.explain import explanation_text
 from payscore.core.features import Label
 from payscore.core.model import ModelArtifact
@@ -85,6 +86,7 @@ class PreparedBatch:
     labels: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0
     staged: Any = None  # the writer's handle for this batch (``DecisionWriter.stage_batch``)
+    drift: Any = None  # the decided rows' bins in the champion's reference (core/drift.py)
 
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -114,6 +116,7 @@ class Pipeline:
         self._unwritten: set[str] = set()
         self._unwritten_lock = threading.Lock()
         self._shadow: dict[str, Decision] = {}  # the challenger's verdicts on this batch
+        self.drift = BatchBins()  # counted with the batch's decisions (store/drift.py)
         self._explained: dict[str, str] = {}  # this batch's explanations (explanation_text)
 
     def prepare(
@@ -176,6 +179,7 @@ class Pipeline:
             batch.rows[-1]["explanation"] = self._explained.get(p.transaction_id)
             if self.scorer.challenger is not None:  # set or cleared only between batches
                 batch.rows[-1].update(shadow_columns(self._shadow.get(p.transaction_id)))
+        batch.drift = self.drift.take([p.transaction_id for p, _ in batch.decided])
         self._hold([p.transaction_id for p, _ in batch.decided])
         # Staged now, on the thread that prepared it: a writer in another process receives
         # the batch while it is still writing the previous one (see store/process.py).
@@ -200,6 +204,7 @@ class Pipeline:
             [r.record for r in batch.rejected],
             batch.offsets,
             batch.labels,
+            drift=batch.drift,
         )
         batch.staged = self.writer.stage_batch(request)
 
@@ -252,7 +257,7 @@ class Pipeline:
         try:
             for i, d in zip(kept, self._decide(ids, X, pays), strict=True):
                 out[i] = d
-            return out
+            return self._binned(ids, X, kept, out)
         except Exception as e:
             log.warning("scoring a batch of %d failed (%s); scoring row by row", len(kept), e)
         for j, i in enumerate(kept):
@@ -260,6 +265,20 @@ class Pipeline:
                 out[i] = self._decide(ids[j : j + 1], X[j : j + 1], pays[j : j + 1])[0]
             except Exception as e:
                 self._scoring_failed(valid[i][0], e, batch)
+        return self._binned(ids, X, kept, out)
+
+    def _binned(
+        self, ids: list[str], X: np.ndarray, kept: list[int], out: list[Decision | None]
+    ) -> list[Decision | None]:
+        """The decided rows counted into the champion's drift bins (``core/drift.py``)."""
+        done = [j for j, i in enumerate(kept) if out[i] is not None]
+        scores = [out[kept[j]].score for j in done]  # type: ignore[union-attr]
+        rows = X if len(done) == len(kept) else X[done]
+        names = self.scorer.engine.feature_names
+        try:
+            self.drift.observe(self.scorer.artifact, names, [ids[j] for j in done], rows, scores)
+        except Exception as e:  # drift is monitoring: it never costs a decision
+            log.warning("drift bins failed on %d payments (%s); not counted", len(done), e)
         return out
 
     def _decide(self, ids: list[str], X: np.ndarray, payments: list[Payment]) -> list[Decision]:

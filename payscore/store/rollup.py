@@ -16,8 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select
-from sqlalchemy.dialects import mysql as mysql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from payscore.store.engine import begin_write
 from payscore.store.schema import (
@@ -26,6 +24,7 @@ from payscore.store.schema import (
     decision_rollup,
     scored_transactions,
 )
+from payscore.store.statements import increment_upsert
 
 STATUS_COLUMNS = {"APPROVED": "approved", "REVIEW": "review", "DECLINED": "declined"}
 SCORE_COLUMNS = tuple(f"score_{i:02d}" for i in range(ROLLUP_SCORE_BINS))
@@ -93,19 +92,7 @@ def _upsert(dialect: str) -> Any:
     Built once per dialect: building it (and its cache key) per batch cost more than the
     statement itself.
     """
-    table = decision_rollup
-    if dialect == "sqlite":
-        stmt = sqlite_dialect.insert(table)
-        return stmt.on_conflict_do_update(
-            index_elements=["grain", "bucket"],
-            set_={c: table.c[c] + stmt.excluded[c] for c in COUNT_COLUMNS},
-        )
-    if dialect in {"mysql", "mariadb"}:
-        mstmt = mysql_dialect.insert(table)
-        return mstmt.on_duplicate_key_update(
-            {c: table.c[c] + mstmt.inserted[c] for c in COUNT_COLUMNS}
-        )
-    raise NotImplementedError(f"no rollup upsert for the {dialect} dialect")
+    return increment_upsert(dialect, decision_rollup, ("grain", "bucket"), COUNT_COLUMNS)
 
 
 def rebuild(engine: Engine) -> int:

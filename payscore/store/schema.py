@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from payscore.core.drift import MAX_BINS
+
 metadata = MetaData()
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets a BIGINT.
@@ -101,6 +103,20 @@ decision_rollup = Table(
         Column(f"score_{i:02d}", BigInteger, nullable=False) for i in range(ROLLUP_SCORE_BINS)
     ),  # decisions with min(floor(score * 20), 19) == i
     PrimaryKeyConstraint("grain", "bucket"),
+)
+
+# Drift (store/drift.py, core/drift.py): each decided payment's model features and score
+# counted into the deciding model's reference bins, per hour of scored_at, by DecisionWriter
+# in the same transaction as the decisions (a redelivered batch is never counted twice).
+# ``feature`` is a feature name or "score"; bin_NN as in core.drift.bin_codes (unused: 0).
+feature_histograms = Table(
+    "feature_histograms",
+    metadata,
+    Column("model_version", String(64), nullable=False),
+    Column("hour", _Time, nullable=False),  # start of the hour, naive UTC
+    Column("feature", String(64), nullable=False),
+    *(Column(f"bin_{i:02d}", BigInteger, nullable=False, default=0) for i in range(MAX_BINS)),
+    PrimaryKeyConstraint("model_version", "hour", "feature"),
 )
 
 consumer_offsets = Table(

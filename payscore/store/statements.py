@@ -36,6 +36,23 @@ def insert_ignore(dialect: str, table: Any) -> Any:
 
 
 @functools.cache
+def increment_upsert(
+    dialect: str, table: Any, keys: tuple[str, ...], counts: tuple[str, ...]
+) -> Any:
+    """INSERT of new ``keys`` rows that adds to existing ones (col = col + the new value), for
+    counts kept by increments, which commute between writers (rollup, drift histograms)."""
+    if dialect == "sqlite":
+        stmt = sqlite_dialect.insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in counts}
+        )
+    if dialect in {"mysql", "mariadb"}:
+        mstmt = mysql_dialect.insert(table)
+        return mstmt.on_duplicate_key_update({c: table.c[c] + mstmt.inserted[c] for c in counts})
+    raise NotImplementedError(f"no counting upsert for the {dialect} dialect")
+
+
+@functools.cache
 def offsets_upsert(dialect: str) -> Any:
     """INSERT of next offsets that never moves a stored offset backwards."""
     if dialect == "sqlite":

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from payscore.store.drift import add_counts
 from payscore.store.engine import begin_write, database_error
 from payscore.store.labels import record_stream_labels
 from payscore.store.rollup import add_decisions
@@ -75,6 +76,7 @@ class BatchRequest:
     dead_letters: list[DeadLetterRecord]
     offsets: dict[tuple[str, str, int], int]
     labels: list[dict[str, Any]]
+    drift: Any = None  # core.drift.Codes of ``decisions``: counted for the rows inserted
 
 
 @dataclass(frozen=True)
@@ -192,11 +194,11 @@ class DecisionWriter:
         try:
             try:
                 return self._transaction(
-                    r.decisions, r.duplicates, r.dead_letters, r.offsets, r.labels, False
+                    r.decisions, r.duplicates, r.dead_letters, r.offsets, r.labels, False, r.drift
                 )
             except _Raced:  # rolled back; again, inserting row by row this time
                 return self._transaction(
-                    r.decisions, r.duplicates, r.dead_letters, r.offsets, r.labels, True
+                    r.decisions, r.duplicates, r.dead_letters, r.offsets, r.labels, True, r.drift
                 )
         except SQLAlchemyError as e:
             raise database_error(e, self.engine.url) from e
@@ -212,9 +214,10 @@ class DecisionWriter:
         offsets: dict[tuple[str, str, int], int],
         labels: Sequence[dict[str, Any]],
         careful: bool,
+        drift: Any = None,
     ) -> WriteResult:
         with self.engine.begin() as conn:
-            result = self._write(conn, decisions, dups, dead, offsets, careful)
+            result = self._write(conn, decisions, dups, dead, offsets, careful, drift)
             if labels:
                 self._upsert_labels(conn, labels)
             return result
@@ -227,6 +230,7 @@ class DecisionWriter:
         dead: Sequence[DeadLetterRecord],
         offsets: dict[tuple[str, str, int], int],
         careful: bool,
+        drift: Any = None,
     ) -> WriteResult:
         begin_write(conn)  # SQLite: all or nothing; see begin_write
         stored = self._lock_offsets(conn, offsets)
@@ -283,7 +287,9 @@ class DecisionWriter:
             self._upsert_offsets(conn, offsets, now)
         # Last, so the shared hot rollup rows are locked only for the commit.
         lost = {id(r) for r in raced}
-        add_decisions(conn, (r for r in unique if id(r) not in lost))
+        written = [r for r in unique if id(r) not in lost] if lost else unique
+        add_decisions(conn, written)
+        add_counts(conn, drift, decisions, written)  # drift bins of the same rows
         return WriteResult(
             decided=inserted,
             duplicates=len(dup_rows),
