@@ -190,6 +190,12 @@ class Settings(BaseModel):
         description="Analysts who may sign in to label: comma-separated name:bcrypt-hash "
         "entries (make one with `payscore dashboard hash-password NAME`); never plaintext.",
     )
+    dashboard_policy_editing: bool = Field(
+        False,
+        description="Signed-in analysts may also add, disable and enable rules and change "
+        "lists on the dashboard's Rules tab (needs dashboard_labelling for the sign-in); off: "
+        "the tab is read-only.",
+    )
 
     @field_validator("database_url")
     @classmethod

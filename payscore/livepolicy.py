@@ -26,19 +26,21 @@ MAX_RULE_TEXT_BYTES = 1_048_576
 FORMATS = ("toml", "json")
 
 
-def stock_codes(settings: Settings) -> tuple[str, ...]:
-    """The codes of the stock rules from settings: a stored rule may not take one."""
+def stock_rules(settings: Settings) -> tuple[Rule, ...]:
+    """The stock rules from settings (velocity and two amount limits)."""
     from payscore.core.rules import default_rules
 
-    return tuple(
-        r.code
-        for r in default_rules(
-            velocity_max_payments=settings.velocity_max_payments,
-            velocity_window_seconds=settings.velocity_window_seconds,
-            amount_review_limit=settings.amount_review_limit,
-            amount_decline_limit=settings.amount_decline_limit,
-        )
+    return default_rules(
+        velocity_max_payments=settings.velocity_max_payments,
+        velocity_window_seconds=settings.velocity_window_seconds,
+        amount_review_limit=settings.amount_review_limit,
+        amount_decline_limit=settings.amount_decline_limit,
     )
+
+
+def stock_codes(settings: Settings) -> tuple[str, ...]:
+    """The codes of the stock rules: a stored rule may not take one."""
+    return tuple(r.code for r in stock_rules(settings))
 
 
 def rule_table(text: str, fmt: str, source: str) -> dict[str, Any]:
@@ -61,6 +63,27 @@ def rule_from_text(text: str, fmt: str, source: str = "rule") -> RuleSpec:
     from payscore.core.policy import parse_rule
 
     return parse_rule(rule_table(text, fmt, source), source)
+
+
+REPORT_COLUMNS = ("payments", "flagged", "labelled fraud", "extra review", "overlap")
+
+
+def report_rows(report: WhatIf) -> list[tuple[str, list[str]]]:
+    """The what-if report as shown: (day or "total", the ``REPORT_COLUMNS`` formatted)."""
+    rows = [(str(day), c) for day, c in report.days.items()] + [("total", report.total)]
+    return [
+        (
+            label,
+            [
+                f"{c.payments:,}",
+                f"{c.flagged:,}",
+                f"{c.flagged_fraud:,}",
+                f"{c.extra_review:+,}",
+                f"{c.overlap:,}",
+            ],
+        )
+        for label, c in rows
+    ]
 
 
 def replay(

@@ -51,19 +51,13 @@ def whatif(
 
 
 def _show(report: WhatIf, what: str, first: date, last: date, version: int | None) -> None:
+    from payscore.livepolicy import REPORT_COLUMNS, report_rows
+
     table = Table(
         title=f"what-if: {what}, {first} .. {last} (event time), policy version {version}"
     )
-    for name in ("day", "payments", "flagged", "labelled fraud", "extra review", "overlap"):
+    for name in ("day", *REPORT_COLUMNS):
         table.add_column(name, justify="left" if name == "day" else "right")
-    rows = [(str(day), c) for day, c in report.days.items()] + [("total", report.total)]
-    for label, c in rows:
-        table.add_row(
-            label,
-            f"{c.payments:,}",
-            f"{c.flagged:,}",
-            f"{c.flagged_fraud:,}",
-            f"{c.extra_review:+,}",
-            f"{c.overlap:,}",
-        )
+    for label, cells in report_rows(report):
+        table.add_row(label, *cells)
     console.print(table)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.config import Settings, load_settings
-from payscore.dashboard import auth, gcfreeze, model_view, views
+from payscore.dashboard import auth, gcfreeze, model_view, rules_edit, rules_view, views
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import TimeRange, utc_now
 from payscore.errors import InputError, PayscoreError
@@ -103,6 +103,14 @@ def _label(tx: str, is_fraud: bool, note: str | None) -> str:
     return f"{tx} marked {verdict} by {analyst} at {when:%Y-%m-%d %H:%M:%S} UTC."
 
 
+def _policy_editor() -> rules_edit.Editor:
+    """Rule and list changes: each checks the settings and the sign-in again itself, and
+    writes through the write engine (made on the first change)."""
+    return rules_edit.Editor(
+        _settings, lambda: _engine(_settings().database_url, False), auth.signed_in
+    )
+
+
 def _schema_problem(engine: Engine) -> str | None:
     """A friendly explanation when the database cannot be read, else None."""
     try:
@@ -129,7 +137,7 @@ def _schema_problem(engine: Engine) -> str | None:
     return None
 
 
-TABS = ("Overview", "Decisions", "Risk", "Review queue", "Customer", "Model")
+TABS = ("Overview", "Decisions", "Risk", "Review queue", "Customer", "Model", "Rules")
 
 
 def _live(choice: str, analyst: str | None, labelling_off: str | None) -> None:
@@ -151,6 +159,9 @@ def _live(choice: str, analyst: str | None, labelling_off: str | None) -> None:
         ),
         "Customer": lambda: _tab_fragment(choice, lambda conn, tr: views.customer(conn)),
         "Model": lambda: _tab_fragment(choice, model_view.render),
+        "Rules": lambda: _tab_fragment(
+            choice, lambda conn, tr: rules_view.rules_tab(conn, _policy_editor(), analyst)
+        ),
     }
     for name, tab in zip(TABS, tabs, strict=True):
         if tab.open:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,13 +37,19 @@ STOCK_REVIEW = 200.0
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("whatif")
+    settings = store_world(f"sqlite:///{folder / 'w.db'}", folder)
+    return {"settings": settings, "folder": folder}
+
+
+def store_world(url: str, folder: Path) -> Settings:
+    """The tiny world's decisions and half its labels stored in the (empty) schema at ``url``,
+    its model saved in ``folder``: the settings the numbers here assume."""
     payments, labels = tiny_world()
     payments = sorted(payments, key=lambda p: p.event_time)
-    folder = tmp_path_factory.mktemp("whatif")
     model = folder / "model.joblib"
     artifact = train_tiny_model(payments, labels)
     save_artifact(artifact, model)
-    url = f"sqlite:///{folder / 'w.db'}"
     settings = Settings(
         database_url=url,
         model_path=str(model),
@@ -88,7 +95,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         conn.execute(insert(scored_transactions), rows)
         conn.execute(insert(fraud_labels), known)
     engine.dispose()
-    return {"settings": settings, "folder": folder}
+    return settings
 
 
 def independent(stored: dict[str, Any], rule: Any = None, review: float = 1.0) -> dict:
