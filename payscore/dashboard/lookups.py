@@ -28,11 +28,15 @@ from payscore.dashboard.queries import (
 from payscore.store.schema import label_events, model_versions
 
 BACKLOG_CAP = 1_000  # the backlog figure reads '1,000+' beyond this
+#: The review queue and a customer's history also show each decision's reasons, beside its
+#: reason codes (where a wide table shows them without scrolling).
+_CODES = DECISION_COLUMNS.index("reason_codes") + 1
+EXPLAINED_COLUMNS = (*DECISION_COLUMNS[:_CODES], "explanation", *DECISION_COLUMNS[_CODES:])
 
 
 def stmt_review_queue(limit: int = 100) -> Select:
     return (
-        select(*(st.c[name] for name in DECISION_COLUMNS))
+        select(*(st.c[name] for name in EXPLAINED_COLUMNS))
         .select_from(st.outerjoin(fl, fl.c.transaction_id == st.c.transaction_id))
         .where(st.c.status == "REVIEW", fl.c.transaction_id.is_(None))
         .order_by(st.c.event_time, st.c.id)
@@ -112,7 +116,7 @@ def stmt_customer_stats(customer_id: str) -> Select:
 
 def stmt_customer_history(customer_id: str, limit: int = 500) -> Select:
     return (
-        select(*(st.c[name] for name in DECISION_COLUMNS))
+        select(*(st.c[name] for name in EXPLAINED_COLUMNS))
         .where(st.c.customer_id == customer_id)
         .order_by(st.c.event_time.desc(), st.c.id.desc())
         .limit(min(limit, FETCH_CAP))
@@ -121,7 +125,7 @@ def stmt_customer_history(customer_id: str, limit: int = 500) -> Select:
 
 def review_queue(conn: Connection, limit: int = 100) -> pd.DataFrame:
     """Unlabelled REVIEW decisions, oldest (event time) first."""
-    return _frame(conn.execute(stmt_review_queue(limit)).all(), DECISION_COLUMNS)
+    return _frame(conn.execute(stmt_review_queue(limit)).all(), EXPLAINED_COLUMNS)
 
 
 def review_backlog(conn: Connection, cap: int = BACKLOG_CAP) -> int:
@@ -158,7 +162,8 @@ def customer_profile(conn: Connection, customer_id: str) -> CustomerProfile | No
 
 def customer_history(conn: Connection, customer_id: str, limit: int = 500) -> pd.DataFrame:
     customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
-    return _frame(conn.execute(stmt_customer_history(customer_id, limit)).all(), DECISION_COLUMNS)
+    rows = conn.execute(stmt_customer_history(customer_id, limit)).all()
+    return _frame(rows, EXPLAINED_COLUMNS)
 
 
 def latest_model(conn: Connection) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Connection, Engine
 
-from payscore.dashboard import lookups
+from payscore.dashboard import lookups, reasons
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import (
     SERIES_COLOURS,
@@ -76,6 +76,7 @@ COLUMN_FORMATS = {
     "event_time": st.column_config.DatetimeColumn(format=_TIME),
     "recorded_at": st.column_config.DatetimeColumn(format=_TIME),
     "known_at": st.column_config.DatetimeColumn(format=_TIME),
+    "explanation": reasons.COLUMN,
 }
 
 
@@ -361,6 +362,7 @@ def review_queue(
         st.info(labelling_off or "Sign in (sidebar) to label review payments.")
     else:
         _verdict_controls(frame, label, analyst)
+    reasons.show_picked(frame, st.session_state.get("review_tx"))
     if not frame.empty:
         table(frame, "review queue")
     label_history(conn)
