@@ -209,7 +209,7 @@ def _toggle_form(editor: Editor, rules: list[StoredRule]) -> None:
         st.markdown("**Disable or enable a stored rule** (enabling is tried on history first)")
         cols = st.columns([2, 3, 1])
         code = cols[0].selectbox(
-            "Rule",
+            "Stored rule",
             list(by_code),
             format_func=lambda c: f"{c} ({'enabled' if by_code[c].enabled else 'disabled'})",
             key="rules_toggle_code",
