@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from payscore.dashboard.figures import utc_now
 from payscore.store.drift import increments
 from payscore.store.engine import make_engine
 from payscore.store.schema import feature_histograms, model_versions
-from tests.dashboard.test_browser import _metrics, _serving, _vega_warnings, _watch_console
+from tests.dashboard.test_browser import _metrics, _serving, _watch_console
+from tests.dashboard.test_model_browser import _errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -79,21 +81,39 @@ def _expected(reference: drift.Reference, counts: dict[str, list[int]]) -> dict[
     }
 
 
-def _errors(console: list[str]) -> list[str]:
-    return [m for m in console if m.startswith("error")] + _vega_warnings(console)
-
-
 def _pick_range(page: Any, choice: str) -> None:
     page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
     page.get_by_role("option", name=choice).click()
 
 
+@contextmanager
+def _model_tab(
+    db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> Iterator[tuple[Any, Any]]:
+    """`payscore dashboard` on ``db_url`` in Chromium with the Model tab open: (page, the
+    tab's panel); the console must stay clean throughout."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with _serving(db_url, payscore_env, tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            console = _watch_console(page)
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Model").click()
+            yield page, page.get_by_role("tabpanel", name="Model")
+            page.wait_for_timeout(1500)  # let the charts finish drawing
+            assert _errors(console) == [], console
+        finally:
+            browser.close()
+
+
 def test_drift_section_in_chromium(
     db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     rng = np.random.default_rng(7)
     X, s = _data(rng, 20_000, 0.0)
@@ -119,67 +139,44 @@ def test_drift_section_in_chromium(
     worst = max(FEATURES, key=lambda f: last_hour[f])
     assert worst == "amount" and drift.band(last_hour["amount"]) == "shifted"
 
-    with _serving(db_url, payscore_env, tmp_path) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1400})
-            console = _watch_console(page)
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("tab", name="Model").click()
-            panel = page.get_by_role("tabpanel", name="Model")
-            expect(panel.get_by_text("Drift", exact=True)).to_be_visible(timeout=60_000)
-            expect(panel.get_by_text(re.compile("3,000 payments decided"))).to_be_visible(
-                timeout=30_000
-            )
-            shown, notes = _metrics(page), _metrics(page, "stMetricDelta")
-            assert shown["Score PSI"] == f"{last_hour['score']:.3f}", shown
-            assert notes["Score PSI"] == drift.band(last_hour["score"]), notes
-            assert shown["Largest feature PSI"] == f"{last_hour['amount']:.3f}", shown
-            assert notes["Largest feature PSI"] == "amount", notes
-            expect(panel.get_by_text(re.compile("PSI below 0.1: stable"))).to_be_visible()
-            expect(panel.get_by_text("3 row(s) shown")).to_be_visible()  # one per feature
-            chart = panel.locator("[data-testid='stVegaLiteChart']")
-            expect(chart).to_have_count(1, timeout=30_000)
+    with _model_tab(db_url, payscore_env, tmp_path) as (page, panel):
+        expect(panel.get_by_text("Drift", exact=True)).to_be_visible(timeout=60_000)
+        expect(panel.get_by_text(re.compile("3,000 payments decided"))).to_be_visible(
+            timeout=30_000
+        )
+        shown, notes = _metrics(page), _metrics(page, "stMetricDelta")
+        assert shown["Score PSI"] == f"{last_hour['score']:.3f}", shown
+        assert notes["Score PSI"] == drift.band(last_hour["score"]), notes
+        assert shown["Largest feature PSI"] == f"{last_hour['amount']:.3f}", shown
+        assert notes["Largest feature PSI"] == "amount", notes
+        expect(panel.get_by_text(re.compile("PSI below 0.1: stable"))).to_be_visible()
+        expect(panel.get_by_text("3 row(s) shown")).to_be_visible()  # one per feature
+        chart = panel.locator("[data-testid='stVegaLiteChart']")
+        expect(chart).to_have_count(1, timeout=30_000)
 
-            # All time adds the older hour's 2,000 undrifted payments: the PSI falls.
-            _pick_range(page, "All time")
-            expect(panel.get_by_text(re.compile("5,000 payments decided"))).to_be_visible(
-                timeout=60_000
-            )
-            page.wait_for_timeout(1000)
-            shown = _metrics(page)
-            assert shown["Score PSI"] == f"{all_time['score']:.3f}", shown
-            assert shown["Largest feature PSI"] == f"{max(all_time[f] for f in FEATURES):.3f}"
-            assert all_time["amount"] < last_hour["amount"]
-            page.wait_for_timeout(1500)  # let the chart finish drawing
-            assert _errors(console) == [], console
-        finally:
-            browser.close()
+        # All time adds the older hour's 2,000 undrifted payments: the PSI falls.
+        _pick_range(page, "All time")
+        expect(panel.get_by_text(re.compile("5,000 payments decided"))).to_be_visible(
+            timeout=60_000
+        )
+        page.wait_for_timeout(1000)
+        shown = _metrics(page)
+        assert shown["Score PSI"] == f"{all_time['score']:.3f}", shown
+        assert shown["Largest feature PSI"] == f"{max(all_time[f] for f in FEATURES):.3f}"
+        assert all_time["amount"] < last_hour["amount"]
 
 
 def test_a_model_without_reference_says_retrain(
     db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     engine = make_engine(Settings(database_url=db_url))
     try:
         _model(engine, "old-model", {"metrics": {"auc_roc": 0.9}}, utc_now())
     finally:
         engine.dispose()
-    with _serving(db_url, payscore_env, tmp_path) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            console = _watch_console(page)
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("tab", name="Model").click()
-            panel = page.get_by_role("tabpanel", name="Model")
-            expect(
-                panel.get_by_text(re.compile("old-model was trained before payscore recorded"))
-            ).to_be_visible(timeout=60_000)
-            assert _errors(console) == [], console
-        finally:
-            browser.close()
+    with _model_tab(db_url, payscore_env, tmp_path) as (_, panel):
+        expect(
+            panel.get_by_text(re.compile("old-model was trained before payscore recorded"))
+        ).to_be_visible(timeout=60_000)
