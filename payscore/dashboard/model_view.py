@@ -2,14 +2,12 @@
 and the review budget's trade-off (cards a day against frauds caught).
 
 SQL is in ``model_queries.py``, metrics and budget arithmetic in the core (``core.metrics``,
-``core.budget``); this module only lays them out. Another module may add a drift section
-(``drift_view.render(conn, tr)``), shown last when it exists.
+``core.budget``); this module only lays them out. The drift section (``drift_view.py``)
+comes last.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from typing import Any
 
@@ -22,7 +20,7 @@ from sqlalchemy import Connection
 from payscore.core.budget import at_threshold, daily_load, load_curve
 from payscore.core.metrics import evaluate
 from payscore.core.protocol import LABEL_DELAY_DAYS
-from payscore.dashboard import lookups
+from payscore.dashboard import drift_view, lookups
 from payscore.dashboard import model_queries as mq
 from payscore.dashboard.figures import TimeRange
 from payscore.dashboard.views import fmt_rate, table, time_chart
@@ -50,8 +48,7 @@ def render(conn: Connection, tr: TimeRange) -> None:
         compare(frame, champion, challenger)
         budget(frame, champion)
     model_info(conn)
-    if importlib.util.find_spec("payscore.dashboard.drift_view") is not None:
-        importlib.import_module("payscore.dashboard.drift_view").render(conn, tr)
+    drift_view.render(conn, tr)
 
 
 def _row(m: mq.RegisteredModel) -> dict[str, Any]:
