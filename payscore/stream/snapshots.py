@@ -1,184 +1,55 @@
-"""Feature-state snapshots: taken at a batch boundary, restored on assignment.
+"""Feature-state snapshots: the whole topic's state as of a stored row id, compacted in the
+background and restored on assignment, whatever partitions the consumer is given.
 
-A snapshot is the engine's state when every batch in hand is written (the writer drained), so
-it covers exactly the committed decisions: the stored offsets of the owned partitions, every
-``scored_transactions`` row up to ``max_id``, other consumers' rows up to ``others_cursor``
-and label events up to ``label_cursor``. Restoring it and replaying only the rows after those
-marks gives the state a full rebuild would (docs/pipeline.md).
+A snapshot holds the state a replay of every stored payment of the topic with an id up to
+``max_id`` builds (plus the labels up to ``label_cursor``), with each customer tagged by its
+partition. It is not copied from the running engine: a compaction (``stream/compactor.py``), in
+a process of its own, restores the previous snapshot, replays the payments and labels stored
+since, drops what no window reads any more, and saves the result. So the poll loop never
+stops for a copy of the state, and a snapshot depends only on what the database committed.
 
-The bytes are a plain format, never pickle: a magic line, a length-prefixed JSON header, then
-fixed sections of little-endian numbers and NUL-joined UTF-8 strings. Anything that does not
-add up (sizes, counts, version, engine settings) raises ``SnapshotError`` and the consumer
-falls back to the full replay.
+On assignment ``SnapshotKeeper.restore`` decodes only the assigned partitions' customers (and
+every terminal, which all partitions feed) and hands the engine back with ``max_id`` as the
+cursor both for our partitions and for the others (stream/rebuild.py replays what came after).
+Any partition set is served by the same snapshot: a rebalance needs no full replay.
+
+The bytes are a plain format (``stream/snapshot_format.py``); anything that does not add up
+(sizes, counts, version, engine settings) raises ``SnapshotError`` and the consumer falls back
+to the full replay.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
+import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine
 
-from payscore.core.features import SNAPSHOT_VERSION, FeatureEngine
+from payscore.core.features import FeatureEngine
 from payscore.errors import PayscoreError
 from payscore.store import snapshots as store
-from payscore.store.writer import stored_offsets, utcnow
+from payscore.store.writer import stored_offsets
+from payscore.stream.snapshot_format import (
+    FORMAT_VERSION,
+    SnapshotError,
+    decode,
+    encode,
+    quiet_collector,
+)
+
+__all__ = ["FORMAT_VERSION", "SnapshotError", "SnapshotKeeper", "decode", "encode"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MAGIC = b"PAYSCORE-FEATURE-STATE\n"
-MAX_HEADER_BYTES = 65_536
-_SEP = "\x00"
-# (name, kind): "s" NUL-joined strings, else a numpy dtype; order is the format.
-SECTIONS: tuple[tuple[str, str], ...] = (
-    ("customer_keys", "s"),
-    ("customer_counts", "<u4"),
-    ("customer_times", "<f8"),
-    ("customer_amounts", "<f8"),
-    ("terminal_keys", "s"),
-    ("terminal_counts", "<u4"),
-    ("terminal_times", "<f8"),
-    ("terminal_txids", "s"),
-    ("terminal_customers", "s"),
-    ("terminal_amounts", "<f8"),
-    ("terminal_fraud_at", "<f8"),
-    ("pending_keys", "s"),
-    ("pending_fraud", "<u1"),
-    ("pending_known", "<f8"),
-)
-
-
-class SnapshotError(ValueError):
-    """A snapshot that cannot be written or trusted; the caller replays in full instead."""
-
-
-# ------------------------------------------------------------------------------ format
-
-
-def encode(state: dict[str, Any]) -> bytes:
-    """``FeatureEngine.snapshot()`` output as bytes (see the module docstring)."""
-    customers, terminals = state["customers"], state["terminals"]
-    cols: dict[str, Any] = {
-        "customer_keys": list(customers),
-        "customer_counts": [len(v[0]) for v in customers.values()],
-        "customer_times": [x for v in customers.values() for x in v[0]],
-        "customer_amounts": [x for v in customers.values() for x in v[1]],
-        "terminal_keys": list(terminals),
-        "terminal_counts": [len(v[0]) for v in terminals.values()],
-        "pending_keys": [k for k, _, _ in state["pending"]],
-        "pending_fraud": [1 if f else 0 for _, f, _ in state["pending"]],
-        "pending_known": [k for _, _, k in state["pending"]],
-    }
-    for i, name in enumerate(("times", "txids", "customers", "amounts", "fraud_at")):
-        cols[f"terminal_{name}"] = [x for v in terminals.values() for x in v[i]]
-    cols["terminal_fraud_at"] = [np.inf if f is None else f for f in cols["terminal_fraud_at"]]
-    blobs, sizes = [], []
-    for name, kind in SECTIONS:
-        values = cols[name]
-        if kind == "s":
-            joined = _SEP.join(values)
-            if joined.count(_SEP) != max(len(values) - 1, 0):
-                raise SnapshotError(f"a {name} value holds a NUL character")
-            blob = joined.encode("utf-8", "surrogatepass")
-        else:
-            blob = np.asarray(values, dtype=kind).tobytes()
-        blobs.append(blob)
-        sizes.append([name, len(blob), len(values)])
-    header = json.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "engine_version": state["version"],
-            "velocity_windows": state["velocity_windows"],
-            "label_delay_days": state["label_delay_days"],
-            "sections": sizes,
-        }
-    ).encode()
-    return b"".join([MAGIC, struct.pack("<I", len(header)), header, *blobs])
-
-
-def decode(data: bytes) -> dict[str, Any]:
-    """Bytes from ``encode`` back into ``FeatureEngine.restore`` input, checked throughout."""
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
-        raise SnapshotError("not a payscore feature snapshot")
-    at = len(MAGIC)
-    (header_len,) = struct.unpack_from("<I", data, at)
-    at += 4
-    if header_len > MAX_HEADER_BYTES or at + header_len > len(data):
-        raise SnapshotError("snapshot header out of bounds")
-    try:
-        header = json.loads(data[at : at + header_len])
-    except ValueError as e:
-        raise SnapshotError(f"snapshot header is not JSON: {e}") from e
-    at += header_len
-    if not isinstance(header, dict):
-        raise SnapshotError("snapshot header is not an object")
-    if header.get("format") != FORMAT_VERSION:
-        raise SnapshotError(f"snapshot format {header.get('format')!r} is not {FORMAT_VERSION}")
-    if header.get("engine_version") != SNAPSHOT_VERSION:
-        raise SnapshotError(f"feature state version {header.get('engine_version')!r}")
-    sections = header.get("sections")
-    if not isinstance(sections, list) or [s[0] for s in sections] != [n for n, _ in SECTIONS]:
-        raise SnapshotError("snapshot sections are not the expected ones")
-    cols: dict[str, list[Any]] = {}
-    for (name, kind), (_, size, count) in zip(SECTIONS, sections, strict=True):
-        if not (isinstance(size, int) and isinstance(count, int)) or size < 0 or count < 0:
-            raise SnapshotError(f"snapshot section {name} is malformed")
-        if at + size > len(data):
-            raise SnapshotError(f"snapshot section {name} runs past the end")
-        chunk = data[at : at + size]
-        at += size
-        if kind == "s":
-            values: list[Any] = chunk.decode("utf-8", "surrogatepass").split(_SEP) if count else []
-        else:
-            if size % np.dtype(kind).itemsize:
-                raise SnapshotError(f"snapshot section {name} has a partial value")
-            values = np.frombuffer(chunk, dtype=kind).tolist()
-        if len(values) != count:
-            raise SnapshotError(f"snapshot section {name}: {len(values)} values, not {count}")
-        cols[name] = values
-    if at != len(data):
-        raise SnapshotError("snapshot has trailing bytes")
-    return {
-        "version": SNAPSHOT_VERSION,
-        "velocity_windows": header["velocity_windows"],
-        "label_delay_days": header["label_delay_days"],
-        "customers": _grouped(cols, "customer", ("times", "amounts")),
-        "terminals": _grouped(
-            cols, "terminal", ("times", "txids", "customers", "amounts", "fraud_at")
-        ),
-        "pending": [
-            [k, bool(f), known]
-            for k, f, known in zip(
-                cols["pending_keys"], cols["pending_fraud"], cols["pending_known"], strict=True
-            )
-        ],
-    }
-
-
-def _grouped(cols: dict[str, list[Any]], prefix: str, names: Sequence[str]) -> dict[str, Any]:
-    keys, counts = cols[f"{prefix}_keys"], cols[f"{prefix}_counts"]
-    if len(keys) != len(counts) or len(set(keys)) != len(keys):
-        raise SnapshotError(f"snapshot {prefix} keys do not match their counts")
-    total = sum(counts)
-    lists = [cols[f"{prefix}_{n}"] for n in names]
-    if any(len(values) != total for values in lists):
-        raise SnapshotError(f"snapshot {prefix} columns do not add up")
-    if prefix == "terminal":  # stored as inf; restore() reads None as "not fraud"
-        lists[-1] = [None if f == np.inf else f for f in lists[-1]]
-    ends = list(accumulate(counts))
-    out = {}
-    for key, end, n in zip(keys, ends, counts, strict=True):
-        out[key] = [values[end - n : end] for values in lists]
-    return out
+#: How old a row id must be before a compaction covers it: a writer's transaction that took
+#: ids below it has committed or rolled back by then (InnoDB gives up a lock wait after 50 s),
+#: so no payment can later appear below a snapshot's ``max_id``. Capped by the interval.
+SETTLE_S = 60.0
 
 
 # ----------------------------------------------------------------------------- keeper
@@ -186,18 +57,23 @@ def _grouped(cols: dict[str, list[Any]], prefix: str, names: Sequence[str]) -> d
 
 @dataclass(frozen=True)
 class Covers:
-    """What a snapshot covers: see the module docstring."""
+    """What a snapshot covers: every stored payment of the topic with an id up to ``max_id``
+    (their newest offset + 1 per partition in ``offsets``) and label events up to
+    ``label_cursor``."""
 
     offsets: dict[int, int]
     max_id: int
-    others_cursor: int
     label_cursor: int
+
+    @property
+    def others_cursor(self) -> int:
+        """Other partitions' payments are covered up to the same id as ours."""
+        return self.max_id
 
     def as_json(self) -> dict[str, Any]:
         return {
             "offsets": {str(p): o for p, o in self.offsets.items()},
             "max_id": self.max_id,
-            "others_cursor": self.others_cursor,
             "label_cursor": self.label_cursor,
         }
 
@@ -207,7 +83,6 @@ class Covers:
             return cls(
                 {int(p): int(o) for p, o in data["offsets"].items()},
                 int(data["max_id"]),
-                int(data["others_cursor"]),
                 int(data["label_cursor"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -221,8 +96,37 @@ class Restored:
     snapshot_id: int
 
 
+@dataclass(frozen=True)
+class CompactionJob:
+    """What one compaction is asked to cover (see ``stream/compactor.py``)."""
+
+    group: str
+    topic: str
+    velocity_windows: tuple[int, ...]
+    label_delay_days: int
+    max_bytes: int
+    upto_id: int
+
+
+def restore_engine(
+    data: bytes | bytearray, keep: Collection[int] | None
+) -> tuple[FeatureEngine, dict[str, int]]:
+    """An engine from snapshot bytes (only ``keep``'s customers, if given), and the partition
+    of each customer it holds; ``SnapshotError`` if the bytes do not add up."""
+    with quiet_collector():
+        try:
+            decoded = decode(data, keep)
+            return FeatureEngine.restore(decoded.state), decoded.partitions
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise SnapshotError(f"unreadable state: {e!r}") from e
+
+
 class SnapshotKeeper:
-    """Takes a snapshot at most every ``interval_s`` and finds a usable one on assignment."""
+    """Starts a compaction at most every ``interval_s`` and restores the newest snapshot on
+    assignment. The compaction runs in a spawned process (``in_thread``: a thread, for tests
+    and the benchmark); the poll loop only reads the newest row id and starts it."""
 
     def __init__(
         self,
@@ -231,18 +135,30 @@ class SnapshotKeeper:
         topic: str,
         interval_s: float,
         max_bytes: int,
-        drain: Callable[[], bool],
+        drain: Callable[[], bool] | None = None,
+        *,
+        in_thread: bool = False,
+        settle_s: float | None = None,
     ) -> None:
         self.db = db
         self.group = group
         self.topic = topic
         self.interval_s = interval_s
         self.max_bytes = max_bytes
-        self.drain = drain
+        # Not called: a compaction reads only committed rows, so nothing needs draining
+        # (FeatureState.for_consumer still hands the consumer's drain in).
+        del drain
+        self.in_thread = in_thread
+        self.settle_s = min(SETTLE_S, interval_s) if settle_s is None else settle_s
         self._last = time.monotonic()
+        self._marks: list[tuple[float, int]] = []  # (when, newest row id) seen at takes
+        self._covered = 0  # max_id of the last compaction started
+        self._job: Any = None  # the running compaction: a Process or a Thread
+        self._results: Any = None  # the process's end of its result pipe
+        self._thread_result: tuple[bool, Any] | None = None
         self.last_size = 0  # bytes of the last snapshot written (logs, benchmark)
-        self.last_pause_s = 0.0  # the poll loop's share of the last snapshot
-        self._saving: threading.Thread | None = None
+        self.last_pause_s = 0.0  # the poll loop's share of the last take
+        self.last_compaction_s = 0.0  # wall time of the last compaction (benchmark)
 
     @property
     def enabled(self) -> bool:
@@ -254,91 +170,121 @@ class SnapshotKeeper:
     def take(
         self, engine: FeatureEngine, owned: Collection[int], label_cursor: int, others_cursor: int
     ) -> int:
-        """Snapshot ``engine`` once the batches in hand are written; returns the others' cursor
-        it may advance to (rows up to it that are not ours are all read).
-
-        Only the drain, the coverage reads and the copy of the state run here, on the poll
-        loop; encoding and saving run in a thread (``wait`` joins it). A snapshot still being
-        saved makes this one skip."""
-        self._last = time.monotonic()
-        if self._saving is not None and self._saving.is_alive():
+        """Start a compaction up to the newest row id seen at least ``settle_s`` ago, unless
+        one is running; returns ``others_cursor`` unchanged (a compaction does not read the
+        running engine, only its feature settings). ``owned`` and ``label_cursor`` are not
+        needed: the snapshot covers every partition and reads the labels itself."""
+        del owned, label_cursor
+        started = self._last = time.monotonic()
+        self._collect()
+        if self._job is not None:
             return others_cursor
-        if not owned or not self.drain():
-            return others_cursor
-        started = time.monotonic()
-        stored = stored_offsets(self.db, self.group, self.topic)
-        max_id = store.newest_row_id(self.db)
-        first = store.first_other_row(self.db, self.topic, owned, others_cursor, max_id)
-        others_cursor = max_id if first is None else max(others_cursor, first - 1)
-        covers = Covers(
-            {p: stored[p] for p in owned if p in stored}, max_id, others_cursor, label_cursor
-        )
-        state = engine.snapshot()  # a copy: the engine moves on while it is saved
+        self._marks.append((started, store.newest_row_id(self.db)))
+        settled = [m for m in self._marks if m[0] <= started - self.settle_s]
+        if settled:
+            self._marks = [m for m in self._marks if m[0] >= settled[-1][0]]
+            upto = settled[-1][1]
+            if upto > self._covered:
+                self._start(engine, upto, started)
         self.last_pause_s = time.monotonic() - started
-        self._saving = threading.Thread(
-            target=self._save,
-            args=(state, set(owned), covers, started),
-            name="feature-snapshot",
-            daemon=True,  # killed with the process: an unfinished save is rolled back
-        )
-        self._saving.start()
         return others_cursor
 
-    def wait(self) -> None:
-        """Until the snapshot being saved (if any) is saved or given up."""
-        if self._saving is not None:
-            self._saving.join()
+    def _start(self, engine: FeatureEngine, upto: int, started: float) -> None:
+        from payscore.stream import compactor  # imports stream/rebuild.py, which imports us
 
-    def _save(self, state: dict[str, Any], owned: set[int], covers: Covers, started: float) -> None:
-        try:
-            data = encode(state)
-            if len(data) > self.max_bytes:
-                raise SnapshotError(f"{len(data)} bytes, over snapshot_max_bytes {self.max_bytes}")
-            snap_id = store.save(
-                self.db,
-                self.group,
-                self.topic,
-                owned,
-                FORMAT_VERSION,
-                covers.as_json(),
-                data,
-                utcnow(),
-            )
-        except (SnapshotError, PayscoreError) as e:  # the next interval tries again
-            log.warning("feature snapshot not written: %s", e)
-            return
-        self.last_size = len(data)
-        log.info(
-            "feature snapshot %d written: %d customers, %d terminals, %d bytes in %.2f s "
-            "(%.2f s of it on the poll loop)",
-            snap_id,
-            len(state["customers"]),
-            len(state["terminals"]),
-            len(data),
-            time.monotonic() - started,
-            self.last_pause_s,
+        job = CompactionJob(
+            self.group,
+            self.topic,
+            engine.velocity_windows,
+            engine.label_delay_days,
+            self.max_bytes,
+            upto,
         )
+        self._covered = upto
+        self._started = started
+        if self.in_thread:
+            self._thread_result = None
+
+            def run() -> None:
+                try:
+                    self._thread_result = (True, compactor.compact(self.db, job))
+                except (SnapshotError, PayscoreError) as e:
+                    self._thread_result = (False, str(e))
+
+            self._job = threading.Thread(target=run, name="feature-compaction", daemon=True)
+        else:
+            ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
+            self._results, child = ctx.Pipe(duplex=False)
+            url = self.db.url.render_as_string(hide_password=False)  # to the child, not argv
+            self._job = ctx.Process(
+                target=compactor.child_main,
+                args=(url, job, child),
+                name="payscore-feature-compaction",
+                # Not a daemon: a consumer that stops lets the snapshot in hand be saved (its
+                # exit waits for it); killed, the process finishes on its own or is rolled back.
+                daemon=False,
+            )
+        self._job.start()
+
+    def _collect(self, wait: bool = False) -> None:
+        """Log a finished compaction's outcome and forget it (``wait``: until it finishes)."""
+        job = self._job
+        if job is None:
+            return
+        if wait:
+            job.join()
+        if job.is_alive():
+            return
+        self._job = None
+        self.last_compaction_s = time.monotonic() - self._started
+        if self.in_thread:
+            ok, result = self._thread_result or (False, "the compaction thread died")
+        else:
+            try:
+                if self._results.poll():
+                    ok, result = self._results.recv()
+                else:
+                    ok, result = False, f"the compaction process exited with code {job.exitcode}"
+            except (EOFError, OSError) as e:
+                ok, result = False, f"no result from the compaction process ({e!r})"
+            self._results.close()
+        if not ok:
+            self._covered = 0  # the next take tries again
+            log.warning("feature snapshot not written: %s", result)
+        elif result is not None:
+            self.last_size = result["bytes"]
+            log.info(
+                "feature snapshot %d written in the background: %d customers, %d terminals, "
+                "%d bytes, %d stored payments compacted, in %.1f s",
+                result["snapshot_id"],
+                result["customers"],
+                result["terminals"],
+                result["bytes"],
+                result["rows"],
+                self.last_compaction_s,
+            )
+
+    def wait(self) -> None:
+        """Until the running compaction (if any) has finished, and its outcome logged."""
+        self._collect(wait=True)
 
     def restore(self, owned: Collection[int], fresh: FeatureEngine) -> Restored:
-        """The newest usable snapshot of exactly ``owned`` as an engine; ``SnapshotError``
-        says why there is none (the caller logs it and replays in full)."""
+        """The newest usable snapshot as an engine holding the ``owned`` partitions'
+        customers; ``SnapshotError`` says why there is none (the caller replays in full)."""
         try:
-            stored = store.load_newest(self.db, self.group, self.topic, owned, self.max_bytes)
+            stored = store.load_newest(self.db, self.group, self.topic, self.max_bytes)
         except ValueError as e:
             raise SnapshotError(str(e)) from e
         if stored is None:
-            raise SnapshotError("none stored for these partitions")
+            raise SnapshotError("none stored for this topic")
         if stored.format_version != FORMAT_VERSION:
             raise SnapshotError(f"snapshot {stored.id} has format {stored.format_version}")
         covers = Covers.from_json(stored.covers)
         offsets = stored_offsets(self.db, self.group, self.topic)
-        ahead = [p for p, o in covers.offsets.items() if o > offsets.get(p, -1)]
-        if ahead or set(covers.offsets) - set(owned):
-            raise SnapshotError(f"snapshot {stored.id} is ahead of the stored offsets")
-        try:
-            engine = FeatureEngine.restore(decode(stored.data))
-        except (KeyError, TypeError, ValueError) as e:
-            raise SnapshotError(f"snapshot {stored.id} is unreadable: {e}") from e
+        ahead = sorted(p for p, o in covers.offsets.items() if o > offsets.get(p, -1))
+        if ahead:
+            raise SnapshotError(f"snapshot {stored.id} is ahead of the stored offsets of {ahead}")
+        engine, _ = restore_engine(stored.data, owned)
         if (engine.velocity_windows, engine.label_delay_days) != (
             fresh.velocity_windows,
             fresh.label_delay_days,

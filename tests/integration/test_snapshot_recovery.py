@@ -90,3 +90,30 @@ def test_corrupt_snapshot_falls_back_to_the_full_replay(
     assert consume_runner.run(*ARGS, "--idle-exit", "4") == 0, consume_runner.logs()
     assert "feature snapshot not used" in consume_runner.logs()
     _assert_stored_once_as_uninterrupted(db_url, small_model, payments)
+
+
+def test_a_rebalance_restores_the_topic_snapshot_for_the_new_partitions(
+    consume_runner, kafka_bootstrap, topic, db_url, small_world
+):
+    """3 partitions, 2 consumers, snapshots every 0.3 s; one is killed once a snapshot is
+    stored. The survivor, given partitions no snapshot was taken for alone, restores the
+    topic's snapshot instead of replaying the history, and nothing is lost or twice."""
+    consume_runner.env["PAYSCORE_SNAPSHOT_INTERVAL_SECONDS"] = "0.3"
+    payments = payments_from(small_world, 10, 3000)
+    produce(kafka_bootstrap, topic, keyed(payments))
+    args = ("--batch-size", "50", "--max-wait-ms", "100")
+    first = consume_runner.start(*args, "--idle-exit", "40")  # see test_consume's twin
+    second = consume_runner.start(*args)
+    stored = consume_runner.wait_until(
+        first,
+        lambda: _newest_snapshot(db_url) > 0 and len(db_rows(db_url)["decisions"]) > 300,
+        120,
+    )
+    assert stored, consume_runner.logs()
+    second.send_signal(signal.SIGKILL)
+    second.wait(10)
+    assert first.wait(timeout=240) == 0, consume_runner.logs()
+    rows = db_rows(db_url)
+    assert sorted(tx for tx, *_ in rows["decisions"]) == sorted(p.transaction_id for p in payments)
+    assert not rows["duplicates"] and not rows["dead_letters"]
+    assert "restored feature state from snapshot" in consume_runner.logs(), consume_runner.logs()

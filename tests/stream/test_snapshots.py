@@ -1,15 +1,18 @@
 """Feature-state snapshots: the plain format round-trips and refuses anything that does not add
-up; a restore plus the payments stored after it is the state a full replay builds; a missing,
-corrupt, ahead-of-offsets or other-partitions snapshot falls back to the full replay."""
+up; a compaction builds on the previous snapshot; a restore plus the payments stored after it
+is the state a full replay builds, for any partition set (a rebalance included); a missing,
+corrupt or ahead-of-offsets snapshot falls back to the full replay."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from payscore.bench.recovery import GROUP, PARTITIONS, TOPIC, seed
 from payscore.config import Settings
@@ -17,9 +20,17 @@ from payscore.core.features import FeatureEngine
 from payscore.store import snapshots as store
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
-from payscore.store.schema import consumer_offsets, feature_snapshot_chunks
+from payscore.store.schema import consumer_offsets, feature_snapshot_chunks, feature_snapshots
+from payscore.stream import compactor
 from payscore.stream.rebuild import FeatureState
-from payscore.stream.snapshots import SnapshotError, SnapshotKeeper, decode, encode
+from payscore.stream.snapshot_format import MAGIC
+from payscore.stream.snapshots import (
+    CompactionJob,
+    SnapshotError,
+    SnapshotKeeper,
+    decode,
+    encode,
+)
 
 STORED, AFTER = 3_000, 600
 ALL = set(range(PARTITIONS))
@@ -34,20 +45,31 @@ def db(tmp_path: Path) -> Engine:
     engine.dispose()
 
 
-def state_for(db: Engine, owned: set[int], interval: float = 1.0) -> FeatureState:
-    keeper = SnapshotKeeper(db, GROUP, TOPIC, interval, 50_000_000, lambda: True)
-    return FeatureState(db, TOPIC, FeatureEngine, lambda: owned, keeper)
+def keeper_for(db: Engine, **kwargs) -> SnapshotKeeper:
+    options = {"in_thread": True, "settle_s": 0.0, **kwargs}
+    return SnapshotKeeper(db, GROUP, TOPIC, 1.0, 50_000_000, **options)
+
+
+def state_for(db: Engine, owned: set[int]) -> FeatureState:
+    return FeatureState(db, TOPIC, FeatureEngine, lambda: owned, keeper_for(db))
 
 
 def full_replay(db: Engine, owned: set[int] = ALL) -> FeatureEngine:
     return FeatureState(db, TOPIC, FeatureEngine, lambda: owned).rebuild()
 
 
-def snapshot_then_more(db: Engine, owned: set[int] = ALL) -> None:
-    """A consumer rebuilds, snapshots its state, and AFTER more payments are stored."""
-    state = state_for(db, owned)
-    state.maybe_snapshot(state.rebuild(), now=True)
-    state.snapshots.wait()  # saved in a thread
+def compact_now(db: Engine) -> dict:
+    """A compaction of everything stored, as a running consumer's keeper starts one."""
+    engine = FeatureEngine()
+    job = CompactionJob(
+        GROUP, TOPIC, engine.velocity_windows, engine.label_delay_days, 50_000_000, 10**12
+    )
+    return compactor.compact(db, job)
+
+
+def snapshot_then_more(db: Engine) -> None:
+    """A snapshot of what is stored, then AFTER more payments are stored."""
+    assert compact_now(db)["rows"] == STORED
     seed(db, STORED + AFTER, start=STORED, total=STORED + AFTER)
 
 
@@ -60,15 +82,15 @@ def next_features(engine: FeatureEngine) -> np.ndarray:
     assert newest is not None
     t = newest.timestamp() + 60
     return engine.transform_columns(
-        [f"next-{i}" for i in range(50)],
+        [f"next-{i}" for i in range(len(customers))],
         customers,
-        [terminals[i % len(terminals)] for i in range(50)],
-        [12.5 + i for i in range(50)],
-        [t + i for i in range(50)],
+        [terminals[i % len(terminals)] for i in range(len(customers))],
+        [12.5 + i for i in range(len(customers))],
+        [t + i for i in range(len(customers))],
     )
 
 
-def test_format_round_trips_the_engine_state() -> None:
+def small_engine() -> FeatureEngine:
     engine = FeatureEngine()
     engine.add_label("tx-later", True, 1_700_100_000.0)  # pending: not seen yet
     engine.transform_columns(
@@ -79,10 +101,25 @@ def test_format_round_trips_the_engine_state() -> None:
         [1_700_000_000.0, 1_700_000_060.0, 1_700_000_100.0, 1_700_000_200.0],
     )
     engine.add_label("b", True, 1_700_050_000.0)
-    snap = engine.snapshot()
-    assert decode(encode(snap)) == snap
+    return engine
+
+
+def test_format_round_trips_the_engine_state_and_the_partitions() -> None:
+    snap = small_engine().snapshot()
+    parts = {"c1": 0, "c2": 3, "c\u00e9": 3}
+    decoded = decode(encode(snap, parts))
+    assert decoded.state == snap
+    assert decoded.partitions == parts
     empty = FeatureEngine().snapshot()
-    assert decode(encode(empty)) == empty
+    assert decode(encode(empty, {})).state == empty
+
+
+def test_decode_keeps_only_the_given_partitions_customers_and_every_terminal() -> None:
+    snap = small_engine().snapshot()
+    decoded = decode(encode(snap, {"c1": 0, "c2": 3, "c\u00e9": 3}), keep={3})
+    assert set(decoded.state["customers"]) == {"c2", "c\u00e9"}
+    assert decoded.state["terminals"] == snap["terminals"]  # c1's payments at them included
+    assert decoded.state["pending"] == snap["pending"]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +128,7 @@ def test_format_round_trips_the_engine_state() -> None:
         lambda b: b[:-3],  # truncated
         lambda b: b + b"x",  # trailing bytes
         lambda b: b"NOT-A-SNAPSHOT" + b[14:],
-        lambda b: b.replace(b'"format": 1', b'"format": 9'),  # another format version
+        lambda b: b.replace(b'"format": 2', b'"format": 9'),  # another format version
         lambda b: b.replace(b'"engine_version": 1', b'"engine_version": 0'),
         lambda b: b[:23] + (6).to_bytes(4, "little") + b"[1, 2]" + b[27:],  # header not an object
         lambda b: b.replace(b'"sections": [["customer_keys", ', b'"sections": [["cust_keys", '),
@@ -100,16 +137,32 @@ def test_format_round_trips_the_engine_state() -> None:
 def test_damaged_bytes_are_refused(damage) -> None:
     engine = FeatureEngine()
     engine.transform_columns(["a", "b"], ["c1", "c2"], ["t1", "t1"], [1.0, 2.0], [1e9, 1e9 + 5])
-    data = encode(engine.snapshot())
+    data = encode(engine.snapshot(), {"c1": 0, "c2": 1})
     with pytest.raises(SnapshotError):
         decode(damage(data))
+
+
+def test_a_customer_reference_past_the_names_is_refused() -> None:
+    engine = FeatureEngine()
+    engine.transform_columns(["a"], ["c1"], ["t1"], [1.0], [1e9])
+    data = bytearray(encode(engine.snapshot(), {"c1": 0}))
+    at = len(MAGIC)
+    size = int.from_bytes(data[at : at + 4], "little")
+    header = json.loads(data[at + 4 : at + 4 + size])
+    at += 4 + size
+    for name, length, _ in header["sections"]:
+        if name == "terminal_customer_refs":  # one payment, one name: its ref 0 becomes 7
+            data[at : at + 4] = (7).to_bytes(4, "little")
+        at += length
+    with pytest.raises(SnapshotError):
+        decode(bytes(data))
 
 
 def test_a_nul_in_an_id_is_not_written() -> None:
     engine = FeatureEngine()
     engine.transform_columns(["a\x00b"], ["c1"], ["t1"], [1.0], [1e9])
     with pytest.raises(SnapshotError):
-        encode(engine.snapshot())
+        encode(engine.snapshot(), {})
 
 
 def test_restore_and_replay_the_rest_equals_the_full_replay(db: Engine, caplog) -> None:
@@ -124,14 +177,34 @@ def test_restore_and_replay_the_rest_equals_the_full_replay(db: Engine, caplog) 
     assert np.array_equal(next_features(restored), next_features(full))
 
 
-def test_restore_of_some_partitions_keeps_other_partitions_terminal_traffic(db: Engine) -> None:
-    mine = {0, 2, 3}
-    snapshot_then_more(db, mine)
+@pytest.mark.parametrize("mine", [{0, 2, 3}, {5}, {1, 4}])
+def test_any_partition_set_restores_without_a_full_replay(db: Engine, mine: set[int]) -> None:
+    """A rebalance hands a consumer partitions no snapshot was taken for alone: the snapshot
+    of the whole topic still serves, with only those partitions' customers."""
+    snapshot_then_more(db)
     restored_state = state_for(db, mine)
     restored = restored_state.rebuild()
-    assert restored_state.rebuilt_rows < STORED  # not a full replay
+    assert restored_state.rebuilt_rows == AFTER
     full = full_replay(db, mine)
     assert restored.snapshot() == full.snapshot()
+    assert 0 < restored.customer_count < full_replay(db).customer_count
+
+
+def test_a_compaction_builds_on_the_previous_snapshot(db: Engine) -> None:
+    snapshot_then_more(db)
+    assert compact_now(db)["rows"] == AFTER  # only the payments stored since
+    on_top = state_for(db, ALL).rebuild()
+    with db.begin() as conn:  # the same state compacted from scratch
+        conn.execute(feature_snapshot_chunks.delete())
+        conn.execute(feature_snapshots.delete())
+    assert compact_now(db)["rows"] == STORED + AFTER
+    afresh = state_for(db, ALL).rebuild()
+    assert on_top.snapshot() == afresh.snapshot() == full_replay(db).snapshot()
+
+
+def test_a_compaction_with_nothing_new_writes_nothing(db: Engine) -> None:
+    compact_now(db)
+    assert compact_now(db) is None
 
 
 def _falls_back(db: Engine, owned: set[int], caplog) -> None:
@@ -161,38 +234,49 @@ def test_snapshot_ahead_of_the_stored_offsets_is_not_used(db: Engine, caplog) ->
     _falls_back(db, ALL, caplog)
 
 
-def test_no_snapshot_of_these_partitions_falls_back(db: Engine, caplog) -> None:
-    snapshot_then_more(db, {0, 1})
+def test_no_snapshot_falls_back(db: Engine, caplog) -> None:
+    seed(db, STORED + AFTER, start=STORED, total=STORED + AFTER)
     _falls_back(db, {0, 1, 2}, caplog)
 
 
-def test_saving_replaces_the_older_snapshot_of_the_same_partitions(db: Engine) -> None:
-    state = state_for(db, ALL)
-    engine = state.rebuild()
-    state.maybe_snapshot(engine, now=True)
-    state.snapshots.wait()
-    state.maybe_snapshot(engine, now=True)
-    state.snapshots.wait()
+def test_saving_replaces_the_older_snapshot(db: Engine) -> None:
+    compact_now(db)
+    seed(db, STORED + AFTER, start=STORED, total=STORED + AFTER)
+    compact_now(db)
     with db.connect() as conn:
         ids = {r[0] for r in conn.execute(select(feature_snapshot_chunks.c.snapshot_id))}
-    assert len(ids) == 1
-    newest = store.load_newest(db, GROUP, TOPIC, ALL, 50_000_000)
+        rows = conn.execute(select(func.count()).select_from(feature_snapshots)).scalar()
+    assert len(ids) == 1 and rows == 1
+    newest = store.load_newest(db, GROUP, TOPIC, 50_000_000)
     assert newest is not None and newest.id in ids
 
 
 def test_oversized_snapshot_is_refused_on_read(db: Engine) -> None:
-    state = state_for(db, ALL)
-    state.maybe_snapshot(state.rebuild(), now=True)
-    state.snapshots.wait()
+    compact_now(db)
     with pytest.raises(ValueError):
-        store.load_newest(db, GROUP, TOPIC, ALL, 100)
+        store.load_newest(db, GROUP, TOPIC, 100)
 
 
-def test_a_new_snapshot_drops_stale_ones_of_overlapping_partitions(db: Engine) -> None:
-    for owned in ({0, 1}, {2, 3}, {1, 2}):  # the last takes partitions of both others
-        state = state_for(db, owned)
-        state.maybe_snapshot(state.rebuild(), now=True)
-        state.snapshots.wait()
-    assert store.load_newest(db, GROUP, TOPIC, {1, 2}, 50_000_000) is not None
-    assert store.load_newest(db, GROUP, TOPIC, {0, 1}, 50_000_000) is None
-    assert store.load_newest(db, GROUP, TOPIC, {2, 3}, 50_000_000) is None
+def test_take_compacts_only_row_ids_seen_a_settle_time_ago(db: Engine) -> None:
+    """A writer's transaction open when a row id is read may still commit below it: the
+    keeper covers only ids read at least ``settle_s`` before."""
+    keeper = keeper_for(db, settle_s=0.2)
+    engine = FeatureEngine()
+    keeper.take(engine, ALL, 0, 0)
+    keeper.wait()
+    assert store.load_newest(db, GROUP, TOPIC, 50_000_000) is None
+    time.sleep(0.3)
+    keeper.take(engine, ALL, 0, 0)
+    keeper.wait()
+    stored = store.load_newest(db, GROUP, TOPIC, 50_000_000)
+    assert stored is not None and stored.covers["max_id"] == store.newest_row_id(db)
+
+
+def test_take_compacts_in_a_process_of_its_own(db: Engine, caplog) -> None:
+    keeper = keeper_for(db, in_thread=False)
+    with caplog.at_level(logging.INFO, logger="payscore.stream.snapshots"):
+        keeper.take(FeatureEngine(), ALL, 0, 0)
+        keeper.wait()
+    assert "written in the background" in caplog.text, caplog.text
+    restored = state_for(db, ALL).rebuild()
+    assert restored.snapshot() == full_replay(db).snapshot()
