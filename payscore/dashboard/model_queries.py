@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import ColumnElement, Connection, case, func, select
 
 from payscore.dashboard.figures import TimeRange
 from payscore.store.schema import fraud_labels, models, scored_transactions
@@ -99,7 +99,7 @@ def scored(
     where = [*tr.clauses(st.scored_at), st.model_version == champion]
     if challenger is not None:
         where.append(st.challenger_version == challenger)
-    known = fl.transaction_id.is_not(None)
+    known: ColumnElement[bool] = fl.transaction_id.is_not(None)
     if horizon is not None:
         known = known | (st.event_time < horizon)
     query = (

@@ -99,6 +99,8 @@ def compare(
             f"the champion ({champion.version}). The champion alone is shown."
         )
     labelled = frame[frame["labelled"] == 1]
+    if challenger is not None:  # the same payments for both: a failed shadow score leaves one
+        labelled = labelled[labelled["challenger_score"].notna()]
     frauds = int(labelled["is_fraud"].sum())
     pair = "both models scored" if challenger is not None else "the champion decided"
     st.caption(
@@ -156,9 +158,11 @@ def metric_rows(rows: list[dict[str, Any]]) -> None:
     """One row of metrics per model; the challenger's shows its difference to the champion."""
     names = {"auc_roc": "AUC ROC", "average_precision": "AP", "card_precision_at_100": "CP@100"}
     for row in rows:
+        if any(key not in row for key in names):  # not computable (a score missing): the
+            continue  # table below still lists the model
         cols = st.columns(len(names))
         for col, (key, name) in zip(cols, names.items(), strict=True):
-            diff = row[key] - rows[0][key] if row is not rows[0] else None
+            diff = row[key] - rows[0][key] if row is not rows[0] and key in rows[0] else None
             col.metric(
                 f"{row['role'].title()} {name}",
                 f"{row[key]:.4f}",
@@ -246,7 +250,7 @@ def budget(frame: pd.DataFrame, champion: mq.RegisteredModel) -> None:
     )
 
 
-def budget_figure(curve: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart:
+def budget_figure(curve: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart | alt.FacetChart:
     line = (
         alt.Chart(curve)
         .mark_line(color=ROLES["champion"])
