@@ -238,16 +238,27 @@ class Binner:
         position = {n: i for i, n in enumerate(feature_names)}
         kept = [s for s in reference.series if s.name == SCORE or s.name in position]
         self.model_version = model_version
-        self.names = tuple(s.name for s in kept)
+        self.names = tuple(s.name for s in kept)  # the score first
         self._edges = [np.asarray(s.edges, dtype=np.float64) for s in kept]
-        self._cols = [position.get(s.name, -1) for s in kept]  # -1: the score
+        self._cols = np.array([position[s.name] for s in kept[1:]], dtype=np.intp)
+        self._missing = np.array([len(e) + 1 for e in self._edges], dtype=np.uint8)
 
     def codes(self, X: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """(rows, series) bin codes for feature rows ``X`` (engine columns) and their scores."""
-        out = np.empty((len(scores), len(self.names)), dtype=np.uint8)
-        for j, (col, edges) in enumerate(zip(self._cols, self._edges, strict=True)):
-            out[:, j] = bin_codes(scores if col < 0 else X[:, col], edges)
-        return out
+        """(rows, series) bin codes for feature rows ``X`` (engine columns) and their scores.
+
+        The series are gathered once into rows of one array (a contiguous row per
+        ``searchsorted``) and NaN is looked for once: per column, each cost about as much as
+        the search itself."""
+        values = np.empty((len(self.names), len(scores)), dtype=np.float64)
+        values[0] = scores
+        values[1:] = X[:, self._cols].T
+        out = np.empty(values.shape, dtype=np.uint8)
+        for j, edges in enumerate(self._edges):
+            out[j] = np.searchsorted(edges, values[j], side="left")
+        missing = np.isnan(values)
+        if missing.any():
+            out = np.where(missing, self._missing[:, None], out)
+        return out.T
 
 
 def counts_of(codes: np.ndarray) -> np.ndarray:

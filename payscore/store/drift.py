@@ -36,13 +36,17 @@ def increments(
     their ``scored_at`` and series, sorted (every writer locks in the same order)."""
     if not len(picked):
         return []
-    hours = [_hour(rows[i]["scored_at"]) for i in picked]
+    stamps = [rows[i]["scored_at"] for i in picked]
+    distinct = set(stamps)  # a consumer's batch shares one scored_at: one hour, one pass
+    if len(distinct) == 1:
+        groups = [(_hour(stamps[0]), picked)]
+    else:
+        hours = np.array([_hour(t) for t in stamps], dtype=object)
+        groups = [(h, picked[hours == h]) for h in sorted(set(hours))]
     out = []
-    for hour in sorted(set(hours)):  # one hour per consumer batch (it shares one scored_at)
-        mask = np.fromiter((h == hour for h in hours), dtype=bool, count=len(hours))
-        chosen = picked if mask.all() else picked[mask]
-        counts = counts_of(codes.codes[chosen])
-        for name, row in sorted(zip(codes.names, counts.tolist(), strict=True)):
+    for hour, chosen in groups:
+        counts = counts_of(codes.codes[chosen]).tolist()
+        for name, row in sorted(zip(codes.names, counts, strict=True)):
             out.append(
                 {
                     "model_version": codes.model_version,

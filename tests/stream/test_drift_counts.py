@@ -69,7 +69,8 @@ def _stored_counts(db: Engine) -> dict[str, list[int]]:
         m = r._mapping
         assert m["model_version"]
         got = [int(m[c]) for c in BIN_COLUMNS]
-        out[m["feature"]] = [a + b for a, b in zip(out.get(m["feature"], [0] * len(got)), got)]
+        before = out.get(m["feature"], [0] * len(got))
+        out[m["feature"]] = [a + b for a, b in zip(before, got, strict=True)]
     return out
 
 
@@ -153,3 +154,25 @@ def test_a_model_without_a_reference_counts_nothing(
     assert pipeline.write(batch).decided == 50
     assert _stored_counts(db) == {}
     assert np.isfinite([d.score for _, d in batch.decided]).all()
+
+
+def test_rows_of_two_hours_are_counted_in_their_own_hour() -> None:
+    """A writer given decisions of several hours (not a consumer batch) splits the counts."""
+    from datetime import datetime
+
+    from payscore.store.drift import increments
+
+    codes = Codes("m1", ("score", "amount"), np.array([[0, 1], [1, 1], [2, 0], [0, 0]], np.uint8))
+    t1, t2 = datetime(2030, 1, 1, 10, 59, 59), datetime(2030, 1, 1, 11, 0, 1)
+    rows = [{"scored_at": t} for t in (t1, t2, t1, t2)]
+    out = increments(codes, rows, np.array([0, 1, 2, 3]))
+    got = {(r["hour"].hour, r["feature"]): [r[c] for c in BIN_COLUMNS[:3]] for r in out}
+    assert got == {
+        (10, "amount"): [1, 1, 0],
+        (10, "score"): [1, 0, 1],
+        (11, "amount"): [1, 1, 0],
+        (11, "score"): [1, 1, 0],
+    }
+    assert [(r["hour"].hour, r["feature"]) for r in out] == sorted(got)  # one lock order
+    only = increments(codes, rows, np.array([1]))
+    assert {r["feature"]: r["bin_01"] for r in only} == {"score": 1, "amount": 1}
