@@ -40,8 +40,7 @@ def rules_tab(conn: Connection, editor: Editor, analyst: str | None) -> None:
     """Everything stored about the live policy; the change forms when allowed."""
     store = PolicyStore(conn.engine)  # the page's read-only engine
     try:
-        version, rules = store.version(), store.rules()
-        lists, audit = store.list_summaries(), store.history(limit=AUDIT_SHOWN + 1)
+        version, rules, lists = store.version(), store.rules(), store.list_summaries()
     except PayscoreError as e:
         st.warning(
             f"The stored rules cannot be read ({e}). A database made by an older payscore "
@@ -69,7 +68,19 @@ def rules_tab(conn: Connection, editor: Editor, analyst: str | None) -> None:
     _lists(store, lists)
     if off is None and analyst is not None:
         _list_form(editor, [name for name, _, _ in lists])
+    _history(store, [r.code for r in rules] + [name for name, _, _ in lists])
+
+
+def _history(store: PolicyStore, subjects: list[str]) -> None:
+    """The audit trail, newest first: every change, or one rule's or list's (rules history)."""
     st.subheader("Recent changes")
+    everything = "(every rule and list)"
+    subject = st.selectbox("Changes to", [everything, *subjects], key="rules_history_of")
+    try:
+        audit = store.history(None if subject == everything else subject, AUDIT_SHOWN + 1)
+    except PayscoreError as e:
+        st.error(str(e))
+        return
     if len(audit) > AUDIT_SHOWN:
         st.caption(f"The newest {AUDIT_SHOWN}; `payscore rules history` shows older ones.")
     table(audit_frame(audit[:AUDIT_SHOWN]), "policy changes", colour_status=False)

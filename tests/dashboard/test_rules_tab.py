@@ -258,6 +258,9 @@ def test_everyone_reads_the_rules_lists_and_trail(
         ("bob", "list.add", "chargebacks"),
         ("bob", "list.add", "chargebacks"),
     ]
+    at.selectbox(key="rules_history_of").select("SMALL_AMOUNT").run()
+    trail = next(d.value for d in at.dataframe if "who" in d.value.columns)
+    assert list(trail["subject"]) == ["SMALL_AMOUNT"]
     assert "Try on history" not in _buttons(at)
     assert any("dashboard_policy_editing = false" in i.value for i in at.info)
 
