@@ -53,7 +53,7 @@ while True:
 
 @dataclass
 class Run:
-    metrics: bool
+    on: bool  # the measured feature (metrics, explanations, a challenger) on
     rate: float  # payments/s, first prepare to last commit
     cpu_us: float  # this process's CPU time per payment decided, microseconds
     decided: int
@@ -61,16 +61,20 @@ class Run:
 
 @dataclass
 class MetricsCost:
+    """Paired off/on runs of one consumer; ``title`` heads the report."""
+
     count: int
     scrape_every_s: float
     runs: list[Run] = field(default_factory=list)
+    title: str = ""
+    notes: list[str] = field(default_factory=list)  # printed last by ``report``
     #: CPU milliseconds one /metrics rendering takes, after each "on" run (its own stats).
     scrape_cpu_ms: list[float] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[Run, Run]]:
         """(off, on) for each round."""
-        off = [r for r in self.runs if not r.metrics]
-        on = [r for r in self.runs if r.metrics]
+        off = [r for r in self.runs if not r.on]
+        on = [r for r in self.runs if r.on]
         return list(zip(off, on, strict=True))
 
     def rate_ratios(self) -> list[float]:
@@ -119,9 +123,37 @@ def measure_metrics_cost(
     scrape_every_s: float = 1.0,
     step: Callable[[str], None] = lambda _s: None,
 ) -> MetricsCost:
+    result = MetricsCost(
+        count=count,
+        scrape_every_s=scrape_every_s,
+        title=f"metrics cost: {count} payments a run, /metrics scraped every "
+        f"{scrape_every_s:g} s when on",
+    )
+
+    def serve(consumer: Any, app: Any) -> contextlib.AbstractContextManager[None]:
+        return _served_and_scraped(consumer, app, scrape_every_s, result.scrape_cpu_ms)
+
+    def run_one(topic: str, on: bool) -> Any:
+        return measure_consumer(settings, topic, count, serve if on else None)[0]
+
+    return measure_off_on(settings, result, rounds, run_one, "metrics", step)
+
+
+def measure_off_on(
+    settings: Settings,
+    result: MetricsCost,
+    rounds: int,
+    run_one: Callable[[str, bool], Any],
+    what: str,
+    step: Callable[[str], None] = lambda _s: None,
+) -> MetricsCost:
+    """Fill ``result`` with ``rounds`` pairs of consumer runs, ``what`` off and on, the order
+    swapped every round, each draining the same pre-filled topic of ``result.count``
+    simulated payments; ``run_one(topic, on)`` runs one consumer and returns its probe."""
     from payscore.core.model import load_artifact
     from payscore.stream.sources import simulated_source
 
+    count = result.count
     load_artifact(settings.model_path, settings)  # fail before any work without a usable model
     check_broker(settings)
     step("loading the simulated payments")
@@ -133,24 +165,17 @@ def measure_metrics_cost(
         raise ServiceUnavailable("not enough simulated payments after the start date")
     topic = f"payscore-bench-{uuid.uuid4().hex[:10]}"
     topics = [topic, f"{topic}.dlq", f"{topic}.decisions"]
-    result = MetricsCost(count=count, scrape_every_s=scrape_every_s)
     try:
         ensure_topics(settings, topics, settings.topic_partitions)
         step(f"producing {count} payments to {topic}")
         produce(settings, items, ProduceOptions(topic=topic, rate=0))
         for round_no in range(1, rounds + 1):
             order = (False, True) if round_no % 2 else (True, False)
-            for metrics in order:
-                step(
-                    f"round {round_no} of {rounds}: consumer, metrics {'on' if metrics else 'off'}"
-                )
-
-                def serve(consumer: Any, app: Any) -> contextlib.AbstractContextManager[None]:
-                    return _served_and_scraped(consumer, app, scrape_every_s, result.scrape_cpu_ms)
-
-                probe, _ = measure_consumer(settings, topic, count, serve if metrics else None)
+            for on in order:
+                step(f"round {round_no} of {rounds}: consumer, {what} {'on' if on else 'off'}")
+                probe = run_one(topic, on)
                 cpu_us = probe.cpu_s / probe.decided * 1e6 if probe.decided else 0.0
-                result.runs.append(Run(metrics, probe.rate, cpu_us, probe.decided))
+                result.runs.append(Run(on, probe.rate, cpu_us, probe.decided))
     finally:
         delete_topics(settings, topics)
     return result
@@ -158,8 +183,7 @@ def measure_metrics_cost(
 
 def report(cost: MetricsCost) -> str:
     lines = [
-        f"metrics cost: {cost.count} payments a run, /metrics scraped every "
-        f"{cost.scrape_every_s:g} s when on",
+        cost.title,
         "round  off payments/s  on payments/s  ratio   off CPU us/payment  on CPU us/payment"
         "  ratio",
     ]
@@ -183,6 +207,7 @@ def report(cost: MetricsCost) -> str:
             f"{len(cost.scrape_cpu_ms)} runs); one scrape every {cost.scrape_every_s:g} s "
             f"takes {per_scrape / 10 / cost.scrape_every_s:.3f} % of one core"
         )
+    lines += cost.notes
     return "\n".join(lines)
 
 

@@ -63,6 +63,12 @@ def bench_cmd(
         help="Instead: one consumer with metrics off and on (served, scraped every second), "
         "alternating for --rounds rounds of --count payments; ratios of throughput and CPU.",
     ),
+    feature_cost: str = typer.Option(
+        None,
+        "--feature-cost",
+        help="Instead: one consumer with explanations (explain) or a shadow-scoring "
+        "challenger (challenger) off and on, alternating like --metrics-cost.",
+    ),
     rounds: int = typer.Option(
         2,
         "--rounds",
@@ -88,8 +94,20 @@ def bench_cmd(
     def step(text: str) -> None:
         err_console.print(f"[dim]bench:[/dim] {escape(text)}", highlight=False)
 
-    if recovery and metrics_cost:
-        raise typer.BadParameter("choose one of --recovery and --metrics-cost")
+    if sum(map(bool, (recovery, metrics_cost, feature_cost))) > 1:
+        raise typer.BadParameter("choose one of --recovery, --metrics-cost and --feature-cost")
+    if feature_cost:
+        from payscore.bench import feature_cost as features
+        from payscore.bench.metrics_cost import report as cost_report
+
+        if feature_cost not in features.FEATURES:
+            raise typer.BadParameter(
+                f"expected one of {', '.join(features.FEATURES)}", param_hint="--feature-cost"
+            )
+        settings = settings.model_copy(update={"batch_size": batch_size})
+        measured = features.measure_feature_cost(settings, feature_cost, count, rounds, step)
+        console.print(cost_report(measured), highlight=False, markup=False, soft_wrap=True)
+        return
     if metrics_cost:
         from payscore.bench import metrics_cost as cost
 

@@ -66,5 +66,5 @@ def test_bench_metrics_cost_pairs_off_and_on_runs(
 def test_one_benchmark_mode_at_a_time() -> None:
     result = CliRunner().invoke(app, ["bench", "--recovery", "1000", "--metrics-cost"])
     assert result.exit_code == 2
-    assert "choose one of --recovery and --metrics-cost" in result.output
+    assert "choose one of --recovery, --metrics-cost and --feature-cost" in result.output
     assert "Traceback" not in result.output
