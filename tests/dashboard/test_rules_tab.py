@@ -321,3 +321,32 @@ def test_an_analyst_tries_confirms_and_changes_a_list(
         ("alice", "list.add", "blocked:C1"),
     ]
     store.engine.dispose()
+
+
+def test_an_analyst_disables_then_enables_after_a_what_if(
+    settings: Settings, users: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _editor(settings, "bob", **users).confirm(
+        _editor(settings, "bob", **users).try_rule(RULE_TOML, "toml", "small ones", 1)
+    )
+    at = _sign_in(_page(settings, monkeypatch, **_env(users)), "alice", ANALYST_PASSWORD)
+    _open(at, "Rules")
+    at.number_input(key="rules_days").set_value(DAYS)
+    at.text_input(key="rules_toggle_reason").input("too many reviews")
+    at.button(key="rules_disable").click().run()
+    assert "Rule SMALL_AMOUNT disabled by alice" in at.success[0].value
+    assert "rules_disable" not in {b.key for b in at.button}
+    at.text_input(key="rules_toggle_reason").input("the season is over")
+    at.button(key="rules_try_enable").click().run()
+    assert at.table[0].value.index[-1] == "total" and len(at.table[0].value) == DAYS + 1
+    assert _stored(settings)[0] == 2  # tried, not stored
+    at.button(key="rules_confirm").click().run()
+    assert "Rule SMALL_AMOUNT enabled by alice" in at.success[0].value
+    store = _store(settings)
+    assert [(e.actor, e.change, e.reason) for e in store.history("SMALL_AMOUNT")] == [
+        ("alice", "rule.enable", "the season is over"),
+        ("alice", "rule.disable", "too many reviews"),
+        ("bob", "rule.add", "small ones"),
+    ]
+    assert store.rule("SMALL_AMOUNT").enabled
+    store.engine.dispose()
