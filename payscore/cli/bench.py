@@ -69,6 +69,14 @@ def bench_cmd(
         help="Instead: one consumer with explanations (explain) or a shadow-scoring "
         "challenger (challenger) off and on, alternating like --metrics-cost.",
     ),
+    consumers: int = typer.Option(
+        None,
+        "--consumers",
+        min=1,
+        max=16,
+        help="Instead: 1 and N consumer processes in one group over the same --count payments, "
+        "alternating for --rounds rounds, with the database ceiling between runs.",
+    ),
     rounds: int = typer.Option(
         2,
         "--rounds",
@@ -94,6 +102,16 @@ def bench_cmd(
     def step(text: str) -> None:
         err_console.print(f"[dim]bench:[/dim] {escape(text)}", highlight=False)
 
+    if consumers and any(ctx.params.get(k) for k in ("recovery", "metrics_cost", "feature_cost")):
+        raise typer.BadParameter("--consumers runs alone", param_hint="--consumers")
+    if consumers:
+        from payscore.bench.scaleout import report_lines as scaleout_lines
+        from payscore.bench.scaleout import run_consumers_bench
+
+        measured = run_consumers_bench(settings, count, consumers, rounds, batch_size, step)
+        for line in scaleout_lines(measured):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
     if sum(map(bool, (recovery, metrics_cost, feature_cost))) > 1:
         raise typer.BadParameter("choose one of --recovery, --metrics-cost and --feature-cost")
     if feature_cost:
