@@ -92,7 +92,10 @@ def sign_in(settings: Settings) -> str | None:
             st.error("Wrong analyst name or password.")
         analyst = signed_in()
         if analyst is None:
-            st.caption("Sign in to label review payments; everything else needs no sign-in.")
+            can = "label review payments or change rules and lists"
+            if not settings.dashboard_policy_editing:
+                can = "label review payments"
+            st.caption(f"Sign in to {can}; everything else needs no sign-in.")
             return None
         st.caption(f"Signed in as **{analyst}**")
         authenticator.logout("Sign out", "sidebar", key="analyst_sign_out")

@@ -488,9 +488,15 @@ def test_demo_run_in_chromium(
             # The latest decisions: amounts drawn with exactly two decimals, times 24-hour.
             page.get_by_role("tab", name="Decisions").click()
             expect(page.get_by_text("200 row(s) shown")).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(1500)
-            drawn = set(page.evaluate("window.__drawn"))
             newest = sorted(rows, key=lambda r: r["scored_at"], reverse=True)[:5]
+            # The canvas draws when the browser gets to it: wait (generously) for the newest
+            # amount to be drawn, then read everything drawn.
+            page.wait_for_function(
+                "text => window.__drawn.includes(text)",
+                arg=f"{newest[0]['amount']:.2f}",
+                timeout=60_000,
+            )
+            drawn = set(page.evaluate("window.__drawn"))
             for r in newest:
                 assert f"{r['amount']:.2f}" in drawn, (r["amount"], sorted(drawn)[:50])
                 assert f"{r['amount']:.6f}" not in drawn
