@@ -214,12 +214,13 @@ def psi(expected: Sequence[float], counts: Sequence[int]) -> float:
 
 
 def bin_labels(edges: Sequence[float]) -> list[str]:
-    """Readable names of the bins of ``edges``: "<= 0", "(0, 2.5]", "> 2.5", "missing"."""
+    """Readable names of the bins of ``edges`` (3 significant digits): "<= 0", "(0, 2.5]",
+    "> 2.5", "missing"."""
     if not edges:
         return ["all", "missing"]
-    out = [f"<= {edges[0]:g}"]
-    out += [f"({lo:g}, {hi:g}]" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-    return [*out, f"> {edges[-1]:g}", "missing"]
+    out = [f"<= {edges[0]:.3g}"]
+    out += [f"({lo:.3g}, {hi:.3g}]" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return [*out, f"> {edges[-1]:.3g}", "missing"]
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@ def render(conn: Connection, tr: TimeRange) -> None:
     rows = feature_rows(reference, counts)
     worst = rows.iloc[0] if len(rows) else None
     if worst is not None:
-        cols[1].metric("Largest feature PSI", f"{worst['PSI']:.3f}", str(worst["feature"]))
+        cols[1].metric(
+            "Largest feature PSI", f"{worst['PSI']:.3f}", str(worst["feature"]), delta_color="off"
+        )
     st.altair_chart(score_figure(score, counts[SCORE]), width="stretch")
     st.markdown("**Population stability index by feature**")
     st.caption(BANDS)

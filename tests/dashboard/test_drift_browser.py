@@ -153,6 +153,8 @@ def test_drift_section_in_chromium(
         expect(panel.get_by_text("3 row(s) shown")).to_be_visible()  # one per feature
         chart = panel.locator("[data-testid='stVegaLiteChart']")
         expect(chart).to_have_count(1, timeout=30_000)
+        page.wait_for_timeout(1500)  # let the chart finish drawing
+        page.screenshot(path=str(tmp_path / "drift.png"), full_page=True)
 
         # All time adds the older hour's 2,000 undrifted payments: the PSI falls.
         _pick_range(page, "All time")
