@@ -136,8 +136,9 @@ class Settings(BaseModel):
         300.0,
         ge=0,
         le=86_400,
-        description="consume saves its feature state to the database at most this often (at a "
-        "batch boundary), so a restart restores it and replays only what came after; 0: off.",
+        description="consume compacts the topic's feature state into the database at most this "
+        "often (in a process of its own), so a restart or rebalance restores it and replays only "
+        "what came after; 0: off.",
     )
     snapshot_max_bytes: int = Field(
         1_073_741_824,
