@@ -176,3 +176,23 @@ def test_rows_of_two_hours_are_counted_in_their_own_hour() -> None:
     assert [(r["hour"].hour, r["feature"]) for r in out] == sorted(got)  # one lock order
     only = increments(codes, rows, np.array([1]))
     assert {r["feature"]: r["bin_01"] for r in only} == {"score": 1, "amount": 1}
+
+
+def test_sqlite_counts_once_too(tmp_path: Path) -> None:
+    """The demo's database (SQLite) takes the same upsert: a batch written twice counts once."""
+    from sqlalchemy import create_engine
+
+    from payscore.store.schema import metadata
+    from tests.store.rows import row
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    metadata.create_all(engine)
+    writer = DecisionWriter(engine)
+    codes = Codes("m1", ("score", "amount"), np.array([[0, 1], [2, 1]], np.uint8))
+    batch = BatchRequest([row("a", 0), row("b", 1)], [], [], {(GROUP, TOPIC, 0): 2}, [], codes)
+    assert [writer.write_staged(batch).decided for _ in range(2)] == [2, 0]
+    later = Codes("m1", ("score", "amount"), np.array([[1, 1]], np.uint8))
+    writer.write_staged(BatchRequest([row("c", 2)], [], [], {(GROUP, TOPIC, 0): 3}, [], later))
+    counts = _stored_counts(engine)
+    engine.dispose()
+    assert (counts["score"][:3], counts["amount"][:3]) == ([1, 1, 1], [0, 3, 0])
