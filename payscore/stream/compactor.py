@@ -24,7 +24,7 @@ from payscore.core.features import FeatureEngine
 from payscore.errors import PayscoreError
 from payscore.store import snapshots as store
 from payscore.store import state
-from payscore.store.writer import utcnow
+from payscore.store.writer import stored_offsets, utcnow
 from payscore.stream.rebuild import EXPIRY_LATENESS
 from payscore.stream.snapshot_format import FORMAT_VERSION, SnapshotError, encode, quiet_collector
 from payscore.stream.snapshots import CompactionJob, Covers, restore_engine
@@ -114,6 +114,9 @@ def _previous(
         if stored.format_version != FORMAT_VERSION:
             raise SnapshotError(f"format {stored.format_version}")
         covers = Covers.from_json(stored.covers)
+        offsets = stored_offsets(db, job.group, job.topic)
+        if any(o > offsets.get(p, -1) for p, o in covers.offsets.items()):
+            raise SnapshotError(f"snapshot {stored.id} is ahead of the stored offsets")
         engine, partitions = restore_engine(stored.data, None)
     except (SnapshotError, ValueError) as e:
         log.warning("feature snapshot not built on (%s): compacting the stored history", e)

@@ -280,3 +280,12 @@ def test_take_compacts_in_a_process_of_its_own(db: Engine, caplog) -> None:
     assert "written in the background" in caplog.text, caplog.text
     restored = state_for(db, ALL).rebuild()
     assert restored.snapshot() == full_replay(db).snapshot()
+
+
+def test_a_compaction_does_not_build_on_a_snapshot_ahead_of_the_offsets(db: Engine) -> None:
+    snapshot_then_more(db)
+    with db.begin() as conn:  # the database went back (a restored backup, say)
+        conn.execute(
+            update(consumer_offsets).values(next_offset=consumer_offsets.c.next_offset - 10**6)
+        )
+    assert compact_now(db)["rows"] == STORED + AFTER  # afresh, from the stored history
