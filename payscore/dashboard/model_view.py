@@ -228,12 +228,14 @@ def budget(frame: pd.DataFrame, champion: mq.RegisteredModel) -> None:
         f"{new_load:,.1f}",
         delta=f"{new_load - now_load:+,.1f} vs the champion's {now_load:,.1f}",
         delta_color="off",
+        delta_arrow="off",
     )
     cols[2].metric(
         "Frauds caught",
         fmt_rate(new_caught),
         delta=f"champion's threshold: {fmt_rate(now_caught)}",
         delta_color="off",
+        delta_arrow="off",
     )
     points = pd.DataFrame(
         {
