@@ -106,6 +106,10 @@ TEMPLATES: dict[str, Callable[[float, Mapping[str, float]], str]] = {
 }
 
 
+#: Templates that read other features of the payment's row (the rest read only the value).
+ROW_TEMPLATES = frozenset({"amount"})
+
+
 def _card_count(days: int) -> Callable[[float, Mapping[str, float]], str]:
     span = "24 h" if days == 1 else f"{days} days"
     return lambda v, _: f"{v:.0f} payments by this card in {span}"
@@ -195,15 +199,21 @@ def explain(
     picked = np.take_along_axis(C, order, axis=1)
     values = X[np.arange(n)[:, None], np.asarray(model_cols)[order]]
     order_l, picked_l, values_l = order.tolist(), picked.tolist(), values.tolist()
+    # A sentence depends on the feature and its value only (the amount's also on the row):
+    # within a batch the same terminal or count values recur, so each is written once.
+    written: dict[tuple[int, float], str] = {}
     out: list[list[Reason]] = []
     for i in range(n):
-        row = _Row(X, i, index)
         reasons = []
         for j, c, v in zip(order_l[i], picked_l[i], values_l[i], strict=True):
             if c <= 0:
                 break  # sorted: nothing after it raised the score either
             name = names[j]
-            reasons.append(Reason(name, v, c, reason_text(name, v, row)))
+            if name in ROW_TEMPLATES:
+                text = reason_text(name, v, _Row(X, i, index))
+            else:
+                text = written.get((j, v)) or written.setdefault((j, v), reason_text(name, v, {}))
+            reasons.append(Reason(name, v, c, text))
         out.append(reasons)
     return out
 
