@@ -102,7 +102,6 @@ TEMPLATES: dict[str, Callable[[float, Mapping[str, float]], str]] = {
         f"terminal's last known fraud {v:.1f} days earlier" if v >= 0 else "no known fraud"
     ),
     "terminal_last_fraud_amount": lambda v, _: f"terminal's last known fraud was {v:.2f}",
-    "terminal_nb_tx_recent_1day": lambda v, _: f"{v:.0f} payments at this terminal in 24 h",
 }
 
 
