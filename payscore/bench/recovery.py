@@ -310,5 +310,59 @@ def _save_first(db: Any, engine: Any, max_bytes: int) -> int:
     return int(save_state(db, job, engine, partitions, covers)["bytes"])
 
 
+def restore_cost(n: int) -> dict[str, float]:
+    """The restore alone, at a state of ``n`` payments: a snapshot of ``n`` payments of the
+    benchmark's density (all in the windows) built directly, not replayed, then decoded and
+    restored in this process, whole and for one partition of ``PARTITIONS``. Seconds, MiB.
+    (``python -m payscore.bench.recovery restore-cost N``: no database; the piece of
+    ``snapshot`` ready time that grows with the state.)"""
+    import gc
+    from itertools import pairwise
+
+    import numpy as np
+
+    from payscore.core.features import SNAPSHOT_VERSION
+    from payscore.stream.snapshot_format import encode, quiet_collector
+    from payscore.stream.snapshots import restore_engine
+
+    rng = np.random.default_rng(7)
+    customers, terminals = max(n // 20, 100), max(n // 30, 50)
+    first = (_END - timedelta(days=DAYS)).timestamp()
+    times = np.sort(rng.uniform(first, first + DAYS * 86_400, n))
+    cust, term = rng.integers(0, customers, n), rng.integers(0, terminals, n)
+    amounts = np.round(rng.gamma(2.0, 30.0, n), 2)
+    with quiet_collector():
+        state: dict[str, Any] = {"customers": {}, "terminals": {}}
+        for kind, keys, extra in (("customers", cust, 2), ("terminals", term, 5)):
+            order = np.argsort(keys, kind="stable")
+            bounds = np.searchsorted(keys[order], np.arange(keys.max() + 2)).tolist()
+            cols = [times[order].tolist(), amounts[order].tolist()]
+            if extra == 5:
+                ids = [f"tx-{i:09d}" for i in order.tolist()]
+                names = [f"C{c:07d}" for c in cust[order].tolist()]
+                cols = [cols[0], ids, names, cols[1], [None] * n]
+            for k, (a, b) in enumerate(pairwise(bounds)):
+                if b > a:
+                    state[kind][f"{kind[0].upper()}{k:07d}"] = [c[a:b] for c in cols]
+        partitions = {c: zlib.crc32(c.encode()) % PARTITIONS for c in state["customers"]}
+        state.update(version=SNAPSHOT_VERSION, velocity_windows=[60, 3600])
+        state.update(label_delay_days=7, pending=[])
+        data = encode(state, partitions)
+    del state, partitions
+    gc.collect()
+    out = {"payments": n, "mib": len(data) / 2**20}
+    for name, keep in (("all", None), ("one_partition", {0})):
+        started = time.monotonic()
+        engine, _ = restore_engine(data, keep)
+        out[f"{name}_s"] = time.monotonic() - started
+        del engine
+        gc.collect()
+    out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(_measure(sys.argv[1])))
+    if sys.argv[1] == "restore-cost":
+        print(json.dumps(restore_cost(int(sys.argv[2]))))
+    else:
+        print(json.dumps(_measure(sys.argv[1])))
