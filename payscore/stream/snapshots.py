@@ -172,12 +172,13 @@ class SnapshotKeeper:
     ) -> int:
         """Start a compaction up to the newest row id seen at least ``settle_s`` ago, unless
         one is running; returns ``others_cursor`` unchanged (a compaction does not read the
-        running engine, only its feature settings). ``owned`` and ``label_cursor`` are not
-        needed: the snapshot covers every partition and reads the labels itself."""
-        del owned, label_cursor
+        running engine, only its feature settings). Only the member that owns partition 0
+        compacts: the snapshot covers every partition, so one compaction serves the group
+        (``label_cursor`` is not needed either: the compaction reads the labels itself)."""
+        del label_cursor
         started = self._last = time.monotonic()
         self._collect()
-        if self._job is not None:
+        if self._job is not None or 0 not in owned:
             return others_cursor
         self._marks.append((started, store.newest_row_id(self.db)))
         settled = [m for m in self._marks if m[0] <= started - self.settle_s]

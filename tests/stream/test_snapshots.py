@@ -289,3 +289,14 @@ def test_a_compaction_does_not_build_on_a_snapshot_ahead_of_the_offsets(db: Engi
             update(consumer_offsets).values(next_offset=consumer_offsets.c.next_offset - 10**6)
         )
     assert compact_now(db)["rows"] == STORED + AFTER  # afresh, from the stored history
+
+
+def test_only_the_owner_of_partition_zero_compacts(db: Engine) -> None:
+    """One snapshot serves the whole group: the other members do not build it again."""
+    keeper = keeper_for(db)
+    keeper.take(FeatureEngine(), {1, 2}, 0, 0)
+    keeper.wait()
+    assert store.load_newest(db, GROUP, TOPIC, 50_000_000) is None
+    keeper.take(FeatureEngine(), {0, 2}, 0, 0)
+    keeper.wait()
+    assert store.load_newest(db, GROUP, TOPIC, 50_000_000) is not None
