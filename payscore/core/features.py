@@ -373,6 +373,10 @@ class FeatureEngine:
             del self._customers[cid]
         return len(gone)
 
+    def holds_payment(self, transaction_id: str) -> bool:
+        """Whether the payment is in its terminal's history (read already, not yet trimmed)."""
+        return transaction_id in self._tx_terminal
+
     @property
     def customer_count(self) -> int:
         return len(self._customers)

@@ -243,3 +243,33 @@ def test_the_refresh_follows_the_payments_event_time_not_the_records_timestamps(
     _paid(engine, T0 + DAY)
     state.maybe_refresh(engine, [now])
     assert "tx-other" in engine._tx_terminal
+
+
+def test_a_batch_that_commits_after_a_newer_one_is_still_read(tmp_path):
+    """Row ids are given out at insert, not at commit: another consumer's batch may commit with
+    ids below rows already read. The next daily read reads it; rows held are not added twice."""
+    from datetime import datetime
+
+    from tests.store.rows import row
+
+    db = create_engine(f"sqlite:///{tmp_path / 'late.db'}")
+    metadata.create_all(db)
+    engine = FeatureEngine()
+    state = FeatureState(db, TOPIC, FeatureEngine, lambda: {0})
+    _paid(engine, T0)
+    state.maybe_refresh(engine)
+
+    def other(tx: str, row_id: int) -> dict[str, Any]:
+        return {**row(tx, row_id, partition=1, when=datetime(2024, 1, 1, 6)), "id": row_id}
+
+    with db.begin() as conn:
+        conn.execute(scored_transactions.insert(), [other("tx-newer", 50)])
+    _paid(engine, T0 + DAY)
+    state.maybe_refresh(engine)
+    assert engine.holds_payment("tx-newer")
+    with db.begin() as conn:  # committed now, with an id below the one read
+        conn.execute(scored_transactions.insert(), [other("tx-late", 40)])
+    _paid(engine, T0 + 2 * DAY)
+    state.maybe_refresh(engine)
+    assert engine.holds_payment("tx-late")
+    assert sorted(engine._terminals["t1"].txids) == ["tx-late", "tx-newer"]  # each read once
