@@ -407,6 +407,12 @@ def build_scorer(settings: Settings, artifact: ModelArtifact) -> Scorer:
         amount_decline_limit=settings.amount_decline_limit,
     )
     scorer.explain_top = settings.explain_top_reasons
+    if scorer.explain_top:
+        from payscore.core import explain
+
+        if explain.explainable(artifact):  # compile the one walk now, not on the first batch
+            names = artifact.feature_names
+            explain.scored_contributions(artifact, names, np.zeros((1, len(names))))
     return scorer
 
 
