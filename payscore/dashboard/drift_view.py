@@ -56,7 +56,7 @@ def render(conn: Connection, tr: TimeRange) -> None:
         f"{span[0]:%Y-%m-%d %H:00} to {span[1]:%Y-%m-%d %H:59} UTC (counted per hour), against "
         f"{fmt_count(reference.feature_payments)} payments of its training period (features) "
         f"and {fmt_count(reference.score_payments)} of its {reference.score_period} period "
-        "(score, out of sample)."
+        + ("(score, out of sample)." if reference.score_period == "validation" else "(score).")
     )
     if n < MIN_PAYMENTS:
         st.warning(f"Fewer than {MIN_PAYMENTS:,} payments: these PSI values are mostly noise.")
