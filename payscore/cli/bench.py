@@ -108,8 +108,8 @@ def bench_cmd(
         from payscore.bench.scaleout import report_lines as scaleout_lines
         from payscore.bench.scaleout import run_consumers_bench
 
-        measured = run_consumers_bench(settings, count, consumers, rounds, batch_size, step)
-        for line in scaleout_lines(measured):
+        scaled = run_consumers_bench(settings, count, consumers, rounds, batch_size, step)
+        for line in scaleout_lines(scaled):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
         return
     if sum(map(bool, (recovery, metrics_cost, feature_cost))) > 1:
