@@ -77,9 +77,18 @@ def test_corrupt_snapshot_falls_back_to_the_full_replay(
     consume_runner.env["PAYSCORE_INPUT_TOPIC"] = topic
     consume_runner.env["PAYSCORE_SNAPSHOT_INTERVAL_SECONDS"] = "0.3"
     payments = payments_from(small_world, 25, 1500)
-    produce(kafka_bootstrap, topic, keyed(payments))
-    assert consume_runner.run(*ARGS, "--max-messages", "800") == 0, consume_runner.logs()
-    assert _snapshots(db_url) >= 1, consume_runner.logs()
+    # The first 800 arrive over some 3 s, so the run meets several snapshot intervals (a
+    # compaction covers row ids seen an interval before) whatever the machine's speed.
+    first = consume_runner.start(*ARGS, "--max-messages", "800")
+    log = consume_runner.log_dir / "consume-0.log"
+    assert consume_runner.wait_until(
+        first, lambda: "positioned" in log.read_text(errors="replace"), 90
+    ), consume_runner.logs()
+    for start in range(0, 800, 50):
+        produce(kafka_bootstrap, topic, keyed(payments[start : start + 50]))
+        time.sleep(0.2)
+    assert first.wait(timeout=180) == 0, consume_runner.logs()
+    assert _snapshots(db_url) >= 1, consume_runner.logs()  # its exit waits for the compaction
     engine = create_engine(db_url)
     try:
         with engine.begin() as conn:
@@ -87,6 +96,7 @@ def test_corrupt_snapshot_falls_back_to_the_full_replay(
     finally:
         engine.dispose()
     # The restart finds the snapshot unreadable, replays the stored history, decides the rest.
+    produce(kafka_bootstrap, topic, keyed(payments[800:]))
     assert consume_runner.run(*ARGS, "--idle-exit", "4") == 0, consume_runner.logs()
     logs = consume_runner.logs()
     assert "feature snapshot not used (snapshot" in logs, logs  # this one, not "none stored"
