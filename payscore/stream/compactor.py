@@ -141,7 +141,7 @@ def child_main(url: str, job: CompactionJob, results: Connection) -> None:
     started = time.monotonic()
     outcome: tuple[bool, Any]
     try:
-        db = make_engine(Settings(database_url=url))
+        db = make_engine(Settings.model_validate({"database_url": url}))
         try:
             outcome = (True, compact(db, job))
         finally:

@@ -238,6 +238,8 @@ class SnapshotKeeper:
             return
         self._job = None
         self.last_compaction_s = time.monotonic() - self._started
+        ok: bool
+        result: Any  # what compactor.compact returned (a dict or None), or why it failed
         if self.in_thread:
             ok, result = self._thread_result or (False, "the compaction thread died")
         else:
