@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 def compact(db: Engine, job: CompactionJob) -> dict[str, Any] | None:
     """Save the snapshot covering the stored payments up to ``job.upto_id``; None when the
     newest snapshot already does. Returns what was written (for the log and the benchmark)."""
+    time.sleep(job.settle_s)  # transactions holding ids up to upto_id commit meanwhile
     latest = state.latest_event_time(db, job.topic)
     upto = min(job.upto_id, store.newest_row_id(db))  # never cover ids not yet given out
     if latest is None:

@@ -46,9 +46,10 @@ __all__ = ["FORMAT_VERSION", "SnapshotError", "SnapshotKeeper", "decode", "encod
 
 log = logging.getLogger(__name__)
 
-#: How old a row id must be before a compaction covers it: a writer's transaction that took
-#: ids below it has committed or rolled back by then (InnoDB gives up a lock wait after 50 s),
-#: so no payment can later appear below a snapshot's ``max_id``. Capped by the interval.
+#: How long a compaction waits after reading the newest row id before it reads the rows up to
+#: it: a writer's transaction that took ids below it has committed or rolled back by then
+#: (InnoDB gives up a lock wait after 50 s), so no payment can later appear below a
+#: snapshot's ``max_id``. Capped by the interval.
 SETTLE_S = 60.0
 
 
@@ -106,6 +107,7 @@ class CompactionJob:
     label_delay_days: int
     max_bytes: int
     upto_id: int
+    settle_s: float = 0.0  # waited before reading the rows up to ``upto_id`` (SETTLE_S)
 
 
 def restore_engine(
@@ -151,7 +153,6 @@ class SnapshotKeeper:
         self.in_thread = in_thread
         self.settle_s = min(SETTLE_S, interval_s) if settle_s is None else settle_s
         self._last = time.monotonic()
-        self._marks: list[tuple[float, int]] = []  # (when, newest row id) seen at takes
         self._covered = 0  # max_id of the last compaction started
         self._job: Any = None  # the running compaction: a Process or a Thread
         self._results: Any = None  # the process's end of its result pipe
@@ -170,8 +171,8 @@ class SnapshotKeeper:
     def take(
         self, engine: FeatureEngine, owned: Collection[int], label_cursor: int, others_cursor: int
     ) -> int:
-        """Start a compaction up to the newest row id seen at least ``settle_s`` ago, unless
-        one is running; returns ``others_cursor`` unchanged (a compaction does not read the
+        """Start a compaction up to the newest row id (it waits ``settle_s`` before reading),
+        unless one is running; returns ``others_cursor`` unchanged (a compaction does not read the
         running engine, only its feature settings). Only the member that owns partition 0
         compacts: the snapshot covers every partition, so one compaction serves the group
         (``label_cursor`` is not needed either: the compaction reads the labels itself)."""
@@ -180,13 +181,9 @@ class SnapshotKeeper:
         self._collect()
         if self._job is not None or 0 not in owned:
             return others_cursor
-        self._marks.append((started, store.newest_row_id(self.db)))
-        settled = [m for m in self._marks if m[0] <= started - self.settle_s]
-        if settled:
-            self._marks = [m for m in self._marks if m[0] >= settled[-1][0]]
-            upto = settled[-1][1]
-            if upto > self._covered:
-                self._start(engine, upto, started)
+        upto = store.newest_row_id(self.db)
+        if upto > self._covered:
+            self._start(engine, upto, started)
         self.last_pause_s = time.monotonic() - started
         return others_cursor
 
@@ -200,6 +197,7 @@ class SnapshotKeeper:
             engine.label_delay_days,
             self.max_bytes,
             upto,
+            self.settle_s,
         )
         self._covered = upto
         self._started = started

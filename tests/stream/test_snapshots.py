@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -257,19 +256,19 @@ def test_oversized_snapshot_is_refused_on_read(db: Engine) -> None:
         store.load_newest(db, GROUP, TOPIC, 100)
 
 
-def test_take_compacts_only_row_ids_seen_a_settle_time_ago(db: Engine) -> None:
-    """A writer's transaction open when a row id is read may still commit below it: the
-    keeper covers only ids read at least ``settle_s`` before."""
-    keeper = keeper_for(db, settle_s=0.2)
-    engine = FeatureEngine()
-    keeper.take(engine, ALL, 0, 0)
-    keeper.wait()
-    assert store.load_newest(db, GROUP, TOPIC, 50_000_000) is None
-    time.sleep(0.3)
-    keeper.take(engine, ALL, 0, 0)
+def test_take_covers_the_row_id_it_read_and_the_compaction_waits_before_reading(
+    db: Engine,
+) -> None:
+    """A writer's transaction open when the newest id is read may still commit below it: the
+    compaction waits ``settle_s`` and covers only up to that id, not rows stored since."""
+    keeper = keeper_for(db, settle_s=0.5)
+    read = store.newest_row_id(db)
+    keeper.take(FeatureEngine(), ALL, 0, 0)
+    seed(db, STORED + AFTER, start=STORED, total=STORED + AFTER)  # during the wait
     keeper.wait()
     stored = store.load_newest(db, GROUP, TOPIC, 50_000_000)
-    assert stored is not None and stored.covers["max_id"] == store.newest_row_id(db)
+    assert stored is not None and stored.covers["max_id"] == read < store.newest_row_id(db)
+    assert state_for(db, ALL).rebuild().snapshot() == full_replay(db).snapshot()
 
 
 def test_take_compacts_in_a_process_of_its_own(db: Engine, caplog) -> None:
