@@ -315,6 +315,7 @@ class StreamConsumer:
                 self._writer.drain()
                 self._collect()
                 retry(self._catch_up, "position partitions", self._stopping, self.stats.retries)
+                idle_since = time.monotonic()  # a state rebuild is not idleness (--idle-exit)
                 continue
             if self.stats.due(self.settings.log_interval_seconds):
                 log.info("%s", self.stats.summary(self._lag()))

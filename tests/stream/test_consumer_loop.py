@@ -179,6 +179,37 @@ def test_idle_exit_counts_only_while_partitions_are_assigned():
         consumer._writer.close()
 
 
+def test_idle_exit_does_not_count_the_state_rebuild_after_an_assignment():
+    """A rebuild longer than --idle-exit must not end the consumer before it decides anything:
+    the idle time starts when the partitions are positioned, not when they were assigned."""
+    fake = _FakeKafka()
+    fake.assigned = {TopicPartition("t", 0)}
+    consumer = _loop_consumer(fake, idle_exit_s=0.3)
+    positioned: list[float] = []
+
+    def slow_catch_up() -> bool:
+        time.sleep(1.0)  # a rebuild three times the idle limit
+        consumer._pending.clear()
+        positioned.append(time.monotonic())
+        return True
+
+    consumer._catch_up = slow_catch_up  # type: ignore[method-assign]
+    consumer._pending = {TopicPartition("t", 0)}
+    loop = threading.Thread(target=consumer._loop, daemon=True)
+    try:
+        loop.start()
+        loop.join(30)
+        exited = time.monotonic()
+        assert not loop.is_alive()  # idle after positioning: exits
+        assert positioned, "the loop never positioned its partitions"
+        # Idle time counted from the end of the rebuild: at least the whole limit after it.
+        assert exited - positioned[0] >= 0.3
+    finally:
+        consumer.request_stop()
+        loop.join(5)
+        consumer._writer.close()
+
+
 class _Future:
     def __init__(self, ok: bool) -> None:
         self.ok = ok
