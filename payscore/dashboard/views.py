@@ -420,4 +420,3 @@ def label_history(conn: Connection) -> None:
         f"{current['known_at']:%Y-%m-%d %H:%M:%S} UTC)"
     )
     table(lookups.label_history(conn, wanted), "label history", colour_status=False)
-
