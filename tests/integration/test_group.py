@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -26,7 +27,11 @@ def test_the_real_group_description_tells_a_surplus_member_from_a_stuck_one(
     kafka_bootstrap, new_topic, group_id
 ):
     """Three members of a stable group on two partitions: the one without partitions is
-    explained; a consumer whose group owns nothing is not."""
+    explained; a consumer whose group owns nothing is not.
+
+    Each member polls on a thread of its own, as real consumers do: polled in turn from one
+    thread, a member's poll can block in the group join while the others, not polled, miss
+    the round, and the group may take minutes to settle."""
     from kafka import KafkaConsumer
 
     topic = new_topic(2)
@@ -34,28 +39,42 @@ def test_the_real_group_description_tells_a_surplus_member_from_a_stuck_one(
         KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group_id) for _ in range(3)
     ]
     lonely = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"{group_id}-alone")
+    stop = threading.Event()
+
+    def keep_polling(m: KafkaConsumer) -> None:
+        while not stop.is_set():
+            m.poll(timeout_ms=100)
+
+    pollers = [threading.Thread(target=keep_polling, args=(m,), daemon=True) for m in members]
     try:
+        for t in pollers:
+            t.start()
 
         def settled() -> bool:
-            for m in members:
-                m.poll(timeout_ms=100)
             # all three joined: one partition each for two of them
             return sorted(len(m.assignment()) for m in members) == [0, 1, 1]
 
         # Generous: on a loaded machine one member may miss a join round and force another.
         assert wait_until(settled, 180), [len(m.assignment()) for m in members]
+        # The members stay in the group on their heartbeat threads (the poll interval allows
+        # minutes); stop polling so the surplus member is used from this thread alone.
+        stop.set()
+        for t in pollers:
+            t.join(30)
+        assert settled(), [len(m.assignment()) for m in members]
         surplus = [m for m in members if not m.assignment()]
         assert len(surplus) == 1
         lonely.topics()  # metadata, as the consumer fetches before subscribing
         member = _stream_consumer(kafka_bootstrap, topic, group_id, surplus[0])
         # The description is read while the group may still be completing its rebalance.
-        assert wait_until(lambda: settled() and member._why_unassigned() is None, 60), (
-            member._why_unassigned()
-        )
+        assert wait_until(lambda: member._why_unassigned() is None, 60), member._why_unassigned()
         alone = _stream_consumer(kafka_bootstrap, topic, f"{group_id}-alone", lonely)
         why = alone._why_unassigned()
         assert why is not None and "0 of 2 partitions" in why
     finally:
+        stop.set()
+        for t in pollers:
+            t.join(30)
         for m in [*members, lonely]:
             m.close()
 
