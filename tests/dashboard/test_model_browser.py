@@ -72,6 +72,11 @@ def test_model_tab_in_chromium(
                 f"scored ({frauds:,} fraud)"
             )
         ).to_be_visible(timeout=30_000)
+        # The page streams in as the tab runs: read the metrics once the whole tab is drawn
+        # (its last line says when it was updated).
+        expect(
+            panel.get_by_text(re.compile(r"^Updated .* UTC; decision times are UTC"))
+        ).to_be_visible(timeout=60_000)
 
         shown = _metrics(page)
         for role, expected in (("Champion", world.champion), ("Challenger", world.challenger)):
