@@ -206,7 +206,6 @@ class StreamConsumer:
         self._producer: Any = None
         self._topics: list[str] = []
         self.stall_s = STALL_S
-        self._idle_checked = float("-inf")
         self._stall_checked = 0.0
         self.unassigned_s = UNASSIGNED_S
         self.dlq_max_bytes = settings.dlq_max_message_bytes  # see prepare_output_topics
@@ -336,7 +335,7 @@ class StreamConsumer:
                     idle_since = now
                 elif self._stalled(now - idle_since, now):
                     idle_since = time.monotonic()
-                elif self._idle_over(now - idle_since, now):
+                elif self.idle_exit_s is not None and now - idle_since >= self.idle_exit_s:
                     log.info("no messages for %.0f s; exiting", self.idle_exit_s)
                     return
                 continue
@@ -493,17 +492,6 @@ class StreamConsumer:
         )
         self._rejoin()
         return True
-
-    def _idle_over(self, quiet_s: float, now: float) -> bool:
-        """``--idle-exit``: nothing arrived for ``idle_exit_s`` and nothing waits. Messages that
-        wait while none arrive (a rebalance that has not completed) are a stall, for
-        ``_stalled``, not idleness. Lag is asked at most once per ``idle_exit_s``."""
-        if self.idle_exit_s is None or quiet_s < self.idle_exit_s:
-            return False
-        if now - self._idle_checked < self.idle_exit_s:
-            return False
-        self._idle_checked = now
-        return not self._lag()  # None (the broker could not say) exits as before
 
     def _unassigned_too_long(self, unassigned_s: float, now: float) -> bool:
         """Re-join the group if this consumer has had no partition for ``unassigned_s`` and

@@ -179,26 +179,6 @@ def test_idle_exit_counts_only_while_partitions_are_assigned():
         consumer._writer.close()
 
 
-def test_idle_exit_waits_while_messages_wait_unfetched():
-    """Assigned, nothing fetched, but the broker says messages wait (a rebalance that has not
-    completed): not idle. Once nothing waits, the idle exit comes."""
-    fake = _FakeKafka(waiting=5)
-    fake.assigned = {TopicPartition("t", 0)}
-    consumer = _loop_consumer(fake, idle_exit_s=0.3)
-    loop = threading.Thread(target=consumer._loop, daemon=True)
-    try:
-        loop.start()
-        loop.join(2.0)
-        assert loop.is_alive()  # five messages wait: a stall, not idleness
-        fake.waiting = 0
-        loop.join(10)
-        assert not loop.is_alive()  # nothing waits: idle, exits
-    finally:
-        consumer.request_stop()
-        loop.join(5)
-        consumer._writer.close()
-
-
 def test_idle_exit_does_not_count_the_state_rebuild_after_an_assignment():
     """A rebuild longer than --idle-exit must not end the consumer before it decides anything:
     the idle time starts when the partitions are positioned, not when they were assigned."""
