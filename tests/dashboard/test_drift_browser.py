@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,12 @@ from sqlalchemy import Engine, insert
 
 from payscore.config import Settings
 from payscore.core import drift
-from payscore.dashboard.browserpage import CHROMIUM, CHROMIUM_ARGS
 from payscore.dashboard.figures import utc_now
 from payscore.store.drift import increments
 from payscore.store.engine import make_engine
 from payscore.store.schema import feature_histograms, model_versions
-from tests.dashboard.test_browser import _metrics, _serving, _watch_console
-from tests.dashboard.test_model_browser import _errors
+from tests.dashboard.test_browser import _metrics
+from tests.dashboard.test_model_browser import _model_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -84,30 +82,6 @@ def _expected(reference: drift.Reference, counts: dict[str, list[int]]) -> dict[
 def _pick_range(page: Any, choice: str) -> None:
     page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.click()
     page.get_by_role("option", name=choice).click()
-
-
-@contextmanager
-def _model_tab(
-    db_url: str, payscore_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> Iterator[tuple[Any, Any]]:
-    """`payscore dashboard` on ``db_url`` in Chromium with the Model tab open: (page, the
-    tab's panel); the console must stay clean throughout."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with _serving(db_url, payscore_env, tmp_path) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1400})
-            console = _watch_console(page)
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("tab", name="Model").click()
-            yield page, page.get_by_role("tabpanel", name="Model")
-            page.wait_for_timeout(1500)  # let the charts finish drawing
-            assert _errors(console) == [], console
-        finally:
-            browser.close()
 
 
 def test_drift_section_in_chromium(
