@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ import pytest
 HANDBOOK_PAYMENTS = 1_754_155
 HANDBOOK_CUSTOMERS = 5_000
 CHUNK = 250_000
+BUFFER_POOL_BYTES = 3 << 30
+REDO_LOG_BYTES = 1 << 30
 
 
 def load(url: str, df: Any, progress: Any = lambda _done: None) -> None:
@@ -42,27 +45,29 @@ def load(url: str, df: Any, progress: Any = lambda _done: None) -> None:
 
     db = make_engine(Settings(database_url=url))
     create_schema(db)
-    amounts = [f"{a:.2f}" for a in simulator.payment_amounts(df)]
+    amounts = simulator.payment_amounts(df)
     start = simulator.START.replace(tzinfo=None)
-    seconds = df["TX_TIME_SECONDS"].to_numpy().tolist()
-    ids = df["TRANSACTION_ID"].astype(str).tolist()
-    customers = df["CUSTOMER_ID"].astype(str).tolist()
-    terminals = df["TERMINAL_ID"].astype(str).tolist()
-    frauds = df["TX_FRAUD"].to_numpy().astype(bool).tolist()
     now = datetime(2026, 1, 1)
     week = timedelta(days=7)
+    columns = ("TX_TIME_SECONDS", "TRANSACTION_ID", "CUSTOMER_ID", "TERMINAL_ID", "TX_FRAUD")
 
     def chunks() -> Any:
-        for lo in range(0, len(ids), CHUNK):
+        for lo in range(0, len(df), CHUNK):
+            hi = min(lo + CHUNK, len(df))
+            part = df.iloc[lo:hi]
+            seconds, ids, customers, terminals, frauds = (
+                part[c].to_numpy().tolist() for c in columns
+            )
+            money = [f"{a:.2f}" for a in amounts[lo:hi]]
             rows, labels = [], []
-            for i in range(lo, min(lo + CHUNK, len(ids))):
-                at = start + timedelta(seconds=seconds[i])
+            for k in range(hi - lo):
+                at = start + timedelta(seconds=seconds[k])
                 rows.append(
                     {
-                        "transaction_id": ids[i],
-                        "customer_id": customers[i],
-                        "terminal_id": terminals[i],
-                        "amount": amounts[i],
+                        "transaction_id": str(ids[k]),
+                        "customer_id": str(customers[k]),
+                        "terminal_id": str(terminals[k]),
+                        "amount": money[k],
                         "currency": "EUR",
                         "event_time": at,
                         "received_at": now,
@@ -74,20 +79,20 @@ def load(url: str, df: Any, progress: Any = lambda _done: None) -> None:
                         "model_version": "bench",
                         "kafka_topic": "payments",
                         "kafka_partition": 0,
-                        "kafka_offset": i,
+                        "kafka_offset": lo + k,
                     }
                 )
-                if frauds[i]:
+                if frauds[k]:
                     labels.append(
                         {
-                            "transaction_id": ids[i],
+                            "transaction_id": str(ids[k]),
                             "is_fraud": True,
                             "known_at": at + week,
                             "source": "stream",
                         }
                     )
             yield {"scored_transactions": rows, "fraud_labels": labels}
-            progress(lo + len(rows))
+            progress(hi)
 
     try:
         load_tables(db, chunks())
@@ -158,6 +163,22 @@ def run(payments: int, workdir: Path, url: str, baseline_csv: bool) -> dict[str,
     return out
 
 
+def _size_for_millions(server: Any) -> None:
+    """The test bed's server is sized for tests (a 64 MB buffer pool, a 32 MB redo log):
+    millions of rows and their nine indexes thrash it. A server holding them would have
+    memory to match; both settings are dynamic in MariaDB 10.11."""
+    conn = server._root_connect()
+    try:
+        cur = conn.cursor()
+        cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (BUFFER_POOL_BYTES,))
+        cur.execute("SET GLOBAL innodb_log_file_size = %s", (REDO_LOG_BYTES,))
+        cur.execute("SELECT @@innodb_buffer_pool_size, @@innodb_log_file_size")
+        pool, redo = cur.fetchone()
+        note(f"MariaDB buffer pool {pool >> 20} MB, redo log {redo >> 20} MB")
+    finally:
+        conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payments", type=int, default=5_000_000)
@@ -165,9 +186,12 @@ def main() -> None:
     args = parser.parse_args()
     from tests.bed.mariadb import MariaDBServer
 
+    # A stop (kill) still removes the server and its data directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     server = MariaDBServer()
     server.start()
     try:
+        _size_for_millions(server)
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
