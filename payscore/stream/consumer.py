@@ -43,6 +43,7 @@ from payscore.stream.heap import freeze_after_full_collection, settle_heap
 from payscore.stream.kafka import (
     check_broker,
     group_gap,
+    group_settled,
     make_consumer,
     make_producer,
     prepare_output_topics,
@@ -306,7 +307,11 @@ class StreamConsumer:
 
     def _loop(self) -> None:
         assert self._writer is not None
-        idle_since = unassigned_since = time.monotonic()
+        # idle_since: since when nothing arrived while --idle-exit may count it (partitions
+        # owned, the group settled, nothing in hand); quiet_since: since when nothing arrived
+        # although partitions are owned, for the stall check, which a rebalance that never
+        # ends must reach.
+        idle_since = unassigned_since = quiet_since = time.monotonic()
         while not self._stop and not self._writer.abandoned:
             self.stats.last_loop = time.monotonic()  # for /healthz
             polled = self._poll()
@@ -315,7 +320,7 @@ class StreamConsumer:
                 self._writer.drain()
                 self._collect()
                 retry(self._catch_up, "position partitions", self._stopping, self.stats.retries)
-                idle_since = time.monotonic()  # a state rebuild is not idleness (--idle-exit)
+                idle_since = quiet_since = time.monotonic()  # a state rebuild is not idleness
                 continue
             if self.stats.due(self.settings.log_interval_seconds):
                 log.info("%s", self.stats.summary(self._lag()))
@@ -326,20 +331,25 @@ class StreamConsumer:
                 # waiting for an assignment is not idleness.
                 now = time.monotonic()
                 if not self._consumer.assignment():
-                    idle_since = now
+                    idle_since = quiet_since = now
                     if self._unassigned_too_long(now - unassigned_since, now):
                         unassigned_since = time.monotonic()
                     continue
                 unassigned_since = now
                 if self._writer.busy():
+                    idle_since = quiet_since = now
+                elif self._stalled(now - quiet_since, now):
+                    idle_since = quiet_since = time.monotonic()
+                elif not group_settled(self._consumer):
+                    # A rebalance under way (one follows every start, when kafka-python
+                    # learns the topic's metadata): the messages may be a moment away. Under
+                    # load it was seen to take longer than a 4 s --idle-exit.
                     idle_since = now
-                elif self._stalled(now - idle_since, now):
-                    idle_since = time.monotonic()
                 elif self.idle_exit_s is not None and now - idle_since >= self.idle_exit_s:
                     log.info("no messages for %.0f s; exiting", self.idle_exit_s)
                     return
                 continue
-            idle_since = unassigned_since = time.monotonic()
+            idle_since = unassigned_since = quiet_since = time.monotonic()
             if not self._process(polled):
                 return  # asked to stop while the database was down: nothing more is written
             if self.max_messages is not None and self._submitted >= self.max_messages:

@@ -429,6 +429,22 @@ def topic_exists(settings: Settings, topic: str) -> bool | None:
         return None
 
 
+def group_settled(consumer: Any) -> bool:
+    """False while ``consumer``'s place in its group is being negotiated: a rejoin is due (a
+    heartbeat answered "rebalancing", or the topic metadata changed since the assignment) or a
+    JoinGroup/SyncGroup round is in flight. No public kafka-python API says so, so this reads
+    its coordinator; a client without one (a test double, a group-less reader) is settled.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None:
+        return True
+    try:
+        return bool(coordinator.stable()) and not coordinator.need_rejoin()
+    except Exception:  # another kafka-python version: fall back to "settled" (the old behaviour)
+        log.debug("cannot read the group coordinator's state", exc_info=True)
+        return True
+
+
 def group_gap(settings: Settings, group: str, topic: str, partitions: set[int]) -> str | None:
     """Why a member of ``group`` may rightly hold none of ``topic``'s partitions, or not.
 

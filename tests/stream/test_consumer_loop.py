@@ -179,6 +179,60 @@ def test_idle_exit_counts_only_while_partitions_are_assigned():
         consumer._writer.close()
 
 
+class _Coordinator:
+    """kafka-python's group coordinator as ``group_settled`` reads it."""
+
+    def __init__(self) -> None:
+        self.rejoining = True
+
+    def stable(self) -> bool:
+        return not self.rejoining
+
+    def need_rejoin(self) -> bool:
+        return self.rejoining
+
+
+def test_idle_exit_does_not_count_a_rebalance_under_way():
+    """Partitions owned but the group rebalancing (seen taking longer than a 4 s --idle-exit
+    at start-up under load, with messages waiting): not idle; once settled, idle again."""
+    fake = _FakeKafka()
+    fake.assigned = {TopicPartition("t", 0)}
+    fake._coordinator = _Coordinator()  # type: ignore[attr-defined]
+    consumer = _loop_consumer(fake, idle_exit_s=0.3)
+    loop = threading.Thread(target=consumer._loop, daemon=True)
+    try:
+        loop.start()
+        loop.join(1.5)
+        assert loop.is_alive()  # five idle limits into the rebalance: still waiting
+        fake._coordinator.rejoining = False  # type: ignore[attr-defined]
+        loop.join(10)
+        assert not loop.is_alive()
+    finally:
+        consumer.request_stop()
+        loop.join(5)
+        consumer._writer.close()
+
+
+def test_a_rebalance_that_never_settles_still_meets_the_stall_check():
+    """The idle clock stops during a rebalance, the stall clock does not: messages waiting
+    and a group that never settles end in a re-join, not in an endless wait."""
+    fake = _FakeKafka(waiting=5)
+    fake.assigned = {TopicPartition("t", 0)}
+    fake._coordinator = _Coordinator()  # type: ignore[attr-defined]
+    consumer = _loop_consumer(fake, idle_exit_s=60)
+    consumer.stall_s = 0.3
+    consumer._topics = ["t"]
+    loop = threading.Thread(target=consumer._loop, daemon=True)
+    try:
+        loop.start()
+        time.sleep(1.0)
+        assert fake.unsubscribed >= 1
+    finally:
+        consumer.request_stop()
+        loop.join(5)
+        consumer._writer.close()
+
+
 def test_idle_exit_does_not_count_the_state_rebuild_after_an_assignment():
     """A rebuild longer than --idle-exit must not end the consumer before it decides anything:
     the idle time starts when the partitions are positioned, not when they were assigned."""
