@@ -6,6 +6,8 @@ import gc
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 from kafka import TopicPartition
@@ -112,6 +114,20 @@ def _loop_consumer(fake: _FakeKafka, **kwargs: float) -> StreamConsumer:
     return consumer
 
 
+@contextmanager
+def _looping(consumer: StreamConsumer) -> Iterator[threading.Thread]:
+    """``consumer._loop`` running on a thread; stopped and its writer closed on the way out."""
+    loop = threading.Thread(target=consumer._loop, daemon=True)
+    loop.start()
+    try:
+        yield loop
+    finally:
+        consumer.request_stop()
+        loop.join(5)
+        assert consumer._writer is not None
+        consumer._writer.close()
+
+
 def test_a_stalled_assignment_rejoins_the_group_once_per_interval():
     """Owned partitions, messages waiting, nothing polled: leave and re-join (kafka-python 3.0
     was seen stuck like that after a rebalance). An idle stream (no lag) never re-joins."""
@@ -120,9 +136,7 @@ def test_a_stalled_assignment_rejoins_the_group_once_per_interval():
     consumer = _loop_consumer(fake)
     consumer.stall_s = 0.3
     consumer._topics = ["payments"]
-    loop = threading.Thread(target=consumer._loop, daemon=True)
-    try:
-        loop.start()
+    with _looping(consumer):
         time.sleep(1.0)
         assert fake.unsubscribed >= 1 and fake.subscribed[0] == ["payments"]
         assert fake.unsubscribed <= 3  # at most once per stall_s
@@ -130,11 +144,6 @@ def test_a_stalled_assignment_rejoins_the_group_once_per_interval():
         seen = fake.unsubscribed
         time.sleep(1.0)
         assert fake.unsubscribed == seen
-    finally:
-        consumer.request_stop()
-        loop.join(5)
-        assert consumer._writer is not None
-        consumer._writer.close()
 
 
 def test_a_consumer_left_without_partitions_rejoins_unless_the_group_explains_it():
@@ -146,37 +155,24 @@ def test_a_consumer_left_without_partitions_rejoins_unless_the_group_explains_it
     consumer._topics = ["payments"]
     verdicts: list[str | None] = ["group state PreparingRebalance, 0 of 3 partitions owned"]
     consumer._why_unassigned = lambda: verdicts[-1]  # type: ignore[method-assign]
-    loop = threading.Thread(target=consumer._loop, daemon=True)
-    try:
-        loop.start()
+    with _looping(consumer):
         time.sleep(1.2)
         assert 1 <= fake.unsubscribed <= 4 and fake.subscribed[0] == ["payments"]
         verdicts.append(None)  # now the other members own everything: stay idle
         seen = fake.unsubscribed
         time.sleep(1.0)
         assert fake.unsubscribed == seen
-    finally:
-        consumer.request_stop()
-        loop.join(5)
-        assert consumer._writer is not None
-        consumer._writer.close()
 
 
 def test_idle_exit_counts_only_while_partitions_are_assigned():
     fake = _FakeKafka()
     consumer = _loop_consumer(fake, idle_exit_s=0.3)
-    loop = threading.Thread(target=consumer._loop, daemon=True)
-    try:
-        loop.start()
+    with _looping(consumer) as loop:
         loop.join(1.5)
         assert loop.is_alive()  # waiting for an assignment is not idleness
         fake.assigned = {TopicPartition("t", 0)}
         loop.join(10)
         assert not loop.is_alive()  # idle while assigned: exits
-    finally:
-        consumer.request_stop()
-        loop.join(5)
-        consumer._writer.close()
 
 
 class _Coordinator:
@@ -199,18 +195,12 @@ def test_idle_exit_does_not_count_a_rebalance_under_way():
     fake.assigned = {TopicPartition("t", 0)}
     fake._coordinator = _Coordinator()  # type: ignore[attr-defined]
     consumer = _loop_consumer(fake, idle_exit_s=0.3)
-    loop = threading.Thread(target=consumer._loop, daemon=True)
-    try:
-        loop.start()
+    with _looping(consumer) as loop:
         loop.join(1.5)
         assert loop.is_alive()  # five idle limits into the rebalance: still waiting
         fake._coordinator.rejoining = False  # type: ignore[attr-defined]
         loop.join(10)
         assert not loop.is_alive()
-    finally:
-        consumer.request_stop()
-        loop.join(5)
-        consumer._writer.close()
 
 
 def test_a_rebalance_that_never_settles_still_meets_the_stall_check():
@@ -222,15 +212,9 @@ def test_a_rebalance_that_never_settles_still_meets_the_stall_check():
     consumer = _loop_consumer(fake, idle_exit_s=60)
     consumer.stall_s = 0.3
     consumer._topics = ["t"]
-    loop = threading.Thread(target=consumer._loop, daemon=True)
-    try:
-        loop.start()
+    with _looping(consumer):
         time.sleep(1.0)
         assert fake.unsubscribed >= 1
-    finally:
-        consumer.request_stop()
-        loop.join(5)
-        consumer._writer.close()
 
 
 def test_idle_exit_does_not_count_the_state_rebuild_after_an_assignment():
@@ -249,19 +233,13 @@ def test_idle_exit_does_not_count_the_state_rebuild_after_an_assignment():
 
     consumer._catch_up = slow_catch_up  # type: ignore[method-assign]
     consumer._pending = {TopicPartition("t", 0)}
-    loop = threading.Thread(target=consumer._loop, daemon=True)
-    try:
-        loop.start()
+    with _looping(consumer) as loop:
         loop.join(30)
         exited = time.monotonic()
         assert not loop.is_alive()  # idle after positioning: exits
         assert positioned, "the loop never positioned its partitions"
         # Idle time counted from the end of the rebuild: at least the whole limit after it.
         assert exited - positioned[0] >= 0.3
-    finally:
-        consumer.request_stop()
-        loop.join(5)
-        consumer._writer.close()
 
 
 class _Future:
