@@ -14,6 +14,7 @@ below keeps the script working.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import signal
@@ -30,6 +31,12 @@ import pytest
 HANDBOOK_PAYMENTS = 1_754_155
 HANDBOOK_CUSTOMERS = 5_000
 CHUNK = 250_000
+PERIOD_COUNTS = (
+    "replayed_payments",
+    "train_payments",
+    "validation_payments",
+    "test_payments",
+)
 BUFFER_POOL_BYTES = 3 << 30
 REDO_LOG_BYTES = 1 << 30
 
@@ -157,6 +164,8 @@ def run(payments: int, workdir: Path, url: str, baseline_csv: bool) -> dict[str,
     # far, so the run expected to need less memory goes first.
     wall, rss, text = timed(["train", "--from-db", "-o", str(workdir / "db.joblib")], env)
     out.update(db_wall_s=round(wall, 1), db_peak_mb=round(rss), db_output=text)
+    period = json.loads((workdir / "db.joblib.json").read_text())["metadata"]["training_period"]
+    out.update({k: period.get(k) for k in PERIOD_COUNTS})
     if baseline_csv:
         wall, rss, _ = timed(["train", "--data", str(csv), "-o", str(workdir / "csv.joblib")], env)
         out.update(csv_wall_s=round(wall, 1), csv_peak_mb_at_least=round(rss))
