@@ -4,8 +4,8 @@ history, with the full replay and with a feature snapshot.
 For each size, a scratch database (``scratch.scratch_database``) is seeded with N stored
 payments of one topic spread over ``DAYS`` days of event time (so all of them are inside the
 37 days a rebuild reads), with their offsets and labels, using the dashboard's synthetic
-rows (``dashboard/seed.py``) and multi-row INSERTs. Then, each in a fresh process so that its
-peak RSS is its own:
+rows (``dashboard/seed.py``) loaded with ``LOAD DATA`` (``dashboard/bulkseed.load_tables``).
+Then, each in a fresh process so that its peak RSS is its own:
 
 1. **full**: ``FeatureState.rebuild`` with snapshots off, the consumer's behaviour without a
    snapshot; it then saves that state as the first snapshot (timed; nothing else writes in the
@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from payscore.config import Settings
@@ -43,7 +44,7 @@ GROUP = "payscore-recovery"
 PARTITIONS = 6
 DAYS = 30
 AFTER = 20_000  # payments stored after the snapshot: ~5 minutes at 65 payments/s
-_INSERT_ROWS = 5_000
+_LOAD_ROWS = 50_000
 _END = datetime(2018, 9, 1)
 
 
@@ -95,39 +96,21 @@ def stored_rows(n: int, *, start: int = 0, total: int | None = None) -> Iterator
 
 def seed(db: Any, n: int, *, start: int = 0, total: int | None = None) -> None:
     """Store rows ``start .. n-1`` with their labels (known 7 days after the payment) and
-    the group's next offsets, in multi-row INSERTs of ``_INSERT_ROWS``."""
+    the group's next offsets: ``_LOAD_ROWS`` at a time through ``bulkseed.load_tables``
+    (``LOAD DATA`` on MySQL/MariaDB, batched INSERTs elsewhere), then the offsets."""
     from sqlalchemy import delete, insert
 
-    from payscore.dashboard.seed import label_for
+    from payscore.dashboard.bulkseed import load_tables
     from payscore.store.engine import begin_write
-    from payscore.store.schema import (
-        consumer_offsets,
-        fraud_labels,
-        label_events,
-        scored_transactions,
-    )
+    from payscore.store.schema import consumer_offsets
 
-    batch: list[dict[str, Any]] = []
     nexts: dict[int, int] = {}
-
-    def flush() -> None:
-        labels = []
-        for row in batch:
-            label = label_for(row)
-            if label is not None:
-                label["known_at"] = row["event_time"] + timedelta(days=7)
-                labels.append(label)
-            nexts[row["kafka_partition"]] = row["kafka_offset"] + 1
-        with db.begin() as conn:
-            begin_write(conn)
-            conn.execute(insert(scored_transactions), batch)
-            if labels:
-                conn.execute(insert(fraud_labels), labels)
-                conn.execute(
-                    insert(label_events), [{**r, "recorded_at": r["known_at"]} for r in labels]
-                )
-            c = consumer_offsets.c
-            conn.execute(delete(consumer_offsets).where(c.group_id == GROUP, c.topic == TOPIC))
+    load_tables(db, _chunks(stored_rows(n, start=start, total=total), nexts))
+    with db.begin() as conn:
+        begin_write(conn)
+        c = consumer_offsets.c
+        conn.execute(delete(consumer_offsets).where(c.group_id == GROUP, c.topic == TOPIC))
+        if nexts:
             conn.execute(
                 insert(consumer_offsets),
                 [
@@ -141,14 +124,25 @@ def seed(db: Any, n: int, *, start: int = 0, total: int | None = None) -> None:
                     for p, o in sorted(nexts.items())
                 ],
             )
-        batch.clear()
 
-    for row in stored_rows(n, start=start, total=total):
-        batch.append(row)
-        if len(batch) >= _INSERT_ROWS:
-            flush()
-    if batch:
-        flush()
+
+def _chunks(
+    rows: Iterator[dict[str, Any]], nexts: dict[int, int]
+) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """The rows with their labels and label events, ``_LOAD_ROWS`` at a time; ``nexts``
+    gets each partition's next offset as they go."""
+    from payscore.dashboard.seed import label_for
+
+    while batch := list(islice(rows, _LOAD_ROWS)):
+        labels = []
+        for row in batch:
+            label = label_for(row)
+            if label is not None:
+                label["known_at"] = row["event_time"] + timedelta(days=7)
+                labels.append(label)
+            nexts[row["kafka_partition"]] = row["kafka_offset"] + 1
+        events = [{**r, "recorded_at": r["known_at"]} for r in labels]
+        yield {"scored_transactions": batch, "fraud_labels": labels, "label_events": events}
 
 
 def run_recovery(
@@ -302,7 +296,7 @@ def _save_first(db: Any, engine: Any, max_bytes: int) -> int:
         stored_offsets(db, GROUP, TOPIC), snapshots.newest_row_id(db), state.label_cursor(db)
     )
     engine.expire(engine.newest_event_time - EXPIRY_LATENESS)  # as a compaction does
-    customers = engine.snapshot()["customers"]
+    customers = engine.columns().customer_keys
     partitions = {c: zlib.crc32(c.encode()) % PARTITIONS for c in customers}
     job = CompactionJob(
         GROUP, TOPIC, engine.velocity_windows, engine.label_delay_days, max_bytes, covers.max_id
@@ -317,11 +311,10 @@ def restore_cost(n: int) -> dict[str, float]:
     (``python -m payscore.bench.recovery restore-cost N``: no database; the piece of
     ``snapshot`` ready time that grows with the state.)"""
     import gc
-    from itertools import pairwise
 
     import numpy as np
 
-    from payscore.core.features import SNAPSHOT_VERSION
+    from payscore.core.features import StateColumns
     from payscore.stream.snapshot_format import encode, quiet_collector
     from payscore.stream.snapshots import restore_engine
 
@@ -332,23 +325,31 @@ def restore_cost(n: int) -> dict[str, float]:
     cust, term = rng.integers(0, customers, n), rng.integers(0, terminals, n)
     amounts = np.round(rng.gamma(2.0, 30.0, n), 2)
     with quiet_collector():
-        state: dict[str, Any] = {"customers": {}, "terminals": {}}
-        for kind, keys, extra in (("customers", cust, 2), ("terminals", term, 5)):
-            order = np.argsort(keys, kind="stable")
-            bounds = np.searchsorted(keys[order], np.arange(keys.max() + 2)).tolist()
-            cols = [times[order].tolist(), amounts[order].tolist()]
-            if extra == 5:
-                ids = [f"tx-{i:09d}" for i in order.tolist()]
-                names = [f"C{c:07d}" for c in cust[order].tolist()]
-                cols = [cols[0], ids, names, cols[1], [None] * n]
-            for k, (a, b) in enumerate(pairwise(bounds)):
-                if b > a:
-                    state[kind][f"{kind[0].upper()}{k:07d}"] = [c[a:b] for c in cols]
-        partitions = {c: zlib.crc32(c.encode()) % PARTITIONS for c in state["customers"]}
-        state.update(version=SNAPSHOT_VERSION, velocity_windows=[60, 3600])
-        state.update(label_delay_days=7, pending=[])
-        data = encode(state, partitions)
-    del state, partitions
+        by_customer = np.argsort(cust, kind="stable")
+        by_terminal = np.argsort(term, kind="stable")
+        ckeys, ccounts = np.unique(cust, return_counts=True)
+        tkeys, tcounts = np.unique(term, return_counts=True)
+        cols = StateColumns(
+            velocity_windows=(60, 3600),
+            label_delay_days=7,
+            customer_keys=[f"C{k:07d}" for k in ckeys.tolist()],
+            customer_counts=ccounts,
+            customer_times=times[by_customer],
+            customer_amounts=amounts[by_customer],
+            terminal_keys=[f"T{k:07d}" for k in tkeys.tolist()],
+            terminal_counts=tcounts,
+            terminal_times=times[by_terminal],
+            terminal_txids=[f"tx-{i:09d}" for i in by_terminal.tolist()],
+            terminal_customers=[f"C{c:07d}" for c in cust[by_terminal].tolist()],
+            terminal_amounts=amounts[by_terminal],
+            terminal_fraud_at=np.full(n, np.inf),
+            pending_keys=[],
+            pending_fraud=[],
+            pending_known=[],
+        )
+        partitions = {c: zlib.crc32(c.encode()) % PARTITIONS for c in cols.customer_keys}
+        data = encode(cols, partitions)
+    del cols, partitions
     gc.collect()
     out = {"payments": n, "mib": len(data) / 2**20}
     for name, keep in (("all", None), ("one_partition", {0})):

@@ -21,6 +21,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain, repeat
 from operator import mul
 from typing import Any
 
@@ -44,6 +45,32 @@ _DAYS_7, _DAYS_14, _DAYS_30 = 7 * DAY, 14 * DAY, 30 * DAY
 HIGH_SPEND_RATIO = 3.0
 # 1970-01-01 was a Thursday (weekday 3).
 _EPOCH_WEEKDAY = 3
+
+
+@dataclass
+class StateColumns:
+    """The engine's whole state as flat columns (``FeatureEngine.columns``), the form a
+    snapshot stores: each customer's (terminal's) payments one after the other, in the order of
+    ``customer_keys`` (``terminal_keys``), ``customer_counts`` (``terminal_counts``) of them
+    each. Number columns are lists or numpy arrays. ``terminal_fraud_at`` is when the payment
+    became known fraud (epoch seconds), inf if it is not; pending labels in arrival order."""
+
+    velocity_windows: Sequence[int]
+    label_delay_days: int
+    customer_keys: list[str]
+    customer_counts: Any
+    customer_times: Any
+    customer_amounts: Any
+    terminal_keys: list[str]
+    terminal_counts: Any
+    terminal_times: Any
+    terminal_txids: list[str]
+    terminal_customers: list[str]
+    terminal_amounts: Any
+    terminal_fraud_at: Any
+    pending_keys: list[str]
+    pending_fraud: Any
+    pending_known: Any
 
 
 @dataclass(frozen=True)
@@ -422,6 +449,80 @@ class FeatureEngine:
             "pending": [[k, fraud, known] for k, (fraud, known) in self._pending.items()],
         }
 
+    def columns(self) -> StateColumns:
+        """The whole state as flat columns (a copy; see ``StateColumns``)."""
+        flat = chain.from_iterable
+        customers, terminals = self._customers.values(), self._terminals.values()
+        pending = self._pending.values()
+        return StateColumns(
+            velocity_windows=self.velocity_windows,
+            label_delay_days=self.label_delay_days,
+            customer_keys=list(self._customers),
+            customer_counts=[len(c.times) for c in customers],
+            customer_times=list(flat(c.times for c in customers)),
+            customer_amounts=list(flat(c.amounts for c in customers)),
+            terminal_keys=list(self._terminals),
+            terminal_counts=[len(term.times) for term in terminals],
+            terminal_times=list(flat(term.times for term in terminals)),
+            terminal_txids=list(flat(term.txids for term in terminals)),
+            terminal_customers=list(flat(term.customers for term in terminals)),
+            terminal_amounts=list(flat(term.amounts for term in terminals)),
+            terminal_fraud_at=list(flat(term.fraud_at for term in terminals)),
+            pending_keys=list(self._pending),
+            pending_fraud=[fraud for fraud, _ in pending],
+            pending_known=[known for _, known in pending],
+        )
+
+    @classmethod
+    def from_columns(cls, cols: StateColumns) -> FeatureEngine:
+        """The engine ``columns()`` was taken from: the same state, built column by column
+        (one conversion a column, one slice a customer or terminal: no step per payment).
+        ``ValueError`` if the columns do not add up."""
+        engine = cls(cols.velocity_windows, cols.label_delay_days)
+        ckeys, tkeys = cols.customer_keys, cols.terminal_keys
+        ccounts, tcounts = _plain(cols.customer_counts), _plain(cols.terminal_counts)
+        customer_cols = [_plain(cols.customer_times), _plain(cols.customer_amounts)]
+        terminal_cols = [
+            _plain(cols.terminal_times),
+            _plain(cols.terminal_txids),
+            _plain(cols.terminal_customers),
+            _plain(cols.terminal_amounts),
+            _plain(cols.terminal_fraud_at),
+        ]
+        pending = [_plain(cols.pending_keys), _plain(cols.pending_fraud)]
+        pending.append(_plain(cols.pending_known))
+        if len(ckeys) != len(ccounts) or len(tkeys) != len(tcounts):
+            raise ValueError("state columns: keys and counts differ in length")
+        if len({len(c) for c in pending}) > 1:
+            raise ValueError("state columns: pending labels do not add up")
+        for counts, values in ((ccounts, customer_cols), (tcounts, terminal_cols)):
+            if any(n < 0 for n in counts) or {len(v) for v in values} != {sum(counts)}:
+                raise ValueError("state columns: values do not add up to the counts")
+        new_customer, new_terminal = _Customer.__new__, _Terminal.__new__
+        customers = engine._customers
+        ctimes, camounts = customer_cols
+        at = 0
+        for key, n in zip(ckeys, ccounts, strict=True):
+            cust = customers[key] = new_customer(_Customer)
+            cust.times, cust.amounts = ctimes[at : at + n], camounts[at : at + n]
+            at += n
+        terminals = engine._terminals
+        ttimes, txids, tcustomers, tamounts, fraud_at = terminal_cols
+        at = 0
+        for key, n in zip(tkeys, tcounts, strict=True):
+            term = terminals[key] = new_terminal(_Terminal)
+            end = at + n
+            term.times, term.txids = ttimes[at:end], txids[at:end]
+            term.customers, term.amounts = tcustomers[at:end], tamounts[at:end]
+            term.fraud_at = fraud_at[at:end]
+            at = end
+        owners = chain.from_iterable(map(repeat, tkeys, tcounts))  # each payment's terminal
+        engine._tx_terminal = dict(zip(txids, owners, strict=True))
+        labels = zip(map(bool, pending[1]), pending[2], strict=True)
+        engine._pending = dict(zip(pending[0], labels, strict=True))
+        engine._newest = max(ttimes, default=-_INF)
+        return engine
+
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> FeatureEngine:
         """Rebuild an engine from ``snapshot()`` output."""
@@ -445,3 +546,8 @@ class FeatureEngine:
         for k, fraud, known in snapshot["pending"]:
             engine._pending[str(k)] = (bool(fraud), float(known))
         return engine
+
+
+def _plain(values: Any) -> list[Any]:
+    """A column as a list of Python values (numpy arrays converted in one call)."""
+    return values.tolist() if isinstance(values, np.ndarray) else values

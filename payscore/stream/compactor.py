@@ -91,16 +91,16 @@ def save_state(
 ) -> dict[str, Any]:
     """Encode ``engine`` (customers tagged with ``partitions``) and save it as covering
     ``covers``. The compaction's last step; the benchmark also saves a replayed state so."""
-    snap = engine.snapshot()
-    data = encode(snap, partitions)
+    cols = engine.columns()
+    data = encode(cols, partitions)
     if len(data) > job.max_bytes:
         raise SnapshotError(f"{len(data)} bytes, over snapshot_max_bytes {job.max_bytes}")
     snap_id = store.save(db, job.group, job.topic, FORMAT_VERSION, covers.as_json(), data, utcnow())
     return {
         "snapshot_id": snap_id,
         "bytes": len(data),
-        "customers": len(snap["customers"]),
-        "terminals": len(snap["terminals"]),
+        "customers": len(cols.customer_keys),
+        "terminals": len(cols.terminal_keys),
     }
 
 

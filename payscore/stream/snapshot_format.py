@@ -2,8 +2,10 @@
 
 A magic line, a length-prefixed JSON header (format version, the engine's settings, each
 section's size and count), then fixed sections of little-endian numbers and NUL-joined UTF-8
-strings. Anything that does not add up raises ``SnapshotError``. Decoding builds millions of
-small lists for a large state; it runs with the garbage collector off (``quiet_collector``).
+strings. Anything that does not add up raises ``SnapshotError``. Decoding keeps the columns as
+they are (numpy arrays, split strings); ``FeatureEngine.from_columns`` converts each number column
+in one call and slices it per customer and terminal, with the garbage collector off
+(``quiet_collector``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from payscore.core.features import SNAPSHOT_VERSION
+from payscore.core.features import SNAPSHOT_VERSION, StateColumns
 
 FORMAT_VERSION = 2
 MAGIC = b"PAYSCORE-FEATURE-STATE\n"
@@ -52,13 +54,17 @@ class SnapshotError(ValueError):
 
 @contextmanager
 def quiet_collector() -> Iterator[None]:
-    """No garbage collection while millions of lists are built: each full collection would
-    walk all of them (a restore of 1M payments' state took 12 s with it, ~1 s without)."""
+    """No garbage collection while millions of objects are built: each full collection would
+    walk all of them (a restore of 1M payments' state took 12 s with it, ~1 s without). What
+    is alive at the end is frozen (``gc.freeze``), the restored state being long-lived: else
+    the first collection after would walk every list just built (0.5 s at 1M payments). The
+    consumer's ``stream/heap.settle_heap`` unfreezes, collects and freezes again."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was:
             gc.enable()
 
@@ -66,47 +72,37 @@ def quiet_collector() -> Iterator[None]:
 # ------------------------------------------------------------------------------ format
 
 
-def encode(state: dict[str, Any], partitions: Mapping[str, int]) -> bytes:
-    """``FeatureEngine.snapshot()`` output and each customer's partition as bytes."""
-    customers, terminals = state["customers"], state["terminals"]
-    cols: dict[str, Any] = {
-        "customer_keys": list(customers),
-        "customer_partitions": [partitions.get(k, -1) for k in customers],
-        "customer_counts": [len(v[0]) for v in customers.values()],
-        "customer_times": [x for v in customers.values() for x in v[0]],
-        "customer_amounts": [x for v in customers.values() for x in v[1]],
-        "terminal_keys": list(terminals),
-        "terminal_counts": [len(v[0]) for v in terminals.values()],
-        "pending_keys": [k for k, _, _ in state["pending"]],
-        "pending_fraud": [1 if f else 0 for _, f, _ in state["pending"]],
-        "pending_known": [k for _, _, k in state["pending"]],
+def encode(cols: StateColumns, partitions: Mapping[str, int]) -> bytes:
+    """``FeatureEngine.columns()`` output and each customer's partition as bytes."""
+    values: dict[str, Any] = {
+        name: getattr(cols, name)
+        for name, _ in SECTIONS
+        if name not in ("customer_partitions", "terminal_customer_names", "terminal_customer_refs")
     }
-    for i, name in enumerate(("times", "txids", "customers", "amounts", "fraud_at")):
-        cols[f"terminal_{name}"] = [x for v in terminals.values() for x in v[i]]
+    values["customer_partitions"] = [partitions.get(k, -1) for k in cols.customer_keys]
     names: dict[str, int] = {}
-    cols["terminal_customer_refs"] = [
-        names.setdefault(c, len(names)) for c in cols.pop("terminal_customers")
+    values["terminal_customer_refs"] = [
+        names.setdefault(c, len(names)) for c in cols.terminal_customers
     ]
-    cols["terminal_customer_names"] = list(names)
-    cols["terminal_fraud_at"] = [np.inf if f is None else f for f in cols["terminal_fraud_at"]]
+    values["terminal_customer_names"] = list(names)
     blobs, sizes = [], []
     for name, kind in SECTIONS:
-        values = cols[name]
+        column = values[name]
         if kind == "s":
-            joined = _SEP.join(values)
-            if joined.count(_SEP) != max(len(values) - 1, 0):
+            joined = _SEP.join(column)
+            if joined.count(_SEP) != max(len(column) - 1, 0):
                 raise SnapshotError(f"a {name} value holds a NUL character")
             blob = joined.encode("utf-8", "surrogatepass")
         else:
-            blob = np.asarray(values, dtype=kind).tobytes()
+            blob = np.asarray(column, dtype=kind).tobytes()
         blobs.append(blob)
-        sizes.append([name, len(blob), len(values)])
+        sizes.append([name, len(blob), len(column)])
     header = json.dumps(
         {
             "format": FORMAT_VERSION,
-            "engine_version": state["version"],
-            "velocity_windows": state["velocity_windows"],
-            "label_delay_days": state["label_delay_days"],
+            "engine_version": SNAPSHOT_VERSION,
+            "velocity_windows": list(cols.velocity_windows),
+            "label_delay_days": cols.label_delay_days,
             "sections": sizes,
         }
     ).encode()
@@ -115,58 +111,59 @@ def encode(state: dict[str, Any], partitions: Mapping[str, int]) -> bytes:
 
 @dataclass
 class Decoded:
-    """``FeatureEngine.restore`` input and the partition of each customer in it."""
+    """``FeatureEngine.from_columns`` input and the partition of each customer in it."""
 
-    state: dict[str, Any]
+    columns: StateColumns
     partitions: dict[str, int]
 
 
 def decode(data: bytes | bytearray, keep: Collection[int] | None = None) -> Decoded:
-    """Bytes from ``encode`` back, checked throughout; with ``keep``, only the customers of
-    those partitions (terminals and pending labels always whole)."""
+    """Bytes from ``encode`` back as columns, checked throughout; with ``keep``, only the
+    customers of those partitions (terminals and pending labels always whole). Numbers stay
+    numpy arrays (``FeatureEngine.from_columns`` converts each in one call)."""
     header, cols = _sections(data)
     keys, parts = cols["customer_keys"], cols["customer_partitions"]
     counts = cols["customer_counts"]
     if not len(keys) == len(parts) == len(counts) or len(set(keys)) != len(keys):
         raise SnapshotError("snapshot customer keys do not match their counts")
-    chosen = range(len(keys)) if keep is None else np.flatnonzero(np.isin(parts, list(keep)))
-    times, amounts = _grouped(cols, "customer", counts, ("times", "amounts"))
-    customers = {keys[i]: [times[i], amounts[i]] for i in chosen}
+    _add_up(cols, "customer", counts, ("times", "amounts"))
+    times, amounts = cols["customer_times"], cols["customer_amounts"]
+    if keep is not None:
+        chosen = np.isin(parts, list(keep))
+        rows = np.repeat(chosen, counts)
+        keys = [k for k, c in zip(keys, chosen.tolist(), strict=True) if c]
+        parts, counts = parts[chosen], counts[chosen]
+        times, amounts = times[rows], amounts[rows]
     tkeys, tcounts = cols["terminal_keys"], cols["terminal_counts"]
     if len(tkeys) != len(tcounts) or len(set(tkeys)) != len(tkeys):
         raise SnapshotError("snapshot terminal keys do not match their counts")
+    _add_up(cols, "terminal", tcounts, ("times", "txids", "customer_refs", "amounts", "fraud_at"))
     refs, names = cols["terminal_customer_refs"], cols["terminal_customer_names"]
     if len(refs) and int(refs.max()) >= len(names):
         raise SnapshotError("snapshot terminal customers point past their names")
-    cols["terminal_customers"] = np.array(names, dtype=object)[refs]
-    fraud = cols["terminal_fraud_at"].astype(object)
-    fraud[np.isinf(cols["terminal_fraud_at"])] = None  # restore() reads None as "not fraud"
-    cols["terminal_fraud_at"] = fraud
-    lists = _grouped(
-        cols, "terminal", tcounts, ("times", "txids", "customers", "amounts", "fraud_at")
-    )
-    terminals = {k: [column[i] for column in lists] for i, k in enumerate(tkeys)}
     pending_keys = cols["pending_keys"]
     if not len(pending_keys) == len(cols["pending_fraud"]) == len(cols["pending_known"]):
         raise SnapshotError("snapshot pending labels do not add up")
-    pending = [
-        [k, bool(f), known]
-        for k, f, known in zip(
-            pending_keys,
-            cols["pending_fraud"].tolist(),
-            cols["pending_known"].tolist(),
-            strict=True,
-        )
-    ]
-    state = {
-        "version": SNAPSHOT_VERSION,
-        "velocity_windows": header["velocity_windows"],
-        "label_delay_days": header["label_delay_days"],
-        "customers": customers,
-        "terminals": terminals,
-        "pending": pending,
-    }
-    return Decoded(state, {keys[i]: int(parts[i]) for i in chosen})
+    columns = StateColumns(
+        velocity_windows=header["velocity_windows"],
+        label_delay_days=header["label_delay_days"],
+        customer_keys=keys,
+        customer_counts=counts,
+        customer_times=times,
+        customer_amounts=amounts,
+        terminal_keys=tkeys,
+        terminal_counts=tcounts,
+        terminal_times=cols["terminal_times"],
+        terminal_txids=cols["terminal_txids"],
+        # Each card's name once: the payments share its string, as in the running engine.
+        terminal_customers=np.array(names, dtype=object)[refs].tolist(),
+        terminal_amounts=cols["terminal_amounts"],
+        terminal_fraud_at=cols["terminal_fraud_at"],
+        pending_keys=pending_keys,
+        pending_fraud=cols["pending_fraud"].astype(bool),
+        pending_known=cols["pending_known"],
+    )
+    return Decoded(columns, dict(zip(keys, parts.tolist(), strict=True)))
 
 
 def _sections(data: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -216,18 +213,8 @@ def _sections(data: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Any]]:
     return header, cols
 
 
-def _grouped(
-    cols: dict[str, Any], prefix: str, counts: np.ndarray, names: tuple[str, ...]
-) -> list[list[list[Any]]]:
-    """Each named column cut into one list per key, by the keys' counts."""
+def _add_up(cols: dict[str, Any], prefix: str, counts: np.ndarray, names: tuple[str, ...]) -> None:
+    """``SnapshotError`` unless each named column holds as many values as the counts say."""
     total = int(counts.sum(dtype=np.int64))
-    arrays = [cols[f"{prefix}_{n}"] for n in names]
-    if any(len(values) != total for values in arrays):
+    if any(len(cols[f"{prefix}_{n}"]) != total for n in names):
         raise SnapshotError(f"snapshot {prefix} columns do not add up")
-    ends = np.cumsum(counts, dtype=np.int64).tolist()
-    starts = [0, *ends[:-1]] if ends else []
-    out = []
-    for values in arrays:
-        flat = values.tolist() if isinstance(values, np.ndarray) else values
-        out.append([flat[a:b] for a, b in zip(starts, ends, strict=True)])
-    return out

@@ -118,7 +118,7 @@ def restore_engine(
     with quiet_collector():
         try:
             decoded = decode(data, keep)
-            return FeatureEngine.restore(decoded.state), decoded.partitions
+            return FeatureEngine.from_columns(decoded.columns), decoded.partitions
         except SnapshotError:
             raise
         except (KeyError, TypeError, ValueError) as e:

@@ -173,6 +173,65 @@ def test_snapshot_restore_continues_identically(world_payments):
     )
 
 
+def _internals(engine: FeatureEngine) -> tuple:
+    """Everything the engine holds, dicts in their order."""
+    return (
+        [(k, c.times, c.amounts) for k, c in engine._customers.items()],
+        [
+            (k, t.times, t.txids, t.customers, t.amounts, t.fraud_at)
+            for k, t in engine._terminals.items()
+        ],
+        list(engine._tx_terminal.items()),
+        list(engine._pending.items()),
+        engine._newest,
+    )
+
+
+def test_columns_restore_the_very_state_and_continue_identically(world_payments):
+    payments = simulator.to_payments(world_payments.iloc[:6000])
+    engine = FeatureEngine(label_delay_days=3)
+    engine.transform(payments[:3000])
+    engine.transform([payments[10]])  # a duplicate transaction id: the index keeps the last
+    engine.add_labels([Label(p.transaction_id, True, p.event_time) for p in payments[100:900:7]])
+    engine.add_labels([Label(payments[101].transaction_id, False, payments[2500].event_time)])
+    engine.add_labels([Label("not-seen-yet", True, T0), Label("later", False, T0)])
+    engine.expire(payments[2999].event_time - timedelta(days=20))
+    cols = engine.columns()
+    as_arrays = {
+        name: np.asarray(getattr(cols, name))
+        for name in ("customer_counts", "customer_times", "terminal_amounts", "pending_known")
+    }
+    by_lists = FeatureEngine.restore(engine.snapshot())  # the element-by-element restore
+    assert engine._tx_terminal == by_lists._tx_terminal  # in terminal order after a restore
+    for restored in (
+        FeatureEngine.from_columns(cols),
+        FeatureEngine.from_columns(type(cols)(**{**cols.__dict__, **as_arrays})),
+    ):
+        assert _internals(restored) == _internals(by_lists)
+        assert restored.snapshot() == engine.snapshot()
+        assert restored.feature_names == engine.feature_names
+        np.testing.assert_array_equal(
+            FeatureEngine.restore(engine.snapshot()).transform(payments[3000:]),
+            restored.transform(payments[3000:]),
+        )
+    empty = FeatureEngine.from_columns(FeatureEngine().columns())
+    assert _internals(empty) == _internals(FeatureEngine())
+
+
+def test_columns_that_do_not_add_up_are_refused():
+    engine = FeatureEngine()
+    engine.transform([pay("a", T0), pay("b", T0, cust="c2")])
+    cols = engine.columns()
+    for broken in (
+        {"customer_counts": [1, 2]},
+        {"terminal_counts": [1]},
+        {"customer_keys": ["c1"]},
+        {"pending_fraud": [True]},
+    ):
+        with pytest.raises(ValueError):
+            FeatureEngine.from_columns(type(cols)(**{**cols.__dict__, **broken}))
+
+
 def test_expire_drops_silent_customers_and_terminals():
     engine = FeatureEngine()
     engine.transform([pay("a", T0, cust="quiet", term="t-quiet")])
