@@ -32,6 +32,10 @@ def initdb(
         console.print(f"added column {name} (NULL in existing rows)")
     if report.rollup_rebuilt is not None:
         console.print(f"back-filled decision_rollup from {report.rollup_rebuilt} decisions")
+    if report.frauds_counted is not None:
+        console.print(
+            f"counted {report.frauds_counted} fraud-labelled decisions into decision_rollup"
+        )
     if report.labels_carried:
         console.print(f"carried {report.labels_carried} fraud labels over into label_events")
     if report.present:

@@ -30,6 +30,7 @@ from payscore.dashboard.seed import (
     synthetic_model,
     synthetic_rows,
 )
+from payscore.store.labels import recount
 from payscore.store.rollup import add_decisions
 from payscore.store.schema import dead_letters, metadata, model_versions, scored_transactions
 
@@ -175,6 +176,7 @@ def _load_chunk(
         _load(conn, tmp, "scored_transactions", rows)
         add_decisions(conn, rows)  # the rollup, as DecisionWriter keeps it
         _load(conn, tmp, "fraud_labels", labels)
+        recount(conn, [lab["transaction_id"] for lab in labels])  # the rollup's fraud counts
         _load(conn, tmp, "label_events", events)
         if dead:
             conn.execute(insert(dead_letters), dead)

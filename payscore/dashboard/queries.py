@@ -5,7 +5,7 @@ fetch functions beside them. Aggregation happens in SQL; only bounded row sets c
 Time ranges filter on ``scored_at`` (wall-clock decision time), so replayed 2018 data decided
 today still shows up under "last hour"; times are naive UTC throughout. Counts, activity and
 score bins of long ranges come from ``decision_rollup`` with exact edges from the table (see
-``rollups.py``); same results.
+``rollups.py``); same results. So do fraud counts, kept per bucket by the label writers.
 Lookups by key (review queue, one customer, the model) are in ``lookups.py``.
 """
 
@@ -136,18 +136,24 @@ def stmt_status_counts(tr: Ranges) -> Select:
     return select(*_status_sums()).where(*_scored(tr))
 
 
-def stmt_fraud_labelled(tr: TimeRange) -> Select:
+def stmt_fraud_labelled(tr: Ranges) -> Select:
+    """Decisions of the range (or of a rollup plan's edges) labelled fraud, from the tables.
+
+    The page reads long ranges from the rollup (``fraud_labelled``); this serves short
+    ranges, the edges, and a database whose rollup has not counted frauds yet."""
     # Driven from the fraud labels (ix_labels_fraud), each looked up in the
     # (transaction_id, scored_at) index: both sides index-only. MariaDB prefers the unique key
     # on transaction_id, which needs the whole row for scored_at, hence the hint.
     # A short range instead starts from its few decisions (scored_at index) and probes labels.
     # ("IS TRUE" is not sargable, so it keeps MariaDB off ix_labels_fraud there.)
-    long = tr.start is None or tr.end is None or tr.end - tr.start >= FRAUD_FROM_LABELS
+    long = isinstance(tr, TimeRange) and (
+        tr.start is None or tr.end is None or tr.end - tr.start >= FRAUD_FROM_LABELS
+    )
     stmt = (
         select(func.count())
         .select_from(fl.join(st, st.c.transaction_id == fl.c.transaction_id))
         .where(fl.c.is_fraud == true() if long else fl.c.is_fraud.is_(True))
-        .where(*tr.clauses(st.c.scored_at))
+        .where(*_scored(tr))
     )
     if not long:
         return stmt
@@ -304,9 +310,38 @@ def status_counts(conn: Connection, tr: TimeRange, rollup: bool | None = None) -
     return counts
 
 
-def fraud_labelled(conn: Connection, tr: TimeRange) -> int:
-    """Decisions of the range labelled fraud."""
-    return int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
+def fraud_labelled(conn: Connection, tr: TimeRange, rollup: bool | None = None) -> int:
+    """Decisions of the range (by decision time) whose counting label is fraud.
+
+    Long ranges read the rollup's per-hour and per-minute fraud counts, which the label
+    writers keep (store/labels.py), and the partial minutes at the ends from the tables; a
+    database whose rollup has not counted frauds yet is read from the tables throughout.
+    """
+    if rollup is None:
+        rollup = ru.use_rollup(tr)
+    if not rollup or not _rollup_counts_frauds(conn):
+        return int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
+    p = ru.plan(tr)
+    total = 0
+    if p.uses_rollup:
+        frauds, uncounted = conn.execute(ru.stmt_frauds(p)).one()
+        if uncounted:
+            return int(conn.execute(stmt_fraud_labelled(tr)).scalar_one())
+        total += int(frauds or 0)
+    if p.edges:
+        total += int(conn.execute(stmt_fraud_labelled(p.edges)).scalar_one())
+    return total
+
+
+def _rollup_counts_frauds(conn: Connection) -> bool:
+    """Whether ``decision_rollup`` has its fraud column (a database made by an older payscore
+    lacks it until ``payscore initdb``). Asked once per pooled connection: columns are only
+    ever added."""
+    known = conn.info.get("payscore_rollup_frauds")
+    if known is None:
+        columns = {c["name"] for c in inspect(conn).get_columns(decision_rollup.name)}
+        known = conn.info["payscore_rollup_frauds"] = "frauds" in columns
+    return bool(known)
 
 
 def headline(
@@ -316,7 +351,7 @@ def headline(
     to fetch (the page does, on a second connection, while these run)."""
     counts = status_counts(conn, tr, rollup)
     decided = sum(counts.values())
-    fraud_n = fraud_labelled(conn, tr) if fraud else 0
+    fraud_n = fraud_labelled(conn, tr, rollup) if fraud else 0
     dead = int(conn.execute(stmt_dead_letters(tr)).scalar_one())
     first, last = conn.execute(stmt_span(tr)).one()
     cutoff = conn.execute(stmt_latency_cutoff(tr)).scalar()

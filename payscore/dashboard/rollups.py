@@ -3,7 +3,8 @@
 A range [start, end) is cut into whole hours (hour rollup rows), whole minutes at either end
 (minute rollup rows) and the partial minutes at the very ends (read from
 ``scored_transactions``). Every decision falls in exactly one piece, so counts, rates, score
-bins and activity buckets equal the plain GROUP BY over the table.
+bins, activity buckets and fraud counts (by decision time) equal the plain GROUP BY over the
+tables.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from payscore.dashboard.figures import TimeRange, floor_time
-from payscore.store.rollup import SCORE_COLUMNS, STATUS_COLUMNS, truncate
+from payscore.store.rollup import FRAUD_COLUMN, SCORE_COLUMNS, STATUS_COLUMNS, truncate
 from payscore.store.schema import decision_rollup
 
 ru = decision_rollup
@@ -97,6 +98,13 @@ def in_ranges(column: Any, ranges: Sequence[TimeRange]) -> ColumnElement[bool]:
 def stmt_status_counts(p: Plan) -> Select:
     cols = [func.sum(ru.c[name]).label(name) for name in STATUS_COLUMNS.values()]
     return select(*cols).where(rollup_where(p))
+
+
+def stmt_frauds(p: Plan) -> Select:
+    """Fraud-labelled decisions of the plan's rollup rows, and how many of those rows are not
+    counted yet (NULL: a database upgraded but not yet through ``payscore initdb``)."""
+    frauds = ru.c[FRAUD_COLUMN]
+    return select(func.sum(frauds), func.count() - func.count(frauds)).where(rollup_where(p))
 
 
 def stmt_score_bins(p: Plan) -> Select:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from payscore.dashboard.figures import utc_now
+from payscore.store.labels import recount
 from payscore.store.rollup import add_decisions
 from payscore.store.schema import (
     dead_letters,
@@ -119,8 +120,8 @@ def seed_database(
 ) -> SeedSummary:
     """Insert ``n`` synthetic decisions (with labels, dead letters and a model) in batches.
 
-    The decisions are counted into ``decision_rollup`` in the same transactions, exactly as
-    the pipeline's writer does.
+    The decisions and their fraud labels are counted into ``decision_rollup`` in the same
+    transactions, exactly as the pipeline's writers do.
     """
     now = now or utc_now()
     batch: list[dict[str, Any]] = []
@@ -144,6 +145,7 @@ def seed_database(
                             insert(label_events),
                             [{**r, "recorded_at": r["known_at"]} for r in rows],
                         )
+                        recount(conn, [r["transaction_id"] for r in rows])  # rollup frauds
                     totals[slot] += len(rows)
                     rows.clear()
 

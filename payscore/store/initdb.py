@@ -23,12 +23,14 @@ class SchemaReport:
     indexes_added: list[str] = field(default_factory=list)
     columns_added: list[str] = field(default_factory=list)  # "table.column", an upgrade
     rollup_rebuilt: int | None = None  # decisions counted when the rollup was back-filled
+    frauds_counted: int | None = None  # fraud-labelled decisions counted into the rollup anew
     labels_carried: int = 0  # fraud_labels rows copied into label_events (an upgrade)
 
 
 def create_schema(engine: Engine) -> SchemaReport:
-    """Create missing tables and indexes; back-fill a new rollup from existing decisions and
-    the label history from existing labels."""
+    """Create missing tables and indexes; back-fill a new rollup from existing decisions, its
+    fraud counts where they are missing (an upgrade, or labels loaded around the label
+    writers), and the label history from existing labels."""
     report = SchemaReport()
     try:
         with engine.begin() as conn:
@@ -54,6 +56,13 @@ def create_schema(engine: Engine) -> SchemaReport:
             )
         if needs_backfill:
             report.rollup_rebuilt = rollup.rebuild(engine)
+        else:
+            # Apart from the ALTER above: on MariaDB it commits on its own, so a run that
+            # failed after it finds the NULLs again.
+            with engine.connect() as conn:
+                uncounted = rollup.frauds_uncounted(conn)
+            if uncounted:
+                report.frauds_counted = rollup.recount_frauds(engine)
     except SQLAlchemyError as e:
         raise database_error(e, engine.url) from e
     return report

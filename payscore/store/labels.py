@@ -5,7 +5,8 @@ from the labels topic, whatever their order; a payment takes one analyst verdict
 refused, so two analysts on the same payment cannot silently overwrite each other); among
 labels-topic messages the latest recorded wins. ``fraud_labels`` holds the result of that rule,
 updated in the same transaction as the event, and is what features, the review queue and the
-fraud rate read.
+fraud rate read. Every writer of ``fraud_labels`` then calls :func:`recount`, which keeps the
+rollup's fraud counts (``decision_rollup.frauds``, store/rollup.py) exact in that transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     case,
     exists,
     insert,
@@ -33,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from payscore.errors import InputError, PayscoreError
 from payscore.store.engine import begin_write, database_error
+from payscore.store.rollup import add_frauds
 from payscore.store.schema import fraud_labels, label_events, scored_transactions
 from payscore.store.statements import insert_ignore
 
@@ -42,8 +45,10 @@ ANALYST_SOURCE = "analyst"
 STREAM_SOURCE = "stream"
 MAX_NAME_CHARS = 64
 MAX_NOTE_CHARS = 2_000
+_IN_CHUNK = 500  # ids per IN (...) list
 _fl = fraud_labels.c
 _ev = label_events.c
+_st = scored_transactions.c
 
 
 class LabelWriteError(PayscoreError):
@@ -111,10 +116,69 @@ def record_stream_labels(conn: Connection, dialect: str, rows: Sequence[dict[str
             "is_fraud": bool(r["is_fraud"]),
             "known_at": r["known_at"],
             "source": STREAM_SOURCE,
+            "counted": False,  # a new row only: ``recount`` below counts it
         }
         for r in rows
     ]
     conn.execute(_stream_upsert(dialect), counting)
+    recount(conn, [r["transaction_id"] for r in rows])
+
+
+# -- the rollup's fraud counts ---------------------------------------------------------------
+
+_SET_COUNTED = (
+    update(fraud_labels)
+    .where(_fl.transaction_id == bindparam("tx"))
+    .values(counted=bindparam("counted"))
+)
+
+
+def recount(conn: Connection, transaction_ids: Sequence[str]) -> int:
+    """Bring ``decision_rollup.frauds`` up to date with these payments' counting labels, just
+    written in the caller's transaction; returns by how much it moved (+/-).
+
+    A label counts when it says fraud and its decision is stored; ``fraud_labels.counted``
+    says whether it is counted, so a label repeated, turned to legitimate or stored before its
+    decision moves the count once or not at all. Both reads lock: the labels were just written
+    (their rows are ours already), and a decision being inserted by another transaction is
+    waited for, not missed (store/rollup.py's module doc says why this is exact).
+    """
+    ids = sorted(set(transaction_ids))
+    state: dict[str, tuple[bool, bool | None]] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        labels = conn.execute(
+            select(_fl.transaction_id, _fl.is_fraud, _fl.counted)
+            .where(_fl.transaction_id.in_(ids[i : i + _IN_CHUNK]))
+            .with_for_update()
+        )
+        state.update(
+            (tx, (bool(fraud), None if counted is None else bool(counted)))
+            for tx, fraud, counted in labels
+        )
+    # Only a label whose verdict differs from what is counted needs its decision.
+    moving = sorted(tx for tx, (fraud, counted) in state.items() if fraud != bool(counted))
+    decided: dict[str, datetime] = {}
+    for i in range(0, len(moving), _IN_CHUNK):
+        found = conn.execute(
+            select(_st.transaction_id, _st.scored_at)
+            .where(_st.transaction_id.in_(moving[i : i + _IN_CHUNK]))
+            .with_for_update(read=True)
+        )
+        decided.update((tx, scored_at) for tx, scored_at in found)
+    changes: list[tuple[datetime, int]] = []
+    marks: list[dict[str, Any]] = []
+    for tx, (fraud, counted) in sorted(state.items()):
+        was = bool(counted)
+        # A fraud label before its decision stays uncounted: the decision's writer claims it.
+        now = was if fraud == was else fraud and tx in decided
+        if now != was and tx in decided:
+            changes.append((decided[tx], 1 if now else -1))
+        if counted is None or now != was:  # a new label's NULL is set whatever the verdict
+            marks.append({"tx": tx, "counted": now})
+    if marks:
+        conn.execute(_SET_COUNTED, marks)
+    add_frauds(conn, changes)
+    return sum(delta for _, delta in changes)
 
 
 def analyst_labelled(engine: Engine, transaction_ids: Iterable[str]) -> set[str]:
@@ -178,7 +242,11 @@ def record_analyst_label(
                 select(_fl.source, _fl.labelled_by).where(_fl.transaction_id == transaction_id)
             ).first()
             if current is None:
-                conn.execute(insert(fraud_labels).values(transaction_id=transaction_id, **counting))
+                conn.execute(
+                    insert(fraud_labels).values(
+                        transaction_id=transaction_id, counted=False, **counting
+                    )
+                )
             elif current.source == ANALYST_SOURCE:
                 raise InputError(
                     f"transaction {transaction_id!r} already has a verdict by {current.labelled_by}"
@@ -197,14 +265,15 @@ def record_analyst_label(
                     transaction_id=transaction_id, recorded_at=known_at, **counting
                 )
             )
+            recount(conn, [transaction_id])
     except IntegrityError as e:
         raise InputError(f"transaction {transaction_id!r} was labelled meanwhile") from e
     # No URL in these: they are shown on the dashboard, which renders markdown.
     except (OperationalError, ProgrammingError) as e:
         raise LabelWriteError(
             f"cannot store the label: {database_error(e)} (the dashboard's database user "
-            "needs INSERT on label_events and INSERT, UPDATE on fraud_labels, and the "
-            "database must be writable)"
+            "needs INSERT on label_events and INSERT, UPDATE on fraud_labels and "
+            "decision_rollup, and the database must be writable)"
         ) from e
     except SQLAlchemyError as e:
         raise LabelWriteError(f"cannot store the label: {database_error(e)}") from e

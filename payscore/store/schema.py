@@ -102,6 +102,10 @@ decision_rollup = Table(
     *(
         Column(f"score_{i:02d}", BigInteger, nullable=False) for i in range(ROLLUP_SCORE_BINS)
     ),  # decisions with min(floor(score * 20), 19) == i
+    # Decisions of the bucket whose counting label (fraud_labels) says fraud, whenever the label
+    # came: kept by the label writers too (store/labels.py). NULL: not counted yet, on a
+    # database upgraded from before this column until `payscore initdb` has counted it.
+    Column("frauds", BigInteger),
     PrimaryKeyConstraint("grain", "bucket"),
 )
 
@@ -141,6 +145,10 @@ fraud_labels = Table(
     Column("source", String(16), nullable=False),
     Column("labelled_by", String(64)),
     Column("note", Text),
+    # Whether decision_rollup.frauds counts this label (a fraud label whose decision is stored),
+    # so a writer knows what to undo when the label changes. NULL: written before the column
+    # existed, or by a loader around store/labels.py; `payscore initdb` sets it.
+    Column("counted", Boolean),
     Index("ix_labels_known_at", "known_at"),
     Index("ix_labels_fraud", "is_fraud", "transaction_id"),  # fraud rate: fraud labels only
 )

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 
 from payscore.dashboard.seed import label_for, synthetic_model, synthetic_rows
-from payscore.store.labels import carry_over
+from payscore.store.labels import carry_over, recount
 from payscore.store.rollup import add_decisions
 from payscore.store.schema import dead_letters, fraud_labels, model_versions, scored_transactions
 
@@ -113,6 +113,7 @@ def seed_small(engine: Engine, now: datetime, n: int = 1_200) -> Seeded:
         conn.execute(insert(scored_transactions), rows)
         add_decisions(conn, rows)
         conn.execute(insert(fraud_labels), labels)
+        recount(conn, [lab["transaction_id"] for lab in labels])  # the rollup's fraud counts
         carry_over(conn)  # each seeded label is also its one event
         conn.execute(insert(dead_letters), dead)
         conn.execute(insert(model_versions).values(**model))
