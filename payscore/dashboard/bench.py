@@ -163,14 +163,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(database_url: str | None, rows: int, span_days: float, repeat: int, plans: bool) -> str:
-    """Seed if needed, time the page's queries per range; returns the printable report."""
+def open_seeded(
+    database_url: str | None, rows: int, span_days: float, lines: list[str]
+) -> tuple[Engine, datetime]:
+    """An engine on the database, seeded if empty (see ``ensure_rows``), and its 'now'."""
     settings = load_settings(overrides={"database_url": database_url}).settings
     engine = make_engine(settings)
-    lines: list[str] = []
     try:
         create_schema(engine)
-        seeded_at = ensure_rows(engine, rows, span_days, lines)
+        return engine, ensure_rows(engine, rows, span_days, lines)
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+def run(database_url: str | None, rows: int, span_days: float, repeat: int, plans: bool) -> str:
+    """Seed if needed, time the page's queries per range; returns the printable report."""
+    lines: list[str] = []
+    engine, seeded_at = open_seeded(database_url, rows, span_days, lines)
+    try:
         with engine.connect() as conn:
             present = conn.execute(select(func.count()).select_from(scored_transactions)).scalar()
             customer = conn.execute(
