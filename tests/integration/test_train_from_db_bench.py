@@ -220,5 +220,26 @@ def test_the_benchmark_runs_at_a_tiny_scale(db_url: str, tmp_path: Path) -> None
     assert np.isfinite(result["db_peak_mb"]) and result["db_peak_mb"] > 0
 
 
+def test_load_tables_falls_back_to_inserts_off_mariadb(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, func, select
+
+    from payscore.dashboard.bulkseed import load_tables
+    from payscore.store.initdb import create_schema
+    from payscore.store.schema import fraud_labels
+
+    db = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    create_schema(db)
+    at = datetime(2026, 1, 1)
+    label = {"is_fraud": True, "known_at": at, "source": "stream"}
+    chunks = [
+        {"fraud_labels": [{"transaction_id": "a", **label}, {"transaction_id": "b", **label}]},
+        {"fraud_labels": [{"transaction_id": "c", **label}]},
+    ]
+    assert load_tables(db, chunks) == 3
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(fraud_labels)).scalar() == 3
+    db.dispose()
+
+
 if __name__ == "__main__":
     main()
