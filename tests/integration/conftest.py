@@ -132,10 +132,11 @@ class ConsumeRunner:
         """``wait_until`` that fails at once, with the logs, if ``proc`` exits first."""
         return wait_until(predicate, timeout, alive=proc, logs=self.logs)
 
-    def logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("*.log"))
-        )
+    def logs(self, tail: int | None = 3000) -> str:
+        """Each process's log, the last ``tail`` characters of each (for a failure message);
+        ``tail=None`` for the whole text, which is what an assertion on the content reads."""
+        texts = (p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(t if tail is None else t[-tail:] for t in texts)
 
     def cleanup(self) -> None:
         for proc in self.procs:

@@ -89,7 +89,10 @@ def test_broker_restart_during_a_consumers_start_still_decides_everything(
     proc = consume_runner.start("--batch-size", "50", "--max-wait-ms", "50")
     # Past its start-up checks (model, database, broker), now joining the group:
     assert wait_until(
-        lambda: "consuming" in consume_runner.logs(), 120, alive=proc, logs=consume_runner.logs
+        lambda: "consuming" in consume_runner.logs(tail=None),
+        120,
+        alive=proc,
+        logs=consume_runner.logs,
     )
     kafka_server.stop()
     try:

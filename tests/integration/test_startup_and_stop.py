@@ -49,7 +49,9 @@ def test_a_missing_dead_letter_topic_with_creation_off_refuses_to_start(
     consume_runner.env.update(PAYSCORE_DLQ_TOPIC=missing, PAYSCORE_CREATE_TOPICS="false")
     proc = consume_runner.start("--idle-exit", "4")
     assert proc.wait(timeout=120) == 1, consume_runner.logs()
-    lines = [line for line in consume_runner.logs().splitlines() if line.startswith("error:")]
+    lines = [
+        line for line in consume_runner.logs(tail=None).splitlines() if line.startswith("error:")
+    ]
     assert lines == [
         f"error: topic {missing!r} does not exist; create it (with the input topic's "
         "partitions and max.message.bytes) or set create_topics = true"
@@ -76,7 +78,9 @@ def test_a_stop_during_a_database_outage_exits_4_and_says_what_is_read_again(
         assert proc.wait(timeout=60) == 4, consume_runner.logs()
     finally:
         db_server.start()
-    said = [ln for ln in consume_runner.logs().splitlines() if "stopped before finishing" in ln]
+    said = [
+        ln for ln in consume_runner.logs(tail=None).splitlines() if "stopped before finishing" in ln
+    ]
     assert said and "not committed, read again by the next consumer" in said[-1], said
     assert int(said[-1].split("finishing: ")[1].split()[0]) >= 1
 
@@ -102,7 +106,7 @@ def test_a_dead_letter_topic_deleted_while_running_is_created_again(
         time.sleep(0.5)
     produce(kafka_bootstrap, topic, BAD + keyed(payments[30:]))
     assert proc.wait(timeout=240) == 0, consume_runner.logs()
-    assert "does not exist; creating it" in consume_runner.logs()
+    assert "does not exist; creating it" in consume_runner.logs(tail=None)
     rows = db_rows(db_url)
     assert len(rows["decisions"]) == len(payments) and len(rows["dead_letters"]) == 1
     assert partition_count(settings, dlq_topic) > 0
