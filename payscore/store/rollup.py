@@ -262,7 +262,8 @@ def _mark_counted(conn: Connection) -> None:
 
 
 def _counted_fraud_times(conn: Connection) -> Iterator[datetime]:
-    """The decision time of every counted label (index-only on both sides)."""
+    """The decision time of every counted label: one scan of the labels, each probing
+    ``ix_scored_tx_scored`` (a one-off, for a rebuild or an upgrade)."""
     query = (
         select(_st.scored_at)
         .select_from(
