@@ -21,7 +21,7 @@ from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.schema import consumer_offsets, feature_snapshot_chunks, feature_snapshots
 from payscore.stream import compactor
-from payscore.stream.rebuild import FeatureState
+from payscore.stream.rebuild import FeatureState, newest_event_time
 from payscore.stream.snapshot_format import MAGIC
 from payscore.stream.snapshots import (
     CompactionJob,
@@ -306,3 +306,10 @@ def test_only_the_owner_of_partition_zero_compacts(db: Engine) -> None:
     keeper.take(FeatureEngine(), {0, 2}, 0, 0)
     keeper.wait()
     assert store.load_newest(db, GROUP, TOPIC, 50_000_000) is not None
+
+
+def test_the_newest_event_time_is_the_stored_maximum(db: Engine) -> None:
+    from payscore.store import state
+
+    assert newest_event_time(db, TOPIC) == state.latest_event_time(db, TOPIC) is not None
+    assert newest_event_time(db, "no-such-topic") is None
