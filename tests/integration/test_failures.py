@@ -29,16 +29,18 @@ def test_kill_9_five_times_loses_nothing_and_scores_as_uninterrupted(
     """SIGKILL at random moments, restart each time: every payment once, same scores.
 
     One partition keeps the processing order equal to the production order, so the
-    rebuilt feature state must reproduce an uninterrupted run exactly.
+    rebuilt feature state must reproduce an uninterrupted run exactly. Each run is given a
+    share of the payments as it starts (with all of them produced at once, a fast first run
+    decided everything and the others waited out their 60 s limits).
     """
     topic = new_topic(1)
     consume_runner.env["PAYSCORE_INPUT_TOPIC"] = topic
     payments = payments_from(small_world, 25, 2500)
-    produce(kafka_bootstrap, topic, keyed(payments))
     rng = random.Random(7)
     args = ("--batch-size", "25", "--max-wait-ms", "50")
     kills = 0
-    for _ in range(5):
+    for share in range(5):
+        produce(kafka_bootstrap, topic, keyed(payments[share * 500 : (share + 1) * 500]))
         before = len(db_rows(db_url)["decisions"])
         proc = consume_runner.start(*args)
         consume_runner.wait_until(proc, lambda b=before: len(db_rows(db_url)["decisions"]) > b, 60)
@@ -88,17 +90,19 @@ def test_writer_process_killed_mid_stream_loses_nothing(
 
     The consumer treats each death as an outage: it starts a new writer process, sends it
     the batches it had staged and not yet written, and writes them in order. Every payment
-    ends stored once, with the scores of an uninterrupted run.
+    ends stored once, with the scores of an uninterrupted run. Each kill follows the first
+    write of a fresh share of the payments, so batches are in flight whatever the machine's
+    speed (with all of them produced at once, a fast consumer had finished before the third).
     """
     topic = new_topic(1)
     consume_runner.env["PAYSCORE_INPUT_TOPIC"] = topic
     payments = payments_from(small_world, 25, 2500)
-    produce(kafka_bootstrap, topic, keyed(payments))
     proc = consume_runner.start("--batch-size", "25", "--max-wait-ms", "50", "--idle-exit", "6")
     rng = random.Random(11)
     killed: set[int] = set()
-    for _ in range(4):
+    for share in range(4):
         before = len(db_rows(db_url)["decisions"])
+        produce(kafka_bootstrap, topic, keyed(payments[share * 500 : (share + 1) * 500]))
         consume_runner.wait_until(proc, lambda b=before: len(db_rows(db_url)["decisions"]) > b, 60)
         child = _writer_child(proc.pid)
         if child is None or proc.poll() is not None:
@@ -107,6 +111,7 @@ def test_writer_process_killed_mid_stream_loses_nothing(
         killed.add(child)
         time.sleep(rng.uniform(0.2, 1.0))
     assert len(killed) >= 3, consume_runner.logs()
+    produce(kafka_bootstrap, topic, keyed(payments[2000:]))
     assert proc.wait(timeout=180) == 0, consume_runner.logs()
     assert "writer process stopped" in consume_runner.logs(tail=None)
 
