@@ -44,9 +44,14 @@ class History:
 
 
 def latest_event_time(db: Engine, topic: str | None) -> datetime | None:
-    """The newest stored event time (naive UTC) for ``topic`` (all topics when None)."""
+    """The newest stored event time (naive UTC) for ``topic`` (all topics when None).
+
+    Read from the newest end of the event-time index: ``MAX(event_time) ... WHERE kafka_topic
+    = ?`` scans the whole table on MariaDB (no index has the topic first), which was 6.9 s of
+    a 15 s restore at 5M stored payments.
+    """
     c = scored_transactions.c
-    query = select(func.max(c.event_time))
+    query = select(c.event_time).order_by(c.event_time.desc()).limit(1)
     if topic is not None:
         query = query.where(c.kafka_topic == topic)
     try:

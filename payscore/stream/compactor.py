@@ -25,7 +25,7 @@ from payscore.errors import PayscoreError
 from payscore.store import snapshots as store
 from payscore.store import state
 from payscore.store.writer import stored_offsets, utcnow
-from payscore.stream.rebuild import EXPIRY_LATENESS, newest_event_time
+from payscore.stream.rebuild import EXPIRY_LATENESS
 from payscore.stream.snapshot_format import FORMAT_VERSION, SnapshotError, encode, quiet_collector
 from payscore.stream.snapshots import CompactionJob, Covers, restore_engine
 
@@ -36,7 +36,7 @@ def compact(db: Engine, job: CompactionJob) -> dict[str, Any] | None:
     """Save the snapshot covering the stored payments up to ``job.upto_id``; None when the
     newest snapshot already does. Returns what was written (for the log and the benchmark)."""
     time.sleep(job.settle_s)  # transactions holding ids up to upto_id commit meanwhile
-    latest = newest_event_time(db, job.topic)
+    latest = state.latest_event_time(db, job.topic)
     upto = min(job.upto_id, store.newest_row_id(db))  # never cover ids not yet given out
     if latest is None:
         return None

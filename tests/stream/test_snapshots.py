@@ -21,7 +21,7 @@ from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.schema import consumer_offsets, feature_snapshot_chunks, feature_snapshots
 from payscore.stream import compactor
-from payscore.stream.rebuild import FeatureState, newest_event_time
+from payscore.stream.rebuild import FeatureState
 from payscore.stream.snapshot_format import MAGIC
 from payscore.stream.snapshots import (
     CompactionJob,
@@ -309,7 +309,15 @@ def test_only_the_owner_of_partition_zero_compacts(db: Engine) -> None:
 
 
 def test_the_newest_event_time_is_the_stored_maximum(db: Engine) -> None:
-    from payscore.store import state
+    """``state.latest_event_time`` reads the index's newest end: the same as MAX(event_time)."""
+    from sqlalchemy import func, select
 
-    assert newest_event_time(db, TOPIC) == state.latest_event_time(db, TOPIC) is not None
-    assert newest_event_time(db, "no-such-topic") is None
+    from payscore.store import state
+    from payscore.store.schema import scored_transactions
+
+    c = scored_transactions.c
+    with db.connect() as conn:
+        newest = conn.execute(select(func.max(c.event_time)).where(c.kafka_topic == TOPIC))
+        stored_max = newest.scalar()
+    assert state.latest_event_time(db, TOPIC) == stored_max is not None
+    assert state.latest_event_time(db, "no-such-topic") is None
