@@ -21,13 +21,14 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import chain, repeat
+from itertools import chain
 from operator import mul
 from typing import Any
 
 import numpy as np
 
 from payscore.core.schema import Payment
+from payscore.core.txindex import RestoredTxIndex
 
 DAY = 86_400.0
 CUSTOMER_WINDOWS_DAYS = (1, 7, 30)
@@ -158,6 +159,7 @@ class FeatureEngine:
         self._customers: dict[str, _Customer] = {}
         self._terminals: dict[str, _Terminal] = {}
         self._tx_terminal: dict[str, str] = {}  # payments in terminal state, for late labels
+        self._restored: RestoredTxIndex | None = None  # the same for a restored state's payments
         self._pending: dict[str, tuple[bool, float]] = {}  # labels of payments not seen yet
         self._newest = -_INF  # newest event time seen (epoch seconds): the engine's own clock
 
@@ -347,10 +349,9 @@ class FeatureEngine:
 
     def add_label(self, transaction_id: str, is_fraud: bool, known_at: float) -> None:
         """Column form of ``add_labels``: ``known_at`` in epoch seconds. A later label wins."""
-        tid = self._tx_terminal.get(transaction_id)
-        if tid is not None:
-            term = self._terminals[tid]
-            idx = len(term.txids) - 1 - term.txids[::-1].index(transaction_id)
+        held = self._locate(transaction_id)
+        if held is not None:
+            term, idx = held
             term.fraud_at[idx] = float(known_at) if is_fraud else _INF
             return
         pending = self._pending
@@ -358,6 +359,20 @@ class FeatureEngine:
         pending[transaction_id] = (bool(is_fraud), float(known_at))
         if len(pending) > MAX_PENDING_LABELS:
             del pending[next(iter(pending))]
+
+    def _locate(self, txid: str) -> tuple[_Terminal, int] | None:
+        """The terminal holding the payment and its (last) place there, if it is held."""
+        tid = self._tx_terminal.get(txid)
+        if tid is None and self._restored is not None:
+            tid = self._restored.terminal_of(txid)  # may have been trimmed since: looked up
+        term = None if tid is None else self._terminals.get(tid)
+        if term is None:
+            return None
+        txids = term.txids
+        try:
+            return term, len(txids) - 1 - txids[::-1].index(txid)
+        except ValueError:
+            return None
 
     # --------------------------------------------------------------- maintenance
 
@@ -388,6 +403,8 @@ class FeatureEngine:
             if not term.times:
                 del self._terminals[tid]
                 dropped += 1
+        if self._restored is not None and self._restored.newest <= t - self._terminal_trim:
+            self._restored = None  # every restored payment has been trimmed
         stale = [k for k, (_, known) in self._pending.items() if known <= t - self._terminal_keep]
         for k in stale:
             del self._pending[k]
@@ -402,7 +419,9 @@ class FeatureEngine:
 
     def holds_payment(self, transaction_id: str) -> bool:
         """Whether the payment is in its terminal's history (read already, not yet trimmed)."""
-        return transaction_id in self._tx_terminal
+        if transaction_id in self._tx_terminal:
+            return True
+        return self._restored is not None and self._locate(transaction_id) is not None
 
     @property
     def customer_count(self) -> int:
@@ -418,6 +437,7 @@ class FeatureEngine:
         size in list entries, for logs and for the test that it levels off."""
         held = sum(len(c.times) for c in self._customers.values())
         held += sum(len(term.times) for term in self._terminals.values())
+        held += len(self._restored) if self._restored is not None else 0
         return held + len(self._tx_terminal) + len(self._pending)
 
     @property
@@ -516,11 +536,11 @@ class FeatureEngine:
             term.customers, term.amounts = tcustomers[at:end], tamounts[at:end]
             term.fraud_at = fraud_at[at:end]
             at = end
-        owners = chain.from_iterable(map(repeat, tkeys, tcounts))  # each payment's terminal
-        engine._tx_terminal = dict(zip(txids, owners, strict=True))
         labels = zip(map(bool, pending[1]), pending[2], strict=True)
         engine._pending = dict(zip(pending[0], labels, strict=True))
         engine._newest = max(ttimes, default=-_INF)
+        if txids:  # each payment's terminal, for late labels: sorted hashes, not a dict
+            engine._restored = RestoredTxIndex(txids, tkeys, tcounts, engine._newest)
         return engine
 
     @classmethod

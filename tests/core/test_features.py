@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -181,10 +182,18 @@ def _internals(engine: FeatureEngine) -> tuple:
             (k, t.times, t.txids, t.customers, t.amounts, t.fraud_at)
             for k, t in engine._terminals.items()
         ],
-        list(engine._tx_terminal.items()),
+        _held(engine),
         list(engine._pending.items()),
         engine._newest,
     )
+
+
+def _held(engine: FeatureEngine) -> list[tuple[str, str, int]]:
+    """Each payment held, the terminal a late label finds it in and its place there."""
+    keys = {id(term): k for k, term in engine._terminals.items()}
+    every = {tx for term in engine._terminals.values() for tx in term.txids}
+    found = [(tx, engine._locate(tx)) for tx in sorted(every | set(engine._tx_terminal))]
+    return [(tx, keys[id(at[0])], at[1]) for tx, at in found if at is not None]
 
 
 def test_columns_restore_the_very_state_and_continue_identically(world_payments):
@@ -216,6 +225,41 @@ def test_columns_restore_the_very_state_and_continue_identically(world_payments)
         )
     empty = FeatureEngine.from_columns(FeatureEngine().columns())
     assert _internals(empty) == _internals(FeatureEngine())
+
+
+def test_late_labels_find_the_payments_of_a_columns_restore_until_they_age_out():
+    engine = FeatureEngine(label_delay_days=1)
+    days = range(5)
+    engine.transform([pay(f"t{d}", T0 + timedelta(days=d), term=f"k{d % 2}") for d in days])
+    engine.transform([pay("t1", T0 + timedelta(days=5), term="k0")])  # the same id again
+    restored = FeatureEngine.from_columns(engine.columns())
+    engine = FeatureEngine.restore(engine.snapshot())  # the reference: a dict of every payment
+    assert restored._tx_terminal == {} and restored._restored is not None
+    assert restored.held_entries == engine.held_entries + 1  # the repeated id, indexed twice
+    assert all(restored.holds_payment(f"t{d}") for d in days)
+    assert not restored.holds_payment("never-seen")
+    labelled = T0 + timedelta(days=6)
+    for e in (engine, restored):
+        e.add_labels([Label("t1", True, labelled), Label("t2", True, labelled)])
+        e.add_labels([Label("never-seen", True, labelled)])
+    assert _internals(restored) == _internals(engine)
+    # A repeated id: the last in terminal order (k1's) is labelled, as by the dict.
+    assert restored._terminals["k1"].fraud_at[0] == labelled.timestamp()
+    assert restored._terminals["k0"].fraud_at[-1] == math.inf
+    # A payment trimmed from its terminal is no longer found; a label for it waits.
+    probe = T0 + timedelta(days=1 + 37 + 1, hours=1)  # trims t0 and t1 from k1 (and k0's t0)
+    for e in (engine, restored):
+        e.transform([pay("p", probe, cust="c9", term="k1")])
+        e.transform([pay("q", probe, cust="c9", term="k0")])
+    assert not restored.holds_payment("t1")  # its last place (k1) trimmed; k0's not searched
+    assert not restored.holds_payment("t0")
+    restored.add_labels([Label("t0", True, probe)])
+    engine.add_labels([Label("t0", True, probe)])
+    assert "t0" in restored._pending and _internals(restored) == _internals(engine)
+    # Once every restored payment has aged out, the index is dropped.
+    restored.expire(T0 + timedelta(days=80))
+    engine.expire(T0 + timedelta(days=80))
+    assert restored._restored is None and restored.held_entries == engine.held_entries
 
 
 def test_columns_that_do_not_add_up_are_refused():
