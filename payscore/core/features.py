@@ -360,12 +360,17 @@ class FeatureEngine:
         if len(pending) > MAX_PENDING_LABELS:
             del pending[next(iter(pending))]
 
-    def _locate(self, txid: str) -> tuple[_Terminal, int] | None:
-        """The terminal holding the payment and its (last) place there, if it is held."""
+    def _terminal_of(self, txid: str) -> _Terminal | None:
+        """The terminal the index names for the payment; a restored payment may have been
+        trimmed from it since (callers look)."""
         tid = self._tx_terminal.get(txid)
         if tid is None and self._restored is not None:
-            tid = self._restored.terminal_of(txid)  # may have been trimmed since: looked up
-        term = None if tid is None else self._terminals.get(tid)
+            tid = self._restored.terminal_of(txid)
+        return None if tid is None else self._terminals.get(tid)
+
+    def _locate(self, txid: str) -> tuple[_Terminal, int] | None:
+        """The terminal holding the payment and its (last) place there, if it is held."""
+        term = self._terminal_of(txid)
         if term is None:
             return None
         txids = term.txids
@@ -421,7 +426,8 @@ class FeatureEngine:
         """Whether the payment is in its terminal's history (read already, not yet trimmed)."""
         if transaction_id in self._tx_terminal:
             return True
-        return self._restored is not None and self._locate(transaction_id) is not None
+        term = self._terminal_of(transaction_id) if self._restored is not None else None
+        return term is not None and transaction_id in term.txids
 
     @property
     def customer_count(self) -> int:
