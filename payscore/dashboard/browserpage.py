@@ -207,7 +207,11 @@ class BenchPage:
             box.click()
             option.wait_for(timeout=WAIT_MS)
 
-        return self._timed(open_box, option.click, drawn)
+        timing = self._timed(open_box, option.click, drawn)
+        picked = str(box.locator("input").first.input_value()).strip()
+        if picked != choice:  # a click that landed elsewhere: not a timing of this change
+            raise RuntimeError(f"the range box shows {picked!r} after choosing {choice!r}")
+        return timing
 
     def open_tab(self, name: str, drawn: Drawn | None = None) -> Timing:
         """Switch to tab ``name``; timed from the click."""

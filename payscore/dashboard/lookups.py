@@ -13,9 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, case, func, select
 
-from payscore.dashboard.figures import CustomerProfile
+from payscore.dashboard.figures import STATUSES, CustomerProfile
 from payscore.dashboard.queries import (
     DECISION_COLUMNS,
     FETCH_CAP,
@@ -104,6 +104,8 @@ def counting_label(conn: Connection, transaction_id: str) -> dict[str, Any] | No
 
 
 def stmt_customer_stats(customer_id: str) -> Select:
+    """Count, amount moments, first and last event time and the count of each status, in one
+    pass over the customer's rows (a second pass for the statuses took as long again)."""
     amount = st.c.amount
     return select(
         func.count(),
@@ -111,6 +113,7 @@ def stmt_customer_stats(customer_id: str) -> Select:
         func.avg(amount * amount),
         func.min(st.c.event_time),
         func.max(st.c.event_time),
+        *(func.sum(case((st.c.status == status, 1), else_=0)) for status in STATUSES),
     ).where(st.c.customer_id == customer_id)
 
 
@@ -135,7 +138,7 @@ def review_backlog(conn: Connection, cap: int = BACKLOG_CAP) -> int:
 
 def customer_profile(conn: Connection, customer_id: str) -> CustomerProfile | None:
     customer_id = customer_id.strip()[:MAX_FILTER_CHARS]
-    n, mean, mean_sq, first, last = conn.execute(stmt_customer_stats(customer_id)).one()
+    n, mean, mean_sq, first, last, *by_status = conn.execute(stmt_customer_stats(customer_id)).one()
     if not n:
         return None
     mean, mean_sq = float(mean), float(mean_sq)
@@ -143,8 +146,7 @@ def customer_profile(conn: Connection, customer_id: str) -> CustomerProfile | No
     recent = select(func.count()).where(st.c.customer_id == customer_id)
     last_hour = conn.execute(recent.where(st.c.event_time > last - timedelta(hours=1))).scalar_one()
     last_day = conn.execute(recent.where(st.c.event_time > last - timedelta(days=1))).scalar_one()
-    by_status = select(st.c.status, func.count()).where(st.c.customer_id == customer_id)
-    statuses = {k: v for k, v in conn.execute(by_status.group_by(st.c.status))}
+    statuses = {k: int(v) for k, v in zip(STATUSES, by_status, strict=True) if v}
     days = max((last - first).total_seconds() / 86400, 1.0)
     return CustomerProfile(
         customer_id=customer_id,

@@ -208,7 +208,7 @@ def latency_sample_ms(conn: Connection, tr: TimeRange, cutoff: datetime | None) 
     rows = conn.execute(stmt_latency_sample(tr, cutoff, dialect))
     if dialect == "sqlite":
         return [(scored - received).total_seconds() * 1000.0 for received, scored in rows]
-    return [micros / 1000.0 for (micros,) in rows]
+    return [micros / 1000.0 for micros in rows.scalars().all()]
 
 
 def stmt_activity(dialect: str, tr: Ranges, seconds: int) -> Select:

@@ -19,21 +19,18 @@ from payscore.dashboard import lookups, reasons
 from payscore.dashboard import queries as q
 from payscore.dashboard.figures import (
     SERIES_COLOURS,
-    SERIES_SHAPES,
     STATUS_MARKS,
     Headline,
     TimeRange,
+    activity_spec,
     bin_name,
     customer_scatter_spec,
+    score_histogram_spec,
     time_axis_format,
 )
 
 ALERTS = 100  # velocity alerts shown
 HISTORY = 100  # a customer's latest payments shown (the list says when it is capped)
-
-
-def _scale(palette: dict[str, str]) -> alt.Scale:
-    return alt.Scale(domain=list(palette), range=list(palette.values()))
 
 
 def fmt_count(n: int) -> str:
@@ -191,7 +188,7 @@ def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
         if activity.empty:
             st.caption("No decisions in this range.")
         else:
-            st.altair_chart(activity_figure(activity, seconds), width="stretch")
+            st.vega_lite_chart(None, activity_figure(activity, seconds), width="stretch")
             partial = (
                 " The first and last bins hold part of a period only (from the first decision, "
                 "to the latest): their points are hollow and the line to them dashed."
@@ -205,60 +202,29 @@ def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
     with right:
         st.subheader("Score distribution")
         hist = q.score_histogram(conn, tr)
-        bars = alt.Chart(hist).mark_bar(color=SERIES_COLOURS["payments"])
-        st.altair_chart(
-            bars.encode(
-                x=alt.X(
-                    "score_from:Q", bin=alt.Bin(binned=True, step=1 / len(hist)), title="score"
-                ),
-                x2="score_to:Q",
-                y=alt.Y("payments:Q", title=None),
-                tooltip=[
-                    alt.Tooltip("score_from:Q", format=".2f"),
-                    alt.Tooltip("payments:Q", format=","),
-                ],
-            ).transform_calculate(score_to=f"datum.score_from + {1 / len(hist)}"),
-            width="stretch",
-        )
+        hist = hist.assign(score_to=hist["score_from"] + 1 / len(hist))
+        spec = {**score_histogram_spec(len(hist)), **_named("scores", hist)}
+        st.vega_lite_chart(None, spec, width="stretch")
 
 
-def activity_figure(activity: pd.DataFrame, seconds: int) -> alt.LayerChart | alt.FacetChart:
-    """Payments, reviews and declines per bin. The first and last bins cover part of a bin
-    only (the decisions start and stop inside them), so they would read as a ramp: their
-    points are hollow and the line reaching them is dashed."""
+def _named(name: str, frame: pd.DataFrame) -> dict[str, Any]:
+    """A spec's data as a named dataset, as Altair sends it: unnamed data let Vega draw a
+    chart once without its data first ("Infinite extent" warnings in the browser)."""
+    return {"data": {"name": name}, "datasets": {name: frame}}
+
+
+def activity_figure(activity: pd.DataFrame, seconds: int) -> dict[str, Any]:
+    """The activity chart's Vega-Lite spec with its data (``figures.activity_spec``): one row
+    per bin and series, the first and last bins marked partial."""
     span = (activity["bucket"].iloc[-1] - activity["bucket"].iloc[0]).total_seconds()
     long = activity.melt(id_vars="bucket", value_vars=list(SERIES_COLOURS), var_name="series")
     ends = {activity["bucket"].iloc[0], activity["bucket"].iloc[-1]}
     long["partial"] = long["bucket"].isin(ends) if len(activity) > 1 else False
     long["from"] = long["bucket"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
-    base = time_chart(
-        long,
-        "bucket",
-        time_axis_format(seconds, span),
-        y=alt.Y("value:Q", title=None),
-        color=alt.Color(
-            "series:N",
-            title=None,
-            legend=alt.Legend(orient="bottom"),
-            scale=_scale(SERIES_COLOURS),
-        ),
-        tooltip=["from:N", "series:N", alt.Tooltip("value:Q", format=","), "partial:N"],
-    )
-    dashed = base.mark_line(strokeDash=[4, 3], opacity=0.6)
-    whole = base.mark_line().transform_filter("!datum.partial")
-    # Points as well as lines: a single busy bin still shows; shapes tell the series apart
-    # without colour.
-    shape = alt.Shape(
-        "series:N", title=None, legend=alt.Legend(orient="bottom"), scale=_scale(SERIES_SHAPES)
-    )
-    full = base.mark_point(size=40, filled=True).encode(shape=shape)
-    hollow = base.mark_point(size=40, filled=False, strokeWidth=1.5).encode(shape=shape)
-    return alt.layer(
-        dashed,
-        whole,
-        full.transform_filter("!datum.partial"),
-        hollow.transform_filter("datum.partial"),
-    )
+    # Marked UTC: a naive time reaches the browser as its local time, and would shift.
+    long["bucket"] = long["bucket"].dt.tz_localize("UTC")
+    spec = activity_spec(time_axis_format(seconds, span))
+    return {**spec, **_named("activity", long)}
 
 
 def decisions(conn: Connection, tr: TimeRange) -> None:
@@ -326,13 +292,7 @@ def customer(conn: Connection) -> None:
         # Marked UTC: a naive time reaches the browser as its local time, and would shift.
         event_time=plotted["event_time"].dt.tz_localize("UTC"),
     )
-    # A named dataset, as Altair sends it: the unnamed data argument let Vega draw the chart
-    # once without its data first ("Infinite extent" warnings in the browser's console).
-    spec = {
-        **customer_scatter_spec(),
-        "data": {"name": "history"},
-        "datasets": {"history": plotted},
-    }
+    spec = {**customer_scatter_spec(), **_named("history", plotted)}
     st.vega_lite_chart(None, spec, width="stretch")
     table(history, "customer history", cap=HISTORY)
 
