@@ -17,9 +17,10 @@ Then, each in a fresh process so that its peak RSS is its own:
    compaction process (the poll loop's share, ``pause``, is timed) that restores the snapshot,
    replays the ``AFTER`` payments and saves the result (its wall time and peak RSS).
 
-Ready time runs from starting the child process (interpreter and imports included) to the
-state being ready; loading the model and joining the group cost the same in both and are left
-out.
+Ready time is taken two ways: from the assignment (``FeatureState.rebuild`` called, what a
+rebalance waits for; the issue's goal) and from starting the child process (interpreter and
+the rebuild's imports included, as a restart adds). Loading the model and joining the group
+cost the same in both paths and are left out.
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ class RecoveryFigures:
 
     stored: int
     seed_s: float
-    full_ready_s: float
+    full_ready_s: float  # from the process start
+    full_rebuild_s: float  # from the assignment
     full_rss_mib: float
     full_rows: int
     first_save_s: float  # the replayed state encoded and saved as the first snapshot
     snapshot_bytes: int
     snapshot_ready_s: float
+    snapshot_rebuild_s: float
     snapshot_rss_mib: float
     snapshot_rows: int
     pause_s: float  # the poll loop's share of starting the next snapshot
@@ -173,11 +176,13 @@ def run_recovery(
                 n,
                 seed_s,
                 full["ready_s"],
+                full["rebuild_s"],
                 full["rss_mib"],
                 full["rows"],
                 full["save_s"],
                 full["bytes"],
                 snap["ready_s"],
+                snap["rebuild_s"],
                 snap["rss_mib"],
                 snap["rows"],
                 snap["pause_s"],
@@ -203,8 +208,9 @@ def parse_sizes(text: str) -> list[int]:
 def report_lines(figures: Sequence[RecoveryFigures]) -> list[str]:
     """The figures as a Markdown table (what docs/benchmarks.md records)."""
     lines = [
-        "| stored payments | seed | full replay: ready, peak RSS "
-        f"| snapshot + {AFTER:,} after it: ready, peak RSS | ready ratio "
+        "| stored payments | seed | full replay: ready after assignment / process start, "
+        f"peak RSS | snapshot + {AFTER:,} after it: ready after assignment / process start, "
+        "peak RSS | ready ratio (after assignment) "
         "| first snapshot saved, size "
         f"| next snapshot (+{AFTER:,}): compaction, its peak RSS, poll-loop pause |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -212,9 +218,10 @@ def report_lines(figures: Sequence[RecoveryFigures]) -> list[str]:
     for f in figures:
         lines.append(
             f"| {f.stored:,} | {f.seed_s:.0f} s "
-            f"| {f.full_ready_s:.1f} s, {f.full_rss_mib:,.0f} MiB "
-            f"| {f.snapshot_ready_s:.1f} s, {f.snapshot_rss_mib:,.0f} MiB "
-            f"| {f.snapshot_ready_s / f.full_ready_s:.2f} "
+            f"| {f.full_rebuild_s:.1f} / {f.full_ready_s:.1f} s, {f.full_rss_mib:,.0f} MiB "
+            f"| {f.snapshot_rebuild_s:.1f} / {f.snapshot_ready_s:.1f} s, "
+            f"{f.snapshot_rss_mib:,.0f} MiB "
+            f"| {f.snapshot_rebuild_s / f.full_rebuild_s:.2f} "
             f"| {f.first_save_s:.1f} s, {f.snapshot_bytes / 2**20:,.0f} MiB "
             f"| {f.compaction_s:.1f} s, {f.compaction_rss_mib:,.0f} MiB, "
             f"{f.pause_s * 1000:.0f} ms |"
@@ -260,9 +267,11 @@ def _measure(mode: str) -> dict[str, Any]:
     state = FeatureState(db, TOPIC, FeatureEngine, lambda: owned, keeper)
     if mode == "full":
         state.snapshots = None
+    assigned = time.monotonic()
     engine = state.rebuild()
     out: dict[str, Any] = {
         "ready_at": time.time(),
+        "rebuild_s": time.monotonic() - assigned,
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rows": state.rebuilt_rows,
         "customers": engine.customer_count,
