@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from payscore.core.histories import CustomerHistory as _Customer
+from payscore.core.histories import TerminalHistory as _Terminal
+from payscore.core.histories import held, restored_each, trim_restored
 from payscore.core.schema import Payment
 from payscore.core.txindex import RestoredTxIndex
 
@@ -81,26 +84,6 @@ class Label:
     transaction_id: str
     is_fraud: bool
     known_at: datetime
-
-
-class _Customer:
-    __slots__ = ("times", "amounts")
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.amounts: list[float] = []
-
-
-class _Terminal:
-    __slots__ = ("times", "txids", "customers", "amounts", "fraud_at")
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.txids: list[str] = []
-        self.customers: list[str] = []
-        self.amounts: list[float] = []
-        # When the payment became known to be fraud (epoch seconds); inf = not known fraud.
-        self.fraud_at: list[float] = []
 
 
 def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
@@ -391,21 +374,29 @@ class FeatureEngine:
         """
         t = now.timestamp()
         dropped = 0
+        keep_from = t - self._customer_keep
         for cid in list(self._customers):
             cust = self._customers[cid]
-            cut = bisect_right(cust.times, t - self._customer_keep)
-            del cust.times[:cut], cust.amounts[:cut]
-            if not cust.times:
+            gone = trim_restored(cust, keep_from)  # a restored history stays unbuilt
+            if gone is None:
+                cut = bisect_right(cust.times, keep_from)
+                del cust.times[:cut], cust.amounts[:cut]
+                gone = not cust.times
+            if gone:
                 del self._customers[cid]
                 dropped += 1
+        keep_from = t - self._terminal_trim  # the payments' own trim
         for tid in list(self._terminals):
             term = self._terminals[tid]
-            cut = bisect_right(term.times, t - self._terminal_trim)  # the payments' own trim
-            for old in term.txids[:cut]:
-                self._tx_terminal.pop(old, None)
-            del term.times[:cut], term.txids[:cut], term.fraud_at[:cut]
-            del term.customers[:cut], term.amounts[:cut]
-            if not term.times:
+            gone = trim_restored(term, keep_from)  # its payments are in _restored, not here
+            if gone is None:
+                cut = bisect_right(term.times, keep_from)
+                for old in term.txids[:cut]:
+                    self._tx_terminal.pop(old, None)
+                del term.times[:cut], term.txids[:cut], term.fraud_at[:cut]
+                del term.customers[:cut], term.amounts[:cut]
+                gone = not term.times
+            if gone:
                 del self._terminals[tid]
                 dropped += 1
         if self._restored is not None and self._restored.newest <= t - self._terminal_trim:
@@ -441,10 +432,10 @@ class FeatureEngine:
     def held_entries(self) -> int:
         """Payments and labels held, summed over every customer and terminal: the engine's
         size in list entries, for logs and for the test that it levels off."""
-        held = sum(len(c.times) for c in self._customers.values())
-        held += sum(len(term.times) for term in self._terminals.values())
-        held += len(self._restored) if self._restored is not None else 0
-        return held + len(self._tx_terminal) + len(self._pending)
+        total = sum(map(held, self._customers.values()))
+        total += sum(map(held, self._terminals.values()))
+        total += len(self._restored) if self._restored is not None else 0
+        return total + len(self._tx_terminal) + len(self._pending)
 
     @property
     def newest_event_time(self) -> datetime | None:
@@ -501,20 +492,21 @@ class FeatureEngine:
 
     @classmethod
     def from_columns(cls, cols: StateColumns) -> FeatureEngine:
-        """The engine ``columns()`` was taken from: the same state, built column by column
-        (one conversion a column, one slice a customer or terminal: no step per payment).
-        ``ValueError`` if the columns do not add up."""
+        """The engine ``columns()`` was taken from: the same state, with each customer's and
+        terminal's history left in the columns until first read (``core/histories.py``): no
+        step per payment. ``ValueError`` if the columns do not add up. The columns must not
+        change afterwards."""
         engine = cls(cols.velocity_windows, cols.label_delay_days)
         ckeys, tkeys = cols.customer_keys, cols.terminal_keys
         ccounts, tcounts = _plain(cols.customer_counts), _plain(cols.terminal_counts)
-        customer_cols = [_plain(cols.customer_times), _plain(cols.customer_amounts)]
-        terminal_cols = [
-            _plain(cols.terminal_times),
+        customer_cols = (cols.customer_times, cols.customer_amounts)
+        terminal_cols = (
+            cols.terminal_times,
             _plain(cols.terminal_txids),
             _plain(cols.terminal_customers),
-            _plain(cols.terminal_amounts),
-            _plain(cols.terminal_fraud_at),
-        ]
+            cols.terminal_amounts,
+            cols.terminal_fraud_at,
+        )
         pending = [_plain(cols.pending_keys), _plain(cols.pending_fraud)]
         pending.append(_plain(cols.pending_known))
         if len(ckeys) != len(ccounts) or len(tkeys) != len(tcounts):
@@ -524,29 +516,16 @@ class FeatureEngine:
         for counts, values in ((ccounts, customer_cols), (tcounts, terminal_cols)):
             if any(n < 0 for n in counts) or {len(v) for v in values} != {sum(counts)}:
                 raise ValueError("state columns: values do not add up to the counts")
-        new_customer, new_terminal = _Customer.__new__, _Terminal.__new__
-        customers = engine._customers
-        ctimes, camounts = customer_cols
-        at = 0
-        for key, n in zip(ckeys, ccounts, strict=True):
-            cust = customers[key] = new_customer(_Customer)
-            cust.times, cust.amounts = ctimes[at : at + n], camounts[at : at + n]
-            at += n
-        terminals = engine._terminals
-        ttimes, txids, tcustomers, tamounts, fraud_at = terminal_cols
-        at = 0
-        for key, n in zip(tkeys, tcounts, strict=True):
-            term = terminals[key] = new_terminal(_Terminal)
-            end = at + n
-            term.times, term.txids = ttimes[at:end], txids[at:end]
-            term.customers, term.amounts = tcustomers[at:end], tamounts[at:end]
-            term.fraud_at = fraud_at[at:end]
-            at = end
+        ttimes, txids = terminal_cols[0], terminal_cols[1]
+        if len(ttimes):
+            engine._newest = float(max(ttimes) if isinstance(ttimes, list) else ttimes.max())
+        if txids:  # each payment's terminal, for late labels: sorted hashes, not a dict
+            # First: it sorts in a thread of its own while the histories below are made.
+            engine._restored = RestoredTxIndex(txids, tkeys, tcounts, engine._newest)
+        engine._customers.update(restored_each(_Customer, ckeys, ccounts, customer_cols))
+        engine._terminals.update(restored_each(_Terminal, tkeys, tcounts, terminal_cols))
         labels = zip(map(bool, pending[1]), pending[2], strict=True)
         engine._pending = dict(zip(pending[0], labels, strict=True))
-        engine._newest = max(ttimes, default=-_INF)
-        if txids:  # each payment's terminal, for late labels: sorted hashes, not a dict
-            engine._restored = RestoredTxIndex(txids, tkeys, tcounts, engine._newest)
         return engine
 
     @classmethod

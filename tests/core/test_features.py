@@ -10,7 +10,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from payscore.core import protocol, simulator, training
+from payscore.core import histories, protocol, simulator, training
 from payscore.core.features import FeatureEngine, Label
 from payscore.core.schema import Payment
 
@@ -225,6 +225,48 @@ def test_columns_restore_the_very_state_and_continue_identically(world_payments)
         )
     empty = FeatureEngine.from_columns(FeatureEngine().columns())
     assert _internals(empty) == _internals(FeatureEngine())
+
+
+def test_a_columns_restore_builds_each_history_on_first_read_and_expires_without_building(
+    world_payments,
+):
+    payments = simulator.to_payments(world_payments.iloc[:6000])
+    engine = FeatureEngine(label_delay_days=3)
+    engine.transform(payments[:4000])
+    engine.add_labels([Label(p.transaction_id, True, p.event_time) for p in payments[50:900:9]])
+    cols = engine.columns()
+    arrays = {
+        name: np.asarray(getattr(cols, name))
+        for name in ("customer_times", "customer_amounts", "terminal_times", "terminal_fraud_at")
+    }
+    restored = FeatureEngine.from_columns(type(cols)(**{**cols.__dict__, **arrays}))
+    everyone = [*restored._customers.values(), *restored._terminals.values()]
+    assert restored.held_entries == engine.held_entries  # its index in place of the dict
+    assert not any(histories.is_built(h) for h in everyone)  # counted, not built
+    oldest, newest = payments[0].event_time, payments[3999].event_time
+    keeps = sorted({engine._customer_keep, engine._terminal_trim})
+    # Horizons that cut a quarter and a half of each history kind's time span.
+    for keep in keeps:
+        for part in (0.25, 0.5):
+            now = oldest + timedelta(seconds=keep) + part * (newest - oldest)
+            before = restored.held_entries
+            engine.expire(now)
+            restored.expire(now)
+            assert restored.held_entries < before  # payments were dropped ...
+            assert restored.customer_count == engine.customer_count  # ... and whole histories
+            assert restored.terminal_count == engine.terminal_count
+            # The restored index keeps its entries (the dict drops them): compare the rest.
+            index = len(restored._restored) if restored._restored is not None else 0
+            assert restored.held_entries - index == engine.held_entries - len(engine._tx_terminal)
+    kept = [*restored._customers.values(), *restored._terminals.values()]
+    assert kept and not any(histories.is_built(h) for h in kept)  # trimmed in the columns
+    first = next(iter(restored._terminals.values()))  # (the customers are all gone by now)
+    assert isinstance(first.fraud_at, list) and histories.is_built(first)  # one read builds all
+    assert all(type(x) is float for x in first.times)  # as an eager restore makes them
+    assert _internals(restored)[:2] == _internals(engine)[:2]
+    np.testing.assert_array_equal(
+        engine.transform(payments[4000:]), restored.transform(payments[4000:])
+    )
 
 
 def test_late_labels_find_the_payments_of_a_columns_restore_until_they_age_out():
