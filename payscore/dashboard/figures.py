@@ -127,6 +127,9 @@ BIN_SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10
 MAX_BINS = 120  # a line a few pixels per point across half the page
 MIN_BINS = 10  # enough points for a shape
 MIN_PER_BIN = 10  # fewer, and the line is counting noise
+# Bins under a minute only when minutes would draw fewer than this many: a longer span reads its
+# minutes from the rollup instead of scanning every decision (an hour at 30 s read ~1M rows).
+MIN_MINUTE_BINS = 30
 _EPOCH = datetime(1970, 1, 1)
 _UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
 
@@ -144,7 +147,8 @@ def choose_bin(first: datetime | None, last: datetime | None, decisions: int) ->
 
     The finest bin with at most MAX_BINS bins, at least MIN_BINS of them and MIN_PER_BIN
     decisions in each on average; when the decisions are too few for both, the coarsest that
-    still gives MIN_BINS bins; when they are too close for that, the finest.
+    still gives MIN_BINS bins; when they are too close for that, the finest. Bins under a
+    minute only for a span that minutes cut into fewer than MIN_MINUTE_BINS.
     """
     if first is None or last is None:
         return 60
@@ -153,7 +157,8 @@ def choose_bin(first: datetime | None, last: datetime | None, decisions: int) ->
         span = floor_time(last, seconds) - floor_time(first, seconds)
         return int(span.total_seconds()) // seconds + 1
 
-    fitting = [s for s in BIN_SECONDS if bins(s) <= MAX_BINS] or [BIN_SECONDS[-1]]
+    finest = 1 if bins(60) < MIN_MINUTE_BINS else 60
+    fitting = [s for s in BIN_SECONDS if finest <= s and bins(s) <= MAX_BINS] or [BIN_SECONDS[-1]]
     for seconds in fitting:
         if bins(seconds) >= MIN_BINS and decisions / bins(seconds) >= MIN_PER_BIN:
             return seconds

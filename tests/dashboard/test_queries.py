@@ -332,6 +332,8 @@ def test_choose_bin_follows_the_data() -> None:
     assert pick(20 * 60, 400) == 60  # 21 bins of ~19
     assert pick(20 * 60, 100_000) == 15  # 121 bins of 10 s would be too many
     assert pick(3600, 15) == 300  # too few for 10 a bin: still 13 bins
+    assert pick(3600, 100_000) == 60  # minutes from the rollup, though 30 s would fit 121 bins
+    assert pick(28 * 60, 100_000) == 15  # 29 minutes draw too coarse a line
     assert pick(3 * 3600, 10**6) == 120
     assert pick(2 * 86400, 10**6) == 1800
     assert pick(29 * 86400, 10**6) == 21600
