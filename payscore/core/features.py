@@ -47,6 +47,10 @@ _TERMINAL_WINDOWS_S = tuple(w * DAY for w in TERMINAL_WINDOWS_DAYS)
 _DAYS_7, _DAYS_14, _DAYS_30 = 7 * DAY, 14 * DAY, 30 * DAY
 # A payment above this multiple of the card's 30-day median counts as unusually high spend.
 HIGH_SPEND_RATIO = 3.0
+# ``amount_whole``: the amount rounded down to whole units, capped here. Its 255 values are
+# each a bin of a histogram tree model, where the amount's own bins (quantiles of the training
+# sample) lump the top half-percent of amounts together, across any hard limit there.
+AMOUNT_WHOLE_CAP = 254.0
 # 1970-01-01 was a Thursday (weekday 3).
 _EPOCH_WEEKDAY = 3
 
@@ -110,6 +114,7 @@ def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
         "terminal_nb_fraud_customers_30day",
         "terminal_last_fraud_amount",
         "terminal_fraud_run_days",
+        "amount_whole",
     ]
     return tuple(names)
 
@@ -321,6 +326,7 @@ class FeatureEngine:
             term.amounts.insert(tpos, amount)
             fraud_at.insert(tpos, known)
         self._tx_terminal[txid] = tid
+        append(min(amount // 1.0, AMOUNT_WHOLE_CAP))
         return row
 
     # -------------------------------------------------------------------- labels

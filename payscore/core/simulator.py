@@ -40,6 +40,12 @@ CACHE_VERSION = 1
 # every seed below numpy's 2**32.
 WORLD_SEED_STRIDE = 1_000_000
 MAX_WORLD = 4_000
+# Scenario 2: each day this many terminals are compromised for COMPROMISED_TERMINAL_DAYS;
+# scenario 3: this many cards for COMPROMISED_CARD_DAYS, a third of their payments x5.
+COMPROMISED_TERMINALS_A_DAY, COMPROMISED_TERMINAL_DAYS = 2, 28
+COMPROMISED_CARDS_A_DAY, COMPROMISED_CARD_DAYS = 3, 14
+HIGH_AMOUNT = 220  # scenario 1: every payment above it is fraud
+AMOUNT_STD_RATIO = 0.5  # a card's amounts: normal(mean, mean x this), its own mean per card
 COLUMNS = (
     "TRANSACTION_ID",
     "TX_DATETIME",
@@ -101,7 +107,7 @@ def _customer_transactions(
     poisson, normal, uniform = rs.poisson, rs.normal, rs.uniform
     choice = py_rng.choice
     mean_amount = float(profile[2])
-    std_amount = mean_amount / 2
+    std_amount = mean_amount * AMOUNT_STD_RATIO
     mean_nb_tx = float(profile[3])
     seconds: list[int] = []
     terminal_ids: list[int] = []
@@ -121,6 +127,12 @@ def _customer_transactions(
     return seconds, terminal_ids, amounts
 
 
+def compromised_cards(day: int, n_customers: int = N_CUSTOMERS, offset: int = 0) -> np.ndarray:
+    """The cards scenario 3 compromises on ``day`` (the handbook's draw)."""
+    ids = pd.Series(np.arange(n_customers), name="CUSTOMER_ID")
+    return ids.sample(n=COMPROMISED_CARDS_A_DAY, random_state=day + offset).to_numpy()
+
+
 def _add_frauds(df: pd.DataFrame, n_customers: int, n_terminals: int, offset: int = 0) -> None:
     """The three scenarios, in order, each overwriting the label (in place)."""
     fraud = np.zeros(len(df), dtype=np.int64)
@@ -130,22 +142,23 @@ def _add_frauds(df: pd.DataFrame, n_customers: int, n_terminals: int, offset: in
     terminals = df["TERMINAL_ID"].to_numpy()
     customers = df["CUSTOMER_ID"].to_numpy()
 
-    big = amount > 220
+    big = amount > HIGH_AMOUNT
     fraud[big], scenario[big] = 1, 1
 
     terminal_ids = pd.Series(np.arange(n_terminals), name="TERMINAL_ID")
-    customer_ids = pd.Series(np.arange(n_customers), name="CUSTOMER_ID")
     max_day = int(days.max())
     # Per-day row ranges: rows are sorted by time, hence by day.
     day_start = np.searchsorted(days, np.arange(max_day + 30), side="left")
     for day in range(max_day):
-        compromised = terminal_ids.sample(n=2, random_state=day + offset).to_numpy()
-        lo, hi = day_start[day], day_start[min(day + 28, len(day_start) - 1)]
+        compromised = terminal_ids.sample(
+            n=COMPROMISED_TERMINALS_A_DAY, random_state=day + offset
+        ).to_numpy()
+        lo, hi = day_start[day], day_start[min(day + COMPROMISED_TERMINAL_DAYS, len(day_start) - 1)]
         rows = lo + np.flatnonzero(np.isin(terminals[lo:hi], compromised))
         fraud[rows], scenario[rows] = 1, 2
     for day in range(max_day):
-        compromised = customer_ids.sample(n=3, random_state=day + offset).to_numpy()
-        lo, hi = day_start[day], day_start[min(day + 14, len(day_start) - 1)]
+        compromised = compromised_cards(day, n_customers, offset)
+        lo, hi = day_start[day], day_start[min(day + COMPROMISED_CARD_DAYS, len(day_start) - 1)]
         rows = lo + np.flatnonzero(np.isin(customers[lo:hi], compromised))
         picked = random.Random(day + offset).sample(rows.tolist(), k=len(rows) // 3)
         amount[picked] = amount[picked] * 5

@@ -241,7 +241,7 @@ def test_card_precision_ceiling_of_the_test_week(prepared):
     Frauds at a terminal compromised less than 7 days before (no label known yet, no change
     in behaviour) cannot be told from genuine payments, which caps CP@100 near 0.30.
     """
-    from payscore.bench.worlds import trace_ceiling
+    from payscore.bench.ceilings import trace_ceiling
     from payscore.core import simulator
 
     scenario = simulator.load_world()["TX_FRAUD_SCENARIO"].to_numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from payscore.bench import worlds
@@ -11,18 +12,55 @@ def _metrics(auc: float, ap: float, cp: float) -> dict[str, float]:
     return dict(zip(worlds.METRIC_NAMES, (auc, ap, cp), strict=True))
 
 
-def test_table_names_the_handbook_world_and_the_floors():
+def _parts(traced: float, rest: float, n: int) -> dict[str, float]:
+    return {"traced": traced, "rest": rest, "rest_n": n, "rest_chance_se": (1 / (12 * n)) ** 0.5}
+
+
+def _result(world, default, knowable, default_auc, forest_auc):
     forest, oracle = _metrics(0.88, 0.66, 0.28), _metrics(0.9, 0.8, 0.305)
-    good = worlds.WorldResult(0, _metrics(0.8905, 0.7705, 0.2955), forest, oracle)
-    bad = worlds.WorldResult(7, _metrics(0.8899, 0.7699, 0.2949), forest, oracle)
+    return worlds.WorldResult(world, default, forest, oracle, knowable, default_auc, forest_auc)
+
+
+def test_table_names_the_handbook_world_the_floors_and_the_ceilings():
+    parts = _parts(0.999, 0.55, 100)
+    good = _result(0, _metrics(0.8905, 0.7705, 0.2955), _metrics(0.88, 0.78, 0.30), parts, parts)
     assert good.floors() == {"auc": True, "ap": True, "cp": True}
-    assert bad.floors() == {"auc": False, "ap": False, "cp": False}
-    lines = worlds.markdown_table([good, bad]).splitlines()
+    assert good.verdicts() == ["yes", "yes", "yes"]
+    # Missed, each within what the world allows: the knowable oracle's AP is under 0.77, the
+    # default within 0.01 of its CP@100, the forest's lead is in the untraced frauds only.
+    reachable_not = _result(
+        7,
+        _metrics(0.8899, 0.7699, 0.2949),
+        _metrics(0.87, 0.7650, 0.3043),
+        _parts(0.999, 0.55, 100),
+        _parts(0.995, 0.60, 100),  # 0.05 apart: under 2 s.e. of chance (0.058)
+    )
+    assert reachable_not.floors() == {"auc": False, "ap": False, "cp": False}
+    assert reachable_not.verdicts() == ["no (ceiling)"] * 3
+    # Missed and reachable: the knowable oracle reaches 0.77 and CP@100 0.3057, the forest
+    # ranks the traced frauds better.
+    short = _result(
+        8,
+        _metrics(0.8899, 0.7699, 0.2949),
+        _metrics(0.87, 0.7800, 0.3057),
+        _parts(0.990, 0.55, 100),
+        _parts(0.995, 0.55, 100),
+    )
+    assert short.verdicts() == ["no", "no", "no"]
+    # The untraced frauds' gap beyond two standard errors is not chance.
+    apart = _result(
+        9, good.default, good.knowable, _parts(0.999, 0.50, 100), _parts(0.99, 0.62, 100)
+    )
+    assert worlds.WorldResult.out_of_reach(apart)["auc"] is False
+
+    lines = worlds.markdown_table([good, reachable_not]).splitlines()
     assert lines[2] == (
         "| 0 (handbook) | 0.8905 / 0.7705 / 0.2955 | 0.8800 / 0.6600 / 0.2800 "
-        "| 0.9000 / 0.8000 / 0.3050 | yes yes yes |"
+        "| 0.9000 / 0.8000 / 0.3050 | 0.8800 / 0.7800 / 0.3000 | yes / yes / yes |"
     )
-    assert lines[3].startswith("| 7 |") and lines[3].endswith("| no no no |")
+    assert lines[3].startswith("| 7 |")
+    assert lines[3].endswith("| no (ceiling) / no (ceiling) / no (ceiling) |")
+    assert lines[8] == "| 7 | 0.9990 / 0.5500 | 0.9950 / 0.6000 | 100 (0.029) |"
 
 
 @pytest.mark.parametrize("text", ["", "1,x", "-1", "4001"])
@@ -37,9 +75,22 @@ def test_bad_world_lists_are_refused(text, capsys):
 # afresh here (world generated, features of the whole history, no cache): about 2.5 min a
 # world on an idle 2-core machine.
 PINNED = {
-    # world: (default AUC, AP, CP@100), (forest AUC, AP, CP@100), trace ceiling CP@100
-    1: ((0.8813, 0.7469, 0.3143), (0.8852, 0.6693, 0.3071), 0.3200),
-    2: ((0.8815, 0.7143, 0.3157), (0.8575, 0.6632, 0.3129), 0.3286),
+    # world: (default AUC, AP, CP@100), (forest AUC, AP, CP@100), trace ceiling CP@100,
+    # the knowable oracle's (AP, CP@100), the floors' verdicts
+    1: (
+        (0.8839, 0.7560, 0.3171),
+        (0.8852, 0.6693, 0.3071),
+        0.3200,
+        (0.7651, 0.3129),
+        ["no (ceiling)", "no (ceiling)", "yes"],
+    ),
+    2: (
+        (0.8751, 0.7186, 0.3171),
+        (0.8575, 0.6632, 0.3129),
+        0.3286,
+        (0.7407, 0.3200),
+        ["yes", "no (ceiling)", "no (ceiling)"],
+    ),
 }
 
 
@@ -47,9 +98,28 @@ PINNED = {
 @pytest.mark.parametrize("world", sorted(PINNED))
 def test_default_model_on_other_worlds(world):
     result = worlds.evaluate_world(world, cache=None)
-    default, forest, ceiling = PINNED[world]
+    default, forest, ceiling, knowable, verdicts = PINNED[world]
     for name, value in zip(worlds.METRIC_NAMES, default, strict=True):
         assert result.default[name] == pytest.approx(value, abs=0.002), name
     for name, value in zip(worlds.METRIC_NAMES, forest, strict=True):
         assert result.forest[name] == pytest.approx(value, abs=0.002), name
     assert result.ceiling == pytest.approx(ceiling, abs=0.002)
+    assert result.knowable["average_precision"] == pytest.approx(knowable[0], abs=0.002)
+    assert result.knowable["card_precision_at_100"] == pytest.approx(knowable[1], abs=0.002)
+    assert result.verdicts() == verdicts
+
+
+def test_a_candidate_drops_columns():
+    names = ("amount", "x", "amount_whole")
+    X = np.array([[219.97, 1.0, 219.0], [220.33, 3.0, 220.0]])
+    c = worlds.Candidate("t", {}, drop=("amount_whole",))
+    assert c.matrix(X, names).tolist() == [[219.97, 1.0], [220.33, 3.0]]
+
+
+def test_candidates_are_chosen_by_name(capsys):
+    chosen = worlds._candidates("default; without amount_whole")
+    assert [c.name for c in chosen] == ["default", "without amount_whole"]
+    with pytest.raises(SystemExit) as exit_info:
+        worlds.main(["--select", "--candidates", "default;nope"])
+    assert exit_info.value.code == 2
+    assert "unknown candidate 'nope'" in capsys.readouterr().err
