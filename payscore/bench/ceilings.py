@@ -159,13 +159,20 @@ def trace_ceiling(
     return trace_oracle(prepared, scenario, train_start_day)["card_precision_at_100"]
 
 
+def test_week(
+    prepared: training.PreparedWorld, train_start_day: int = TRAIN_START_DAY
+) -> np.ndarray:
+    """The payments the handbook protocol tests after ``train_start_day`` (known cards out)."""
+    customers = np.asarray(prepared.history.customer_ids)
+    return handbook_test_mask(prepared.days, customers, prepared.history.labels, train_start_day)
+
+
 def _on_test_week(
     prepared: training.PreparedWorld, scores: np.ndarray, train_start_day: int
 ) -> dict[str, float]:
-    y = prepared.history.labels
-    customers = np.asarray(prepared.history.customer_ids)
-    test = handbook_test_mask(prepared.days, customers, y, train_start_day)
-    return evaluate(y[test], scores[test], prepared.days[test], customers[test])
+    y, test = prepared.history.labels, test_week(prepared, train_start_day)
+    customers = np.asarray(prepared.history.customer_ids)[test]
+    return evaluate(y[test], scores[test], prepared.days[test], customers)
 
 
 def auc_parts(y: np.ndarray, scores: np.ndarray, traced: np.ndarray) -> dict[str, float]:

@@ -31,6 +31,7 @@ from payscore.bench.ceilings import (
     attack_traced_frauds,
     auc_parts,
     knowable_oracle,
+    test_week,
     trace_ceiling,
     trace_oracle,
 )
@@ -44,7 +45,6 @@ from payscore.core.protocol import (
     PERIOD_DAYS,
     TEST_END_DAY,
     TRAIN_START_DAY,
-    handbook_test_mask,
 )
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,7 @@ def evaluate_world(world: int, cache: Path | None) -> WorldResult:
     prepared, scenario = prepare(world, cache)
     default_model, default = training.train_default_model(prepared=prepared)
     forest_model, forest = training.train_default_model(baseline=True, prepared=prepared)
-    y = prepared.history.labels
-    test = handbook_test_mask(
-        prepared.days, np.asarray(prepared.history.customer_ids), y, TRAIN_START_DAY
-    )
+    y, test = prepared.history.labels, test_week(prepared)
     traced = attack_traced_frauds(prepared, scenario, world)[test]
     names, X = prepared.engine.feature_names, prepared.X[test]
     parts = [
@@ -225,7 +222,7 @@ def fold_metrics(
     days, y = prepared.days, prepared.history.labels
     train = (days >= candidate.train_start_day - shift) & (days < DELAY_START_DAY - shift)
     customers = np.asarray(prepared.history.customer_ids)
-    valid = handbook_test_mask(days, customers, y, TRAIN_START_DAY - shift)
+    valid = test_week(prepared, TRAIN_START_DAY - shift)
     names = prepared.engine.feature_names
     estimator = training.default_estimator().set_params(**candidate.params)
     with threadpool_limits(limits=1, user_api="openmp"):
@@ -281,13 +278,12 @@ def _candidates(text: str) -> list[Candidate]:
     """Candidates by name, separated by semicolons (names hold commas)."""
     by_name = {c.name: c for c in CANDIDATES}
     wanted = [part.strip() for part in text.split(";") if part.strip()]
-    unknown = [w for w in wanted if w not in by_name]
-    if unknown or not wanted:
-        raise argparse.ArgumentTypeError(
-            f"unknown candidate {unknown[0]!r}; choose from: " + "; ".join(by_name)
-            if unknown
-            else "at least one candidate"
-        )
+    if not wanted:
+        raise argparse.ArgumentTypeError("at least one candidate")
+    for name in wanted:
+        if name not in by_name:
+            choices = "; ".join(by_name)
+            raise argparse.ArgumentTypeError(f"unknown candidate {name!r}; choose from: {choices}")
     return [by_name[w] for w in wanted]
 
 
