@@ -60,13 +60,14 @@ def child_env(
     return env
 
 
-def streamlit_command(host: str, port: int) -> list[str]:
+def streamlit_command(host: str, port: int, script: Path | None = None) -> list[str]:
+    """``streamlit run`` of the dashboard (or of ``script``, with the same server options)."""
     return [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(app_path()),
+        str(script or app_path()),
         "--server.headless",
         "true",
         "--server.address",

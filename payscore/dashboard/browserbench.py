@@ -7,8 +7,11 @@ already holds that many and tops it up to the present at its own rate (so "Last 
 however long ago it was seeded), starts ``payscore dashboard`` on it and drives Chromium through
 what an analyst does, ``--runs`` times, each in a new browser session: open the page (Last
 hour), change the range to Last day, Last 7 days and All time, switch tabs (at Last day), and
-look up a customer at each range. Each action is timed in the page, from the input event to
-the frame at which its content is drawn (see ``browserpage``); the report gives median and max.
+look up customers: the session's first lookup apart, then one at each range. Each action is
+timed in the page, from the input event to the frame at which its content is drawn (see
+``browserpage``); the report gives median and max. The floor, timed in the same browser and
+run, is the first load of a one-line Streamlit page (``floorpage``) served like the dashboard:
+what Streamlit alone takes on the machine.
 """
 
 from __future__ import annotations
@@ -29,9 +32,17 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from payscore.cli.dashboard import streamlit_command
 from payscore.config import load_settings
 from payscore.dashboard.bench import data_arguments, ensure_rows
-from payscore.dashboard.browserpage import CHROMIUM, CHROMIUM_ARGS, BenchPage, Drawn, Timing
+from payscore.dashboard.browserpage import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OVERVIEW,
+    BenchPage,
+    Drawn,
+    Timing,
+)
 from payscore.dashboard.bulkseed import top_up
 from payscore.errors import PayscoreError, ServiceUnavailable
 from payscore.store.engine import make_engine
@@ -43,6 +54,11 @@ LOOKUP_RANGES = ("Last hour", *RANGES)
 SWITCHES = ("Decisions", "Risk", "Review queue", "Model", "Overview")
 GOALS = {"first load": 1.5, "range change": 0.5, "customer lookup": 0.3}  # seconds
 PROFILE_TAB = Drawn(("Customer risk profile", "Updated "))
+FLOOR_PAGE = Path(__file__).with_name("floorpage.py")  # served, never imported
+FLOOR = Drawn(("payscore - browser floor",))
+FIRST_LOOKUP = "customer lookup, the session's first (Last day)"
+FLOOR_LOAD = "floor: a one-line Streamlit page's first load"
+LOADED = {"first load": " (Last hour)", FLOOR_LOAD: ""}
 
 
 def goal_of(action: str) -> float | None:
@@ -61,13 +77,20 @@ def pick_customers(engine: Engine, n: int) -> list[str]:
 
 
 @contextmanager
-def serving(env: dict[str, str], port: int, log: Path, cwd: Path | None = None) -> Iterator[str]:
+def serving(
+    env: dict[str, str], port: int, log: Path, cwd: Path | None = None, floor: bool = False
+) -> Iterator[str]:
     """``payscore dashboard --port port`` with ``env`` (its settings as PAYSCORE_*, never on
-    the command line); yields its URL once it serves, stops it afterwards."""
-    command = [sys.executable, "-c", "from payscore.cli.app import main; main()"]
+    the command line); yields its URL once it serves, stops it afterwards. With ``floor``,
+    Streamlit serves ``floorpage`` instead, with the dashboard's own server options."""
+    if floor:
+        argv = streamlit_command("127.0.0.1", port, FLOOR_PAGE)
+    else:
+        command = [sys.executable, "-c", "from payscore.cli.app import main; main()"]
+        argv = [*command, "dashboard", "--port", str(port)]
     with log.open("w") as out:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [*command, "dashboard", "--port", str(port)],
+            argv,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -115,7 +138,9 @@ def check_browser(chromium: str) -> None:
         raise PayscoreError(f"Chromium not found at {chromium} (apt-get install chromium)")
 
 
-def drive(url: str, runs: int, customers: list[str], chromium: str, shot: str | None) -> Any:
+def drive(
+    url: str, floor_url: str, runs: int, customers: list[str], chromium: str, shot: str | None
+) -> Any:
     """Every action ``runs`` times; returns ({action: [Timing]}, {range: headline shown})."""
     from playwright.sync_api import sync_playwright
 
@@ -126,19 +151,27 @@ def drive(url: str, runs: int, customers: list[str], chromium: str, shot: str | 
         times.setdefault(action, []).append(timing)
         print(f"browserbench: {action}: {timing.total:.2f} s", file=sys.stderr, flush=True)
 
+    def first_loads(context: Any, at: str, drawn: Drawn, name: str) -> BenchPage:
+        """A first visit, then a second with the assets cached; the second page stays open."""
+        page = BenchPage(context, at)
+        add(f"{name}, new browser profile{LOADED[name]}", page.load(drawn))
+        page.close()
+        page = BenchPage(context, at)
+        add(f"{name}, assets cached{LOADED[name]}", page.load(drawn))
+        return page
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            warm = BenchPage.new_context(browser)  # the server's first session imports modules
-            BenchPage(warm, url).load()
-            warm.close()
+            for at, drawn in ((url, OVERVIEW), (floor_url, FLOOR)):
+                warm = BenchPage.new_context(browser)  # a server's first session imports
+                BenchPage(warm, at).load(drawn)
+                warm.close()
+            per_run = len(LOOKUP_RANGES) + 1
             for run in range(runs):
                 context = BenchPage.new_context(browser)
-                page = BenchPage(context, url)
-                add("first load, new browser profile (Last hour)", page.load())
-                page.close()
-                page = BenchPage(context, url)
-                add("first load, assets cached (Last hour)", page.load())
+                first_loads(context, floor_url, FLOOR, FLOOR_LOAD).close()
+                page = first_loads(context, url, OVERVIEW, "first load")
                 shown["Last hour"] = page.headline()
                 for choice in RANGES:
                     add(f"range change to {choice}", page.choose_range(choice))
@@ -147,10 +180,12 @@ def drive(url: str, runs: int, customers: list[str], chromium: str, shot: str | 
                 for tab in SWITCHES:
                     add(f"tab switch to {tab} (Last day)", page.open_tab(tab))
                 add("tab switch to Customer (Last day)", page.open_tab("Customer", PROFILE_TAB))
-                for k, choice in enumerate(LOOKUP_RANGES):
+                # The first lookup of a session mounts the profile's chart and table; later
+                # ones update them in place, so it is timed apart from the per-range ones.
+                add(FIRST_LOOKUP, page.look_up(customers[run * per_run]))
+                for k, choice in enumerate(LOOKUP_RANGES, start=1):
                     page.choose_range(choice, PROFILE_TAB)
-                    who = customers[run * len(LOOKUP_RANGES) + k]
-                    add(f"customer lookup at {choice}", page.look_up(who))
+                    add(f"customer lookup at {choice}", page.look_up(customers[run * per_run + k]))
                 context.close()
             if shot:
                 context = BenchPage.new_context(browser)
@@ -208,15 +243,21 @@ def run(args: argparse.Namespace) -> str:
         with engine.connect() as conn:
             present = conn.execute(select(func.count()).select_from(scored_transactions)).scalar()
         lines.append(f"database: {engine.dialect.name}, {present:,} decisions")
-        customers = pick_customers(engine, args.runs * len(LOOKUP_RANGES))
+        customers = pick_customers(engine, args.runs * (len(LOOKUP_RANGES) + 1))
     finally:
         engine.dispose()
     port = args.port or _free_port()
     lines.append(f"before: {_load()} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory(prefix="payscore-browserbench-") as tmp:
         env = {**os.environ, "PAYSCORE_DATABASE_URL": settings.database_url}
-        with serving(env, port, Path(tmp) / "dashboard.log") as url:
-            times, shown = drive(url, args.runs, customers, args.chromium, args.screenshot)
+        floor_port = next(p for p in iter(_free_port, None) if p != port)
+        with (
+            serving(env, port, Path(tmp) / "dashboard.log") as url,
+            serving(env, floor_port, Path(tmp) / "floor.log", floor=True) as floor_url,
+        ):
+            times, shown = drive(
+                url, floor_url, args.runs, customers, args.chromium, args.screenshot
+            )
     lines.append(f"after: {_load()}")
     lines.append("")
     return "\n".join(lines + report(times, shown))

@@ -167,10 +167,10 @@ class BenchPage:
         ms = (done - t0, run - t0, end - run, done - end)
         return Timing(*(x / 1000 for x in ms))
 
-    def load(self) -> Timing:
-        """Open the page (default range); from the navigation's start until drawn."""
+    def load(self, drawn: Drawn = OVERVIEW) -> Timing:
+        """Open the page (default range); from the navigation's start until ``drawn``."""
         self.page.goto(self.url, wait_until="commit")
-        self._wait((-1, -1), OVERVIEW)
+        self._wait((-1, -1), drawn)
         return self._timing(0.0)
 
     def _timed(self, prepare: Any, act: Any, drawn: Drawn) -> Timing:

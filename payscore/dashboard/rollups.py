@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
-from payscore.dashboard.figures import TimeRange, floor_time
+from payscore.dashboard.figures import TimeRange
 from payscore.store.rollup import FRAUD_COLUMN, SCORE_COLUMNS, STATUS_COLUMNS, truncate
 from payscore.store.schema import decision_rollup
 
@@ -113,21 +113,10 @@ def stmt_score_bins(p: Plan) -> Select:
     )
 
 
-def stmt_buckets(p: Plan) -> Select:
-    """The rollup rows themselves (a few hundred at most for a long range), oldest first."""
-    return (
-        select(ru.c.bucket, ru.c.decisions, *(ru.c[n] for n in STATUS_COLUMNS.values()))
-        .where(rollup_where(p))
-        .order_by(ru.c.bucket, ru.c.grain)
-    )
-
-
-def fold_buckets(rows: Sequence[Any], seconds: int) -> dict[datetime, list[int]]:
-    """Sum rollup rows into chart bins of ``seconds`` (a multiple of the rows' grain)."""
-    out: dict[datetime, list[int]] = {}
-    for bucket, *counts in rows:
-        key = floor_time(bucket, seconds)
-        acc = out.setdefault(key, [0] * len(counts))
-        for i, n in enumerate(counts):
-            acc[i] += int(n or 0)
-    return out
+def stmt_buckets(p: Plan, bin_: ColumnElement[str]) -> Select:
+    """The plan's rollup rows summed into chart bins by the database, oldest first. ``bin_``
+    is the bin of ``bucket`` (``queries.bucket_expr``), a multiple of the rows' grain: a day's
+    1,440 minute rows come back as 96 quarter-hour bins instead of being folded here."""
+    bin_ = bin_.label("bin")
+    sums = [func.sum(ru.c.decisions), *(func.sum(ru.c[n]) for n in STATUS_COLUMNS.values())]
+    return select(bin_, *sums).where(rollup_where(p)).group_by(bin_).order_by(bin_)

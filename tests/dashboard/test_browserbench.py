@@ -121,10 +121,13 @@ def test_browser_bench_drives_every_action(
     assert f"seeded {ROWS:,} decisions" in out, out
     table = _table(out)
     actions = [
+        f"{browserbench.FLOOR_LOAD}, new browser profile",
+        f"{browserbench.FLOOR_LOAD}, assets cached",
         "first load, new browser profile (Last hour)",
         "first load, assets cached (Last hour)",
         *(f"range change to {r}" for r in browserbench.RANGES),
         *(f"tab switch to {t} (Last day)" for t in (*browserbench.SWITCHES, "Customer")),
+        browserbench.FIRST_LOOKUP,
         *(f"customer lookup at {r}" for r in browserbench.LOOKUP_RANGES),
     ]
     assert list(table) == actions, out
@@ -137,6 +140,9 @@ def test_browser_bench_drives_every_action(
         limit = browserbench.goal_of(action)
         assert goal == ("-" if limit is None else f"< {limit:g} s")
         assert met in ({"-"} if limit is None else {"yes", "no", "median only"})
+    # The floor is a reference, not held to a goal; the session's first lookup is a lookup.
+    assert table[f"{browserbench.FLOOR_LOAD}, assets cached"][3] == "-"
+    assert table[browserbench.FIRST_LOOKUP][3] == f"< {browserbench.GOALS['customer lookup']:g} s"
     # The headline the page showed per range is the database's count (nothing written since;
     # the seeded span is half a day, so Last day, Last 7 days and All time hold everything).
     shown = dict(re.findall(r"(Last hour|Last day|Last 7 days|All time) (\d[\d,]*\d|\d)", out))
