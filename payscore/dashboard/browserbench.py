@@ -34,6 +34,7 @@ from sqlalchemy import Engine, func, select
 
 from payscore.cli.dashboard import streamlit_command
 from payscore.config import load_settings
+from payscore.dashboard import floorpage
 from payscore.dashboard.bench import data_arguments, ensure_rows
 from payscore.dashboard.browserpage import (
     CHROMIUM,
@@ -54,11 +55,10 @@ LOOKUP_RANGES = ("Last hour", *RANGES)
 SWITCHES = ("Decisions", "Risk", "Review queue", "Model", "Overview")
 GOALS = {"first load": 1.5, "range change": 0.5, "customer lookup": 0.3}  # seconds
 PROFILE_TAB = Drawn(("Customer risk profile", "Updated "))
-FLOOR_PAGE = Path(__file__).with_name("floorpage.py")  # served, never imported
-FLOOR = Drawn(("payscore - browser floor",))
+FLOOR_PAGE = Path(floorpage.__file__)  # served by Streamlit; imported, it draws nothing
+FLOOR = Drawn((floorpage.TITLE,))
 FIRST_LOOKUP = "customer lookup, the session's first (Last day)"
 FLOOR_LOAD = "floor: a one-line Streamlit page's first load"
-LOADED = {"first load": " (Last hour)", FLOOR_LOAD: ""}
 
 
 def goal_of(action: str) -> float | None:
@@ -151,13 +151,13 @@ def drive(
         times.setdefault(action, []).append(timing)
         print(f"browserbench: {action}: {timing.total:.2f} s", file=sys.stderr, flush=True)
 
-    def first_loads(context: Any, at: str, drawn: Drawn, name: str) -> BenchPage:
+    def first_loads(context: Any, at: str, drawn: Drawn, name: str, where: str = "") -> BenchPage:
         """A first visit, then a second with the assets cached; the second page stays open."""
         page = BenchPage(context, at)
-        add(f"{name}, new browser profile{LOADED[name]}", page.load(drawn))
+        add(f"{name}, new browser profile{where}", page.load(drawn))
         page.close()
         page = BenchPage(context, at)
-        add(f"{name}, assets cached{LOADED[name]}", page.load(drawn))
+        add(f"{name}, assets cached{where}", page.load(drawn))
         return page
 
     with sync_playwright() as p:
@@ -171,7 +171,7 @@ def drive(
             for run in range(runs):
                 context = BenchPage.new_context(browser)
                 first_loads(context, floor_url, FLOOR, FLOOR_LOAD).close()
-                page = first_loads(context, url, OVERVIEW, "first load")
+                page = first_loads(context, url, OVERVIEW, "first load", " (Last hour)")
                 shown["Last hour"] = page.headline()
                 for choice in RANGES:
                     add(f"range change to {choice}", page.choose_range(choice))
