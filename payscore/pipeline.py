@@ -22,7 +22,7 @@ from payscore.config import Settings
 from payscore.core.decision import APPROVED, Decision
 from payscore.core.drift import BatchBins
 from payscore.core.explain import explanation_text
-from payscore.core.features import Label
+from payscore.core.features import RATIO_FEATURE, Label
 from payscore.core.model import ModelArtifact
 from payscore.core.schema import InvalidMessage, Payment, parse_payment
 from payscore.core.scoring import Scorer
@@ -118,6 +118,7 @@ class Pipeline:
         self._shadow: dict[str, Decision] = {}  # the challenger's verdicts on this batch
         self.drift = BatchBins()  # counted with the batch's decisions (store/drift.py)
         self._explained: dict[str, str] = {}  # this batch's explanations (explanation_text)
+        self._ratios: dict[str, float] = {}  # this batch's amount ratios (RATIO_FEATURE)
 
     def prepare(
         self, messages: Sequence[Any], received_at: Sequence[datetime] | datetime | None = None
@@ -169,6 +170,7 @@ class Pipeline:
 
         self._shadow.clear()
         self._explained.clear()
+        self._ratios.clear()
         decisions = self._score(valid, batch)
         scored_at = utcnow()
         for (m, p, at), decision in zip(valid, decisions, strict=True):
@@ -177,6 +179,7 @@ class Pipeline:
             batch.decided.append((p, decision))
             batch.rows.append(decision_row(p, decision, m, at, scored_at))
             batch.rows[-1]["explanation"] = self._explained.get(p.transaction_id)
+            batch.rows[-1]["amount_ratio"] = self._ratios.get(p.transaction_id)
             if self.scorer.challenger is not None:  # set or cleared only between batches
                 batch.rows[-1].update(shadow_columns(self._shadow.get(p.transaction_id)))
         batch.drift = self.drift.take([p.transaction_id for p, _ in batch.decided])
@@ -240,6 +243,7 @@ class Pipeline:
         if not valid:
             return []
         engine = self.scorer.engine
+        ratio_at = engine.feature_names.index(RATIO_FEATURE)
         rows: list[list[float]] = []
         kept: list[int] = []
         out: list[Decision | None] = [None] * len(valid)
@@ -247,6 +251,7 @@ class Pipeline:
             try:
                 rows.append(engine.transform_one(p))
                 kept.append(i)
+                self._ratios[p.transaction_id] = rows[-1][ratio_at]
             except Exception as e:  # a feature bug must cost one message, not the stream
                 self._scoring_failed(m, e, batch)
         if not kept:

@@ -34,11 +34,12 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
 
 from payscore.config import Settings
+from payscore.core.features import RATIO_FEATURE, FeatureEngine
 
 TOPIC = "payments"
 GROUP = "payscore-recovery"
@@ -89,12 +90,30 @@ def stored_rows(n: int, *, start: int = 0, total: int | None = None) -> Iterator
         terminals=terminals,
         start=start,
     )
-    for i, row in enumerate(rows, start):
-        part = zlib.crc32(row["customer_id"].encode()) % PARTITIONS
-        row["event_time"] = first + timedelta(seconds=i * step)
-        row["kafka_topic"], row["kafka_partition"] = TOPIC, part
-        row["kafka_offset"] = i  # increasing within each partition, which is all offsets need
-        yield row
+    engine = FeatureEngine()
+    while batch := list(islice(enumerate(rows, start), _LOAD_ROWS)):
+        for i, row in batch:
+            part = zlib.crc32(row["customer_id"].encode()) % PARTITIONS
+            row["event_time"] = first + timedelta(seconds=i * step)
+            row["kafka_topic"], row["kafka_partition"] = TOPIC, part
+            row["kafka_offset"] = i  # increasing within each partition: all offsets need
+        yield from _with_ratios(engine, [row for _, row in batch])
+
+
+def _with_ratios(engine: FeatureEngine, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the amount ratio a consumer stores with each decision, computed by
+    ``engine`` over the rows in order (a card's payments before these are not known)."""
+    X = engine.transform_columns(
+        [r["transaction_id"] for r in rows],
+        [r["customer_id"] for r in rows],
+        [r["terminal_id"] for r in rows],
+        [float(r["amount"]) for r in rows],
+        [r["event_time"].replace(tzinfo=timezone.utc).timestamp() for r in rows],
+    )
+    at = engine.feature_names.index(RATIO_FEATURE)
+    for row, ratio in zip(rows, X[:, at].tolist(), strict=True):
+        row["amount_ratio"] = ratio
+    return rows
 
 
 def seed(db: Any, n: int, *, start: int = 0, total: int | None = None) -> None:
@@ -352,6 +371,7 @@ def restore_cost(n: int) -> dict[str, float]:
             terminal_customers=[f"C{c:07d}" for c in cust[by_terminal].tolist()],
             terminal_amounts=amounts[by_terminal],
             terminal_fraud_at=np.full(n, np.inf),
+            terminal_ratios=np.ones(n),
             pending_keys=[],
             pending_fraud=[],
             pending_known=[],

@@ -271,6 +271,7 @@ CANDIDATES = (
         "lr 0.1, 150 it, 15 leaves", {"learning_rate": 0.1, "max_iter": 150, "max_leaf_nodes": 15}
     ),
     Candidate("without amount_whole", {}, drop=("amount_whole",)),
+    Candidate("without terminal_last_fraud_ratio", {}, drop=("terminal_last_fraud_ratio",)),
 )
 
 

@@ -102,6 +102,11 @@ TEMPLATES: dict[str, Callable[[float, Mapping[str, float]], str]] = {
         f"terminal's last known fraud {v:.1f} days earlier" if v >= 0 else "no known fraud"
     ),
     "terminal_last_fraud_amount": lambda v, _: f"terminal's last known fraud was {v:.2f}",
+    "terminal_last_fraud_ratio": lambda v, _: (
+        f"terminal's last known fraud was {v:.1f}x its card's median"
+        if v >= 0
+        else "no known fraud"
+    ),
     "amount_whole": lambda v, _: (
         f"amount of {v:.0f} whole units" if v < 254 else "amount of 254 whole units or more"
     ),

@@ -38,7 +38,7 @@ CUSTOMER_WINDOWS_DAYS = (1, 7, 30)
 TERMINAL_WINDOWS_DAYS = (1, 7, 30)
 # Labels for payments not seen yet are held back, up to this many (oldest dropped first).
 MAX_PENDING_LABELS = 2_000_000
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 _INF = math.inf
 _NO_HISTORY_SECONDS = 30 * DAY
 # Window widths in seconds, computed once (the same floats as ``w * DAY`` inline).
@@ -51,6 +51,9 @@ HIGH_SPEND_RATIO = 3.0
 # each a bin of a histogram tree model, where the amount's own bins (quantiles of the training
 # sample) lump the top half-percent of amounts together, across any hard limit there.
 AMOUNT_WHOLE_CAP = 254.0
+# The feature a terminal keeps for each of its payments (``TerminalHistory.ratios``), and the
+# decision stores (``scored_transactions.amount_ratio``).
+RATIO_FEATURE = "customer_amount_ratio_median_30day"
 # 1970-01-01 was a Thursday (weekday 3).
 _EPOCH_WEEKDAY = 3
 
@@ -61,7 +64,8 @@ class StateColumns:
     snapshot stores: each customer's (terminal's) payments one after the other, in the order of
     ``customer_keys`` (``terminal_keys``), ``customer_counts`` (``terminal_counts``) of them
     each. Number columns are lists or numpy arrays. ``terminal_fraud_at`` is when the payment
-    became known fraud (epoch seconds), inf if it is not; pending labels in arrival order."""
+    became known fraud (epoch seconds), inf if it is not; ``terminal_ratios`` the payment's
+    amount over its card's 30-day median then; pending labels in arrival order."""
 
     velocity_windows: Sequence[int]
     label_delay_days: int
@@ -76,6 +80,7 @@ class StateColumns:
     terminal_customers: list[str]
     terminal_amounts: Any
     terminal_fraud_at: Any
+    terminal_ratios: Any
     pending_keys: list[str]
     pending_fraud: Any
     pending_known: Any
@@ -115,6 +120,7 @@ def feature_names_for(velocity_windows: Sequence[int]) -> tuple[str, ...]:
         "terminal_last_fraud_amount",
         "terminal_fraud_run_days",
         "amount_whole",
+        "terminal_last_fraud_ratio",
     ]
     return tuple(names)
 
@@ -176,6 +182,7 @@ class FeatureEngine:
             p.terminal_id,
             float(p.amount),
             p.event_time.timestamp(),
+            None,
         )
 
     def transform_columns(
@@ -185,10 +192,18 @@ class FeatureEngine:
         terminal_ids: Sequence[str],
         amounts: Sequence[float],
         times: Sequence[float],
+        ratios: Sequence[float | None] | None = None,
     ) -> np.ndarray:
-        """Column-wise ``transform``: epoch seconds and float amounts. Same code path."""
+        """Column-wise ``transform``: epoch seconds and float amounts. Same code path.
+
+        ``ratios``: for payments decided before (replayed from the database), each one's
+        ``customer_amount_ratio_median_30day`` as it was when decided (None: not known). Its
+        terminal keeps that one instead of the ratio this engine computes, which lacks the
+        card's history for another consumer's payment (see ``TerminalHistory.ratios``).
+        """
         n = len(transaction_ids)
         compute = self._row
+        given = ratios if ratios is not None else [None] * n
         rows = [
             compute(
                 transaction_ids[i],
@@ -196,6 +211,7 @@ class FeatureEngine:
                 terminal_ids[i],
                 float(amounts[i]),
                 float(times[i]),
+                given[i],
             )
             for i in range(n)
         ]
@@ -203,7 +219,9 @@ class FeatureEngine:
             return np.empty((0, len(self.feature_names)), dtype=np.float64)
         return np.array(rows, dtype=np.float64)
 
-    def _row(self, txid: str, cid: str, tid: str, amount: float, t: float) -> list[float]:
+    def _row(
+        self, txid: str, cid: str, tid: str, amount: float, t: float, stored: float | None
+    ) -> list[float]:
         # The consumer's hottest Python: locals instead of attribute lookups, window widths
         # computed once (same floats), list comprehensions instead of generator sums.
         if t > self._newest:
@@ -249,7 +267,8 @@ class FeatureEngine:
             median = ordered[m // 2] if m % 2 else (ordered[m // 2 - 1] + ordered[m // 2]) / 2
             mean = sum(prior) / m
             var = max(sum(map(mul, prior, prior)) / m - mean * mean, 0.0)
-            append(amount / median if median > 0 else 1.0)
+            ratio = amount / median if median > 0 else 1.0
+            append(ratio)
             append((amount - mean) / (math.sqrt(var) + 1.0) if m >= 2 else 0.0)
             append(amount / ordered[-1] if ordered[-1] > 0 else 1.0)
             append(t - ctimes[pos - 1] if pos else _NO_HISTORY_SECONDS)
@@ -264,7 +283,10 @@ class FeatureEngine:
             else:
                 row += (0.0, 0.0)
         else:
+            ratio = 1.0
             row += (1.0, 0.0, 1.0, _NO_HISTORY_SECONDS, 0.0, 0.0)
+        if stored is not None:
+            ratio = stored
 
         # --- terminal: delayed windows with known-fraud fractions
         term = self._terminals.get(tid)
@@ -278,7 +300,7 @@ class FeatureEngine:
             for old in term.txids[:cut]:
                 tx_terminal.pop(old, None)
             del ttimes[:cut], term.txids[:cut], fraud_at[:cut]
-            del term.customers[:cut], term.amounts[:cut]
+            del term.customers[:cut], term.amounts[:cut], term.ratios[:cut]
         base = t - self._delay
         hi = bisect_right(ttimes, base)
         lo, frauds = hi, 0
@@ -306,8 +328,12 @@ class FeatureEngine:
             while start > lo and fraud_at[start - 1] <= t:
                 start -= 1
             append((t - ttimes[start]) / DAY if start < hi else -1.0)
+            # What kind of fraud: in its card's habit (a terminal's), or far above it (a
+            # card's). The ratio is the one its own consumer saw, however this one learnt it.
+            last_ratio = term.ratios[known_fraud[-1]]
         else:
             row += (0.0, -1.0, -1.0, 0.0, 0.0, -1.0)
+            last_ratio = -1.0
 
         # --- then record this payment at its terminal (with any label already received)
         label = self._pending.pop(txid, None) if self._pending else None
@@ -317,6 +343,7 @@ class FeatureEngine:
             term.txids.append(txid)
             term.customers.append(cid)
             term.amounts.append(amount)
+            term.ratios.append(ratio)
             fraud_at.append(known)
         else:
             tpos = bisect_right(ttimes, t)
@@ -324,9 +351,11 @@ class FeatureEngine:
             term.txids.insert(tpos, txid)
             term.customers.insert(tpos, cid)
             term.amounts.insert(tpos, amount)
+            term.ratios.insert(tpos, ratio)
             fraud_at.insert(tpos, known)
         self._tx_terminal[txid] = tid
         append(min(amount // 1.0, AMOUNT_WHOLE_CAP))
+        append(last_ratio)
         return row
 
     # -------------------------------------------------------------------- labels
@@ -400,7 +429,7 @@ class FeatureEngine:
                 for old in term.txids[:cut]:
                     self._tx_terminal.pop(old, None)
                 del term.times[:cut], term.txids[:cut], term.fraud_at[:cut]
-                del term.customers[:cut], term.amounts[:cut]
+                del term.customers[:cut], term.amounts[:cut], term.ratios[:cut]
                 gone = not term.times
             if gone:
                 del self._terminals[tid]
@@ -466,6 +495,7 @@ class FeatureEngine:
                     term.customers[:],
                     term.amounts[:],
                     [None if f == _INF else f for f in term.fraud_at],
+                    term.ratios[:],
                 ]
                 for k, term in self._terminals.items()
             },
@@ -491,6 +521,7 @@ class FeatureEngine:
             terminal_customers=list(flat(term.customers for term in terminals)),
             terminal_amounts=list(flat(term.amounts for term in terminals)),
             terminal_fraud_at=list(flat(term.fraud_at for term in terminals)),
+            terminal_ratios=list(flat(term.ratios for term in terminals)),
             pending_keys=list(self._pending),
             pending_fraud=[fraud for fraud, _ in pending],
             pending_known=[known for _, known in pending],
@@ -512,6 +543,7 @@ class FeatureEngine:
             _plain(cols.terminal_customers),
             cols.terminal_amounts,
             cols.terminal_fraud_at,
+            cols.terminal_ratios,
         )
         pending = [_plain(cols.pending_keys), _plain(cols.pending_fraud)]
         pending.append(_plain(cols.pending_known))
@@ -544,13 +576,15 @@ class FeatureEngine:
             cust = engine._customers[k] = _Customer()
             cust.times = [float(x) for x in times]
             cust.amounts = [float(x) for x in amounts]
-        for k, (times, txids, customers, amounts, fraud_at) in snapshot["terminals"].items():
+        for k, terminal in snapshot["terminals"].items():
+            times, txids, customers, amounts, fraud_at, ratios = terminal
             term = engine._terminals[k] = _Terminal()
             term.times = [float(x) for x in times]
             term.txids = [str(x) for x in txids]
             term.customers = [str(x) for x in customers]
             term.amounts = [float(x) for x in amounts]
             term.fraud_at = [_INF if f is None else float(f) for f in fraud_at]
+            term.ratios = [float(x) for x in ratios]
             for txid in term.txids:
                 engine._tx_terminal[txid] = k
             engine._newest = max([engine._newest, *term.times])

@@ -51,8 +51,8 @@ class CustomerHistory(_Restorable):
 
 
 class TerminalHistory(_Restorable):
-    __slots__ = ("times", "txids", "customers", "amounts", "fraud_at", "_source")
-    FIELDS = ("times", "txids", "customers", "amounts", "fraud_at")
+    __slots__ = ("times", "txids", "customers", "amounts", "fraud_at", "ratios", "_source")
+    FIELDS = ("times", "txids", "customers", "amounts", "fraud_at", "ratios")
 
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -61,6 +61,10 @@ class TerminalHistory(_Restorable):
         self.amounts: list[float] = []
         # When the payment became known to be fraud (epoch seconds); inf = not known fraud.
         self.fraud_at: list[float] = []
+        # The payment's amount over its card's 30-day median when it was decided
+        # (``customer_amount_ratio_median_30day``; 1.0 without history), as its own consumer
+        # computed it: another consumer's payment comes with the stored one.
+        self.ratios: list[float] = []
 
 
 def restored(cls: type[H], columns: tuple[Sequence[Any], ...], at: int, end: int) -> H:

@@ -44,6 +44,13 @@ def warm_up_days(label_delay_days: int) -> int:
     return max(max(CUSTOMER_WINDOWS_DAYS), max(TERMINAL_WINDOWS_DAYS) + label_delay_days)
 
 
+def replay_days(label_delay_days: int) -> int:
+    """Days of history that decide a payment's features: the warm-up, and a card's 30 days
+    more before the oldest payment a terminal reads, whose amount ratio (its amount over its
+    card's 30-day median then) the terminal keeps (``TerminalHistory.ratios``)."""
+    return warm_up_days(label_delay_days) + max(CUSTOMER_WINDOWS_DAYS)
+
+
 def parse_date(flag: str, text: str) -> date:
     """A period bound given on the command line (YYYY-MM-DD), or one clear error."""
     try:
@@ -85,9 +92,9 @@ class Periods:
         return min(self.train[0], lookback) * DAY, (self.test[1] + 1) * DAY
 
     def replay_from(self) -> float:
-        """Epoch seconds: a replay from here gives every kept row its whole feature history
-        (the engine reads no further back than its longest window)."""
-        return self.kept()[0] - warm_up_days(self.label_delay_days) * DAY
+        """Epoch seconds: a replay from here gives every kept row the features a replay of
+        the whole history gives it (``replay_days``)."""
+        return self.kept()[0] - replay_days(self.label_delay_days) * DAY
 
     def dates(self, name: str) -> list[str]:
         span = getattr(self, name)

@@ -64,6 +64,11 @@ scored_transactions = Table(
     # at most 500 characters; NULL: explanations off, a model that cannot be explained, or a
     # row written before them). Added to older databases by initdb.
     Column("explanation", String(500)),
+    # The payment's amount over its card's 30-day median when decided (the feature
+    # customer_amount_ratio_median_30day). Another consumer, which lacks the card's history,
+    # reads it back for the terminal's features (core/histories.py ``TerminalHistory``).
+    # NULL: a row written before the column or not by a consumer. Added by initdb.
+    Column("amount_ratio", Double),
     Index("ix_scored_customer_time", "customer_id", "event_time"),
     Index("ix_scored_terminal_time", "terminal_id", "event_time"),
     Index("ix_scored_status_time", "status", "event_time"),

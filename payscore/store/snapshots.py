@@ -34,7 +34,8 @@ MAX_COVERS_CHARS = 1_000_000
 ALL_PARTITIONS = "*"
 _FETCH_ROWS = 20_000
 _PAYMENT_COLUMNS = (
-    "transaction_id customer_id terminal_id amount event_time kafka_partition kafka_offset".split()
+    "transaction_id customer_id terminal_id amount event_time kafka_partition kafka_offset "
+    "amount_ratio".split()
 )
 
 
@@ -179,7 +180,7 @@ def read_payments(db: Engine, topic: str, since: datetime, after_id: int, upto_i
     try:
         with db.connect() as conn:
             rows = conn.execution_options(stream_results=True, yield_per=_FETCH_ROWS)
-            for tx, cust, term, amount, at, part, offset in rows.execute(query):
+            for tx, cust, term, amount, at, part, offset, ratio in rows.execute(query):
                 out.transaction_ids.append(tx)
                 out.customer_ids.append(cust)
                 out.terminal_ids.append(term)
@@ -187,6 +188,7 @@ def read_payments(db: Engine, topic: str, since: datetime, after_id: int, upto_i
                 out.times.append(at.replace(tzinfo=timezone.utc).timestamp())
                 out.partitions.append(-1 if part is None else int(part))
                 out.offsets.append(-1 if offset is None else int(offset))
+                out.ratios.append(None if ratio is None else float(ratio))
     except SQLAlchemyError as e:
         raise database_error(e, db.url) from e
     return out

@@ -37,6 +37,9 @@ class History:
     amounts: list[float] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # epoch seconds
     partitions: list[int | None] = field(default_factory=list)
+    # Each payment's stored amount ratio (``scored_transactions.amount_ratio``; None: a row
+    # written before the column, or not by a consumer): ``FeatureEngine.transform_columns``.
+    ratios: list[float | None] = field(default_factory=list)
     last_id: int = 0  # highest scored_transactions.id read
 
     def __len__(self) -> int:
@@ -95,6 +98,7 @@ def load_history(
             c.amount,
             c.event_time,
             c.kafka_partition,
+            c.amount_ratio,
         )
         .where(and_(*conditions))
         .order_by(c.event_time, c.id)
@@ -105,13 +109,14 @@ def load_history(
             result = conn.execution_options(stream_results=True, yield_per=_FETCH_ROWS).execute(
                 query
             )
-            for row_id, tx, cust, term, amount, at, part in result:
+            for row_id, tx, cust, term, amount, at, part, ratio in result:
                 out.transaction_ids.append(tx)
                 out.customer_ids.append(cust)
                 out.terminal_ids.append(term)
                 out.amounts.append(float(amount))
                 out.times.append(_epoch(at))
                 out.partitions.append(part)
+                out.ratios.append(None if ratio is None else float(ratio))
                 if row_id > out.last_id:
                     out.last_id = row_id
     except SQLAlchemyError as e:

@@ -67,6 +67,7 @@ def compact(db: Engine, job: CompactionJob) -> dict[str, Any] | None:
                 rows.terminal_ids[part],
                 rows.amounts[part],
                 rows.times[part],
+                rows.ratios[part],
             )
         for cid, p, o in zip(rows.customer_ids, rows.partitions, rows.offsets, strict=True):
             if p is not None and p >= 0:

@@ -203,6 +203,7 @@ class FeatureState:
                     [others.terminal_ids[i] for i in new],
                     [others.amounts[i] for i in new],
                     [others.times[i] for i in new],
+                    [others.ratios[i] for i in new],
                 )
                 theirs = {others.customer_ids[i] for i in new}
                 engine.forget_customers(lambda c: c not in theirs)
@@ -253,6 +254,7 @@ def _replay(engine: FeatureEngine, history: state.History) -> None:
             history.terminal_ids[part],
             history.amounts[part],
             history.times[part],
+            history.ratios[part],
         )
 
 
@@ -271,6 +273,7 @@ def _merged(ours: state.History, theirs: state.History) -> state.History:
         "amounts",
         "times",
         "partitions",
+        "ratios",
     ):
         columns = [getattr(h, name) for h in both]
         setattr(out, name, [columns[k][i] for _, k, i in order])

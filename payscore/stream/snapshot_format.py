@@ -22,7 +22,7 @@ import numpy as np
 
 from payscore.core.features import SNAPSHOT_VERSION, StateColumns
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAGIC = b"PAYSCORE-FEATURE-STATE\n"
 MAX_HEADER_BYTES = 65_536
 _SEP = "\x00"
@@ -42,6 +42,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("terminal_customer_refs", "<u4"),
     ("terminal_amounts", "<f8"),
     ("terminal_fraud_at", "<f8"),
+    ("terminal_ratios", "<f8"),
     ("pending_keys", "s"),
     ("pending_fraud", "<u1"),
     ("pending_known", "<f8"),
@@ -137,7 +138,12 @@ def decode(data: bytes | bytearray, keep: Collection[int] | None = None) -> Deco
     tkeys, tcounts = cols["terminal_keys"], cols["terminal_counts"]
     if len(tkeys) != len(tcounts) or len(set(tkeys)) != len(tkeys):
         raise SnapshotError("snapshot terminal keys do not match their counts")
-    _add_up(cols, "terminal", tcounts, ("times", "txids", "customer_refs", "amounts", "fraud_at"))
+    _add_up(
+        cols,
+        "terminal",
+        tcounts,
+        ("times", "txids", "customer_refs", "amounts", "fraud_at", "ratios"),
+    )
     refs, names = cols["terminal_customer_refs"], cols["terminal_customer_names"]
     if len(refs) and int(refs.max()) >= len(names):
         raise SnapshotError("snapshot terminal customers point past their names")
@@ -159,6 +165,7 @@ def decode(data: bytes | bytearray, keep: Collection[int] | None = None) -> Deco
         terminal_customers=np.array(names, dtype=object)[refs].tolist(),
         terminal_amounts=cols["terminal_amounts"],
         terminal_fraud_at=cols["terminal_fraud_at"],
+        terminal_ratios=cols["terminal_ratios"],
         pending_keys=pending_keys,
         pending_fraud=cols["pending_fraud"].astype(bool),
         pending_known=cols["pending_known"],

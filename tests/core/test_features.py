@@ -371,6 +371,58 @@ def test_fraud_run_age_ignores_an_older_isolated_fraud():
     assert col(engine, X, "terminal_fraud_run_days").tolist() == [2.5]
 
 
+def _habit_then_fraud() -> list[Payment]:
+    """Card c1 pays 10.00 three days running at terminal "home", then 50.00 (5x its median)
+    at terminal "t1"."""
+    days = [pay(f"h{d}", T0 + timedelta(days=d), "10.00", term="home") for d in range(3)]
+    return [*days, pay("fraud", T0 + timedelta(days=3), "50.00")]
+
+
+def test_a_terminal_reads_its_last_known_frauds_ratio_to_its_cards_habit():
+    engine = FeatureEngine(label_delay_days=1)
+    X = engine.transform(_habit_then_fraud())
+    assert col(engine, X, "customer_amount_ratio_median_30day")[-1] == 5.0
+    probe = T0 + timedelta(days=4, hours=12)  # the fraud is a label delay old
+    X = engine.transform([pay("p1", probe, cust="x")])
+    assert col(engine, X, "terminal_last_fraud_ratio").tolist() == [-1.0]  # no label yet
+    engine.add_labels([Label("fraud", True, T0 + timedelta(days=4))])
+    X = engine.transform([pay("p2", probe, cust="y")])
+    assert col(engine, X, "terminal_last_fraud_ratio").tolist() == [5.0]
+
+
+def test_another_consumers_payment_keeps_the_ratio_its_own_consumer_stored():
+    """A consumer that does not own card c1 learns its payment from the database without the
+    card's history: given the stored ratio, its terminal reads what the owner's reads."""
+    label = Label("fraud", True, T0 + timedelta(days=4))
+    probe = pay("probe", T0 + timedelta(days=4, hours=12), cust="x")
+    owner = FeatureEngine(label_delay_days=1)
+    X = owner.transform(_habit_then_fraud())
+    owner.add_labels([label])
+    stored = float(col(owner, X, "customer_amount_ratio_median_30day")[-1])
+    want = owner.transform_one(probe)
+
+    def other(ratios):
+        engine = FeatureEngine(label_delay_days=1)
+        at = (T0 + timedelta(days=3)).timestamp()
+        engine.transform_columns(["fraud"], ["c1"], ["t1"], [50.0], [at], ratios)
+        engine.add_labels([label])
+        return engine.transform_one(probe)
+
+    assert other([stored]) == want
+    at = owner.feature_names.index("terminal_last_fraud_ratio")
+    assert other(None)[at] == other([None])[at] == 1.0  # no history: computed, and wrong
+    # The stored ratio survives a snapshot of the other consumer's state, both forms.
+    engine = FeatureEngine(label_delay_days=1)
+    t = (T0 + timedelta(days=3)).timestamp()
+    engine.transform_columns(["fraud"], ["c1"], ["t1"], [50.0], [t], [stored])
+    engine.add_labels([label])
+    for copy in (
+        FeatureEngine.restore(engine.snapshot()),
+        FeatureEngine.from_columns(engine.columns()),
+    ):
+        assert copy.transform_one(probe) == want
+
+
 def test_the_engine_keeps_its_newest_event_time_across_a_snapshot():
     engine = FeatureEngine()
     assert engine.newest_event_time is None

@@ -140,10 +140,12 @@ def test_known_card_filter_is_the_handbooks_on_its_world() -> None:
 
 
 def test_a_replay_from_the_periods_start_gives_the_full_replays_features() -> None:
-    df = simulator.generate_world(n_customers=120, n_terminals=200, n_days=70)
+    # Long enough that the replay skips the first weeks: it reaches back the warm-up and a
+    # card's 30 days more (a terminal keeps its old frauds' amount ratios).
+    df = simulator.generate_world(n_customers=120, n_terminals=200, n_days=130)
     history = training.History.from_world(df)
     periods = resolve_periods(float(history.times[0]), float(history.times[-1]), NONE)
-    _, full = training.compute_features(history)
+    engine, full = training.compute_features(history)
     since, until = periods.replay_from(), periods.kept()[1]
     assert since > history.times[0]  # the shortened replay really skips payments
     part = history.times >= since
@@ -159,3 +161,5 @@ def test_a_replay_from_the_periods_start_gives_the_full_replays_features() -> No
     kept = (history.times >= periods.kept()[0]) & (history.times < until)
     assert len(rows.X) == kept.sum() > 0
     assert np.array_equal(rows.X, full[kept], equal_nan=True)
+    # The kept rows read old frauds' ratios, some of them from cards seen before the warm-up.
+    assert (full[kept][:, engine.feature_names.index("terminal_last_fraud_ratio")] >= 0).any()

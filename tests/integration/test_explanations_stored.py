@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from payscore.cli.app import app
 from payscore.core.explain import MAX_EXPLANATION_CHARS
+from payscore.core.features import RATIO_FEATURE, FeatureEngine
 from payscore.core.schema import payment_to_json
 from payscore.store.schema import scored_transactions
 from tests.integration.conftest import keyed, payments_from, produce
@@ -43,12 +44,13 @@ def tree_model(small_world: Any, tmp_path_factory: pytest.TempPathFactory) -> st
     return str(path)
 
 
-def _stored(db_url: str) -> dict[str, str | None]:
+def _stored(db_url: str, column: str = "explanation") -> dict[str, Any]:
+    """Each stored decision's ``column``, by transaction id."""
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
             c = scored_transactions.c
-            return dict(conn.execute(select(c.transaction_id, c.explanation)).all())
+            return dict(conn.execute(select(c.transaction_id, c[column])).all())
     finally:
         engine.dispose()
 
@@ -101,3 +103,13 @@ def test_stored_explanations_equal_payscore_scores(
     assert flagged >= 1  # flagged payments are among them, not only approved ones
     assert stored[last.transaction_id]  # the replayed payment is explained too
     assert scored_transactions.c.explanation.type.length == MAX_EXPLANATION_CHARS
+
+    # Each decision also keeps its amount ratio, for other consumers' terminal features: the
+    # feature's value to the bit (MariaDB's DOUBLE), the replayed payment's included.
+    engine = FeatureEngine()
+    X = engine.transform(payments)
+    column = X[:, engine.feature_names.index(RATIO_FEATURE)].tolist()
+    assert _stored(db_url, "amount_ratio") == dict(
+        zip((p.transaction_id for p in payments), column, strict=True)
+    )
+    assert sum(r != 1.0 for r in column) > len(payments) // 4  # not only the no-history 1.0

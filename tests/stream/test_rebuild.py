@@ -273,3 +273,76 @@ def test_a_batch_that_commits_after_a_newer_one_is_still_read(tmp_path):
     state.maybe_refresh(engine)
     assert engine.holds_payment("tx-late")
     assert sorted(engine._terminals["t1"].txids) == ["tx-late", "tx-newer"]  # each read once
+
+
+def _ratio_world(db_url: str) -> tuple[Any, FeatureEngine, list[float]]:
+    """On MariaDB: card c1 (partition 0) pays 3.00 three days running, then a fraud of 50.00
+    at terminal t1 on day 10 (ratio 50/3, a DOUBLE that must come back to the bit); card c9
+    (partition 1) pays on days 47 and 48, so a read of the stored history (from 44 days before
+    the newest payment) finds the fraud but not c1's habit. Returns the database, the owner's
+    engine and the fraud's probe row as the owner computes it."""
+    from datetime import datetime, timezone
+
+    from tests.store.rows import row
+
+    db = create_engine(db_url)
+    owner = FeatureEngine()
+    c1 = [("h0", 0, "home", 3.0), ("h1", 1, "home", 3.0), ("h2", 2, "home", 3.0)]
+    c1.append(("fraud", 10, "t1", 50.0))
+    X = owner.transform_columns(
+        [tx for tx, *_ in c1],
+        ["c1"] * len(c1),
+        [term for _, _, term, _ in c1],
+        [a for *_, a in c1],
+        [T0 + d * DAY for _, d, _, _ in c1],
+    )
+    ratios = X[:, owner.feature_names.index("customer_amount_ratio_median_30day")].tolist()
+    assert ratios[-1] == 50 / 3
+    rows = []
+    stored = [(*p, "c1", 0, r) for p, r in zip(c1, ratios, strict=True)]
+    stored += [("o1", 47, "t9", 8.0, "c9", 1, 1.0), ("o2", 48, "t9", 8.0, "c9", 1, 1.0)]
+    for i, (tx, day, term, amount, card, part, ratio) in enumerate(stored):
+        when = datetime.fromtimestamp(T0 + day * DAY, timezone.utc).replace(tzinfo=None)
+        r = row(tx, i, partition=part, when=when)
+        rows.append(r | {"customer_id": card, "terminal_id": term, "amount": amount})
+        rows[-1]["amount_ratio"] = ratio
+    with db.begin() as conn:
+        conn.execute(scored_transactions.insert(), rows)
+    return db, owner, _probe(owner)
+
+
+def _probe(engine: FeatureEngine) -> list[float]:
+    """A new card's payment at t1 on day 45, after the fraud's label (known on day 11)."""
+    engine.add_label("fraud", True, T0 + 11 * DAY)
+    return engine.transform_columns(["probe"], ["x"], ["t1"], [5.0], [T0 + 45 * DAY])[0].tolist()
+
+
+def test_other_consumers_payments_keep_the_ratio_their_own_consumer_stored(db_url) -> None:
+    """A consumer that owns partition 1 learns card c1's fraud from the database, without the
+    card's habit, at a rebuild and in the daily read: its terminal still reads the ratio c1's
+    own consumer stored, so the probe's features equal the owner's. A row stored without the
+    ratio (an older payscore) falls back to the ratio computed here."""
+    from sqlalchemy import update
+
+    db, owner, want = _ratio_world(db_url)
+    at = owner.feature_names.index("terminal_last_fraud_ratio")
+    assert want[at] == 50 / 3
+    try:
+        rebuilt = FeatureState(db, TOPIC, FeatureEngine, lambda: {1}).rebuild()
+        assert not rebuilt.holds_payment("h0") and rebuilt.holds_payment("fraud")
+        assert _probe(rebuilt) == want
+
+        engine = FeatureEngine()  # started before the rows: its daily read finds them
+        state = FeatureState(db, TOPIC, FeatureEngine, lambda: {1})
+        for day in (47, 48):
+            engine.transform_columns([f"own{day}"], ["c9"], ["t9"], [8.0], [T0 + day * DAY])
+            state.maybe_refresh(engine)
+        assert engine.holds_payment("fraud") and not engine.holds_payment("h0")
+        assert _probe(engine) == want
+
+        with db.begin() as conn:
+            conn.execute(update(scored_transactions).values(amount_ratio=None))
+        older = FeatureState(db, TOPIC, FeatureEngine, lambda: {1}).rebuild()
+        assert _probe(older)[at] == 1.0  # no habit in reach: the computed ratio
+    finally:
+        db.dispose()

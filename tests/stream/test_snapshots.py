@@ -15,14 +15,14 @@ from sqlalchemy import Engine, func, select, update
 
 from payscore.bench.recovery import GROUP, PARTITIONS, TOPIC, seed
 from payscore.config import Settings
-from payscore.core.features import FeatureEngine
+from payscore.core.features import SNAPSHOT_VERSION, FeatureEngine
 from payscore.store import snapshots as store
 from payscore.store.engine import make_engine
 from payscore.store.initdb import create_schema
 from payscore.store.schema import consumer_offsets, feature_snapshot_chunks, feature_snapshots
 from payscore.stream import compactor
 from payscore.stream.rebuild import FeatureState
-from payscore.stream.snapshot_format import MAGIC
+from payscore.stream.snapshot_format import FORMAT_VERSION, MAGIC
 from payscore.stream.snapshots import (
     CompactionJob,
     SnapshotError,
@@ -134,8 +134,8 @@ def test_decode_keeps_only_the_given_partitions_customers_and_every_terminal() -
         lambda b: b[:-3],  # truncated
         lambda b: b + b"x",  # trailing bytes
         lambda b: b"NOT-A-SNAPSHOT" + b[14:],
-        lambda b: b.replace(b'"format": 2', b'"format": 9'),  # another format version
-        lambda b: b.replace(b'"engine_version": 1', b'"engine_version": 0'),
+        lambda b: b.replace(b'"format": %d' % FORMAT_VERSION, b'"format": 99'),  # another format
+        lambda b: b.replace(b'"engine_version": %d' % SNAPSHOT_VERSION, b'"engine_version": 0'),
         lambda b: b[:23] + (6).to_bytes(4, "little") + b"[1, 2]" + b[27:],  # header not an object
         lambda b: b.replace(b'"sections": [["customer_keys", ', b'"sections": [["cust_keys", '),
     ],
@@ -144,6 +144,8 @@ def test_damaged_bytes_are_refused(damage) -> None:
     engine = FeatureEngine()
     engine.transform_columns(["a", "b"], ["c1", "c2"], ["t1", "t1"], [1.0, 2.0], [1e9, 1e9 + 5])
     data = encode(engine.columns(), {"c1": 0, "c2": 1})
+    assert decode(data).partitions == {"c1": 0, "c2": 1}
+    assert damage(data) != data  # each damage really changes the bytes
     with pytest.raises(SnapshotError):
         decode(damage(data))
 
