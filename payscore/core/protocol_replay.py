@@ -37,6 +37,9 @@ class Feed:
         self.amounts = history.amounts.tolist()
         self.labels = history.labels.tolist()
         self.known_at = history.label_known_at(engine.label_delay_days).tolist()
+        # The stored ratios, so that terminals read what the live consumers read.
+        stored = history.ratios
+        self.ratios = None if stored is None else [None if r != r else r for r in stored.tolist()]
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         h, labels, known_at = self.history, self.labels, self.known_at
@@ -51,6 +54,7 @@ class Feed:
             h.terminal_ids[start:stop],
             self.amounts[start:stop],
             self.times[start:stop],
+            None if self.ratios is None else self.ratios[start:stop],
         )
 
 

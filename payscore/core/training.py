@@ -76,6 +76,9 @@ class History:
     # When each label became known (epoch seconds), as stored with it; None (or NaN for a
     # row): event time + the engine's label delay (the simulated world, a file).
     known_at: np.ndarray | None = None
+    # Each payment's amount ratio as its consumer stored it (``scored_transactions
+    # .amount_ratio``); None (or NaN for a row): computed by the replay (a world, a file).
+    ratios: np.ndarray | None = None
 
     @property
     def days(self) -> np.ndarray:

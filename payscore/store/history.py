@@ -22,7 +22,7 @@ from payscore.store.engine import database_error
 from payscore.store.schema import fraud_labels, scored_transactions
 
 CHUNK_ROWS = 50_000
-_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "amount", "event_time")
+_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "amount", "event_time", "amount_ratio")
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,12 @@ def _chunk(rows: Sequence[Any]) -> History:
     times = np.empty(n)
     labels = np.zeros(n, dtype=np.int64)
     known_at = np.full(n, np.nan)
-    for i, (_, _, _, amount, at, fraud, known) in enumerate(rows):
+    ratios = np.full(n, np.nan)  # NaN: stored without one (computed by the replay)
+    for i, (_, _, _, amount, at, ratio, fraud, known) in enumerate(rows):
         amounts[i] = float(amount)
         times[i] = _epoch(at)
+        if ratio is not None:
+            ratios[i] = float(ratio)
         if fraud is not None:
             labels[i] = int(bool(fraud))
             known_at[i] = _epoch(known)
@@ -93,6 +96,7 @@ def _chunk(rows: Sequence[Any]) -> History:
         times,
         labels,
         known_at,
+        ratios,
     )
 
 

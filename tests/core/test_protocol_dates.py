@@ -163,3 +163,27 @@ def test_a_replay_from_the_periods_start_gives_the_full_replays_features() -> No
     assert np.array_equal(rows.X, full[kept], equal_nan=True)
     # The kept rows read old frauds' ratios, some of them from cards seen before the warm-up.
     assert (full[kept][:, engine.feature_names.index("terminal_last_fraud_ratio")] >= 0).any()
+
+
+def test_a_replay_of_stored_payments_reads_their_stored_ratios() -> None:
+    """Stored traffic carries each payment's amount ratio as its consumer computed it: the
+    replay for training gives terminals that one (as the live consumers read it), and
+    computes it only where none was stored (NaN)."""
+    from dataclasses import replace
+
+    df = simulator.generate_world(n_customers=120, n_terminals=200, n_days=70)
+    history = training.History.from_world(df)
+    keep = (history.times[0] + 40 * DAY, history.times[-1] + 1)
+    computed = training.replay([history], keep)
+    at = computed.engine.feature_names.index("terminal_last_fraud_ratio")
+    ratios = np.full(len(history.times), 7.25)
+    ratios[::2] = np.nan  # half stored without one
+    stored = training.replay([replace(history, ratios=ratios)], keep)
+    assert stored.X.shape == computed.X.shape
+    others = [i for i in range(stored.X.shape[1]) if i != at]
+    assert np.array_equal(stored.X[:, others], computed.X[:, others])
+    read = stored.X[:, at]
+    assert (read == 7.25).any()  # stored ratios read back
+    kept_own = (read >= 0) & (read != 7.25)  # computed where none was stored: as without
+    assert kept_own.any()
+    assert set(read[kept_own]) <= set(computed.X[:, at])
