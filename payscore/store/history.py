@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, null, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from payscore.core.training import History
@@ -22,7 +22,10 @@ from payscore.store.engine import database_error
 from payscore.store.schema import fraud_labels, scored_transactions
 
 CHUNK_ROWS = 50_000
-_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "amount", "event_time", "amount_ratio")
+_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "amount", "event_time")
+# Newer than the rest: a database no consumer or ``initdb`` has upgraded lacks it, and a
+# read-only trainer cannot add it, so it is read as NULL there (the replay computes it).
+_RATIO = "amount_ratio"
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,14 @@ def iter_stored(
     ``chunk`` at a time. A payment without a label counts as genuine from its event time plus
     the label delay (known_at NaN): the labels topic carries chargebacks, not confirmations."""
     c, f = scored_transactions.c, fraud_labels.c
+    try:
+        with db.connect() as conn:
+            have = {col["name"] for col in inspect(conn).get_columns(scored_transactions.name)}
+    except SQLAlchemyError as e:
+        raise database_error(e, db.url) from e
+    ratio = c[_RATIO] if _RATIO in have else null().label(_RATIO)
     query = (
-        select(*(c[name] for name in _COLUMNS), f.is_fraud, f.known_at)
+        select(*(c[name] for name in _COLUMNS), ratio, f.is_fraud, f.known_at)
         .select_from(
             scored_transactions.outerjoin(fraud_labels, f.transaction_id == c.transaction_id)
         )

@@ -118,6 +118,18 @@ def test_from_db_trains_what_the_file_trains(world, tmp_path: Path) -> None:
     same_model(derived_db, derived_file)
     assert "(derived)" in output
     assert json.loads(json.dumps(derived_db["training_period"]["derived"]))  # recorded
+    # A database stored by an older payscore has no amount_ratio column, and a read-only
+    # trainer cannot add it: the replay computes the ratios, here the same model.
+    from sqlalchemy import create_engine, inspect, text
+
+    db = create_engine(url)
+    with db.begin() as conn:
+        conn.execute(text("ALTER TABLE scored_transactions DROP COLUMN amount_ratio"))
+        names = {c["name"] for c in inspect(conn).get_columns("scored_transactions")}
+    db.dispose()
+    assert "amount_ratio" not in names
+    _, older = train("--from-db", "--database-url", url, "--output", str(tmp_path / "e"))
+    same_model(older, derived_file)
 
 
 def test_an_empty_database_is_one_clear_line(tmp_path: Path) -> None:
