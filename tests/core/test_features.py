@@ -402,20 +402,19 @@ def test_another_consumers_payment_keeps_the_ratio_its_own_consumer_stored():
     want = owner.transform_one(probe)
 
     def other(ratios):
+        """The other consumer's engine: the fraud read from the database, then its label."""
         engine = FeatureEngine(label_delay_days=1)
         at = (T0 + timedelta(days=3)).timestamp()
         engine.transform_columns(["fraud"], ["c1"], ["t1"], [50.0], [at], ratios)
         engine.add_labels([label])
-        return engine.transform_one(probe)
+        return engine
 
-    assert other([stored]) == want
+    assert other([stored]).transform_one(probe) == want
     at = owner.feature_names.index("terminal_last_fraud_ratio")
-    assert other(None)[at] == other([None])[at] == 1.0  # no history: computed, and wrong
+    without = [other(r).transform_one(probe)[at] for r in (None, [None])]
+    assert without == [1.0, 1.0]  # no history: computed, and wrong
     # The stored ratio survives a snapshot of the other consumer's state, both forms.
-    engine = FeatureEngine(label_delay_days=1)
-    t = (T0 + timedelta(days=3)).timestamp()
-    engine.transform_columns(["fraud"], ["c1"], ["t1"], [50.0], [t], [stored])
-    engine.add_labels([label])
+    engine = other([stored])
     for copy in (
         FeatureEngine.restore(engine.snapshot()),
         FeatureEngine.from_columns(engine.columns()),
