@@ -12,7 +12,9 @@ Two oracles bound the default model's figures in docs/model.md ("Other worlds"):
 The knowable oracle is the sharper ceiling for average precision: it does not count as traced
 an x5 that looks like the card's habit, or a terminal fraud whose only "trace" is another
 attack's or another card's fraud. It is not a strict upper bound: a model can rank a little of
-what it scores 0 above chance, as the AUC on the rest (``auc_parts``) shows.
+what it scores 0 above chance, as the AUC on the rest (``auc_parts``) shows. ``ap_parts``
+splits average precision by fraud group (``FRAUD_GROUPS``): where a model's AP falls short of
+the knowable oracle's.
 """
 
 from __future__ import annotations
@@ -133,10 +135,16 @@ def knowable_oracle(
 ) -> dict[str, float]:
     """AUC ROC, AP and CP@100 on the week tested after ``train_start_day`` of the knowable
     oracle (module docstring)."""
+    return _on_test_week(prepared, knowable_scores(prepared, scenario, world), train_start_day)
+
+
+def knowable_scores(
+    prepared: training.PreparedWorld, scenario: np.ndarray, world: int
+) -> np.ndarray:
+    """The knowable oracle's score of every payment (module docstring)."""
     n = len(prepared.history.labels)
     certain = attack_traced_frauds(prepared, scenario, world) & (scenario[:n] != 3)
-    scores = np.maximum(certain.astype(float), x5_posterior(prepared, scenario, world))
-    return _on_test_week(prepared, scores, train_start_day)
+    return np.maximum(certain.astype(float), x5_posterior(prepared, scenario, world))
 
 
 def trace_oracle(
@@ -189,3 +197,41 @@ def auc_parts(y: np.ndarray, scores: np.ndarray, traced: np.ndarray) -> dict[str
     parts["rest_n"] = float(rest)
     parts["rest_chance_se"] = math.sqrt(1 / (12 * rest)) if rest else 0.0
     return parts
+
+
+# The fraud groups ``ap_parts`` splits average precision into, by scenario and trace.
+FRAUD_GROUPS = (
+    "amount",
+    "terminal, traced",
+    "terminal, untraced",
+    "card x5, out of habit",
+    "card x5, in habit",
+)
+
+
+def fraud_groups(y: np.ndarray, scenario: np.ndarray, traced: np.ndarray) -> dict[str, np.ndarray]:
+    """The frauds of each group (``FRAUD_GROUPS``); ``traced`` is ``attack_traced_frauds``
+    (for a card's x5: out of the card's habit)."""
+    fraud = y == 1
+    return {
+        "amount": fraud & (scenario == 1),
+        "terminal, traced": fraud & (scenario == 2) & traced,
+        "terminal, untraced": fraud & (scenario == 2) & ~traced,
+        "card x5, out of habit": fraud & (scenario == 3) & traced,
+        "card x5, in habit": fraud & (scenario == 3) & ~traced,
+    }
+
+
+def ap_parts(y: np.ndarray, scores: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each group's share of the average precision of ``scores``: the precision at each of its
+    frauds' scores (every payment scored at least as high counted), summed, over all frauds.
+    Over groups that split the frauds the shares add up to scikit-learn's AP, ties included."""
+    ranked = np.sort(scores)
+    fraud_ranked = np.sort(scores[y == 1])
+    at_or_above = len(ranked) - np.searchsorted(ranked, scores, side="left")
+    frauds_at_or_above = len(fraud_ranked) - np.searchsorted(fraud_ranked, scores, side="left")
+    precision = frauds_at_or_above / np.maximum(at_or_above, 1)
+    total = max(len(fraud_ranked), 1)
+    return {
+        name: float(precision[members & (y == 1)].sum() / total) for name, members in groups.items()
+    }

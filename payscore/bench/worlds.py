@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from payscore.bench.ceilings import (
+    FRAUD_GROUPS,
+    ap_parts,
     attack_traced_frauds,
     auc_parts,
+    fraud_groups,
     knowable_oracle,
+    knowable_scores,
     test_week,
     trace_ceiling,
     trace_oracle,
@@ -93,6 +97,10 @@ class WorldResult:
     knowable: dict[str, float]  # the knowable oracle's (``ceilings.knowable_oracle``)
     default_auc: dict[str, float]  # ``ceilings.auc_parts`` of the default's scores
     forest_auc: dict[str, float]  # and of the forest's
+    # ``ceilings.ap_parts`` of the default's and of the knowable oracle's scores (where the
+    # AP each one has comes from); empty: not computed
+    default_ap: dict[str, float] = field(default_factory=dict)
+    knowable_ap: dict[str, float] = field(default_factory=dict)
 
     @property
     def ceiling(self) -> float:
@@ -136,25 +144,28 @@ class WorldResult:
 
 
 def evaluate_world(world: int, cache: Path | None) -> WorldResult:
-    """Train the default model and the handbook forest on ``world``; score its test week
-    and split each one's AUC at the attack-traced frauds (``ceilings.auc_parts``)."""
+    """Train the default model and the handbook forest on ``world``; score its test week,
+    split each one's AUC at the attack-traced frauds (``ceilings.auc_parts``), and the
+    default's and the knowable oracle's AP by fraud group (``ceilings.ap_parts``)."""
     prepared, scenario = prepare(world, cache)
     default_model, default = training.train_default_model(prepared=prepared)
     forest_model, forest = training.train_default_model(baseline=True, prepared=prepared)
     y, test = prepared.history.labels, test_week(prepared)
     traced = attack_traced_frauds(prepared, scenario, world)[test]
     names, X = prepared.engine.feature_names, prepared.X[test]
-    parts = [
-        auc_parts(y[test], model.predict_scores(names, X), traced)
-        for model in (default_model, forest_model)
-    ]
+    scores = [model.predict_scores(names, X) for model in (default_model, forest_model)]
+    groups = fraud_groups(y[test], scenario[: len(y)][test], traced)
+    knowable = knowable_scores(prepared, scenario, world)[test]
     return WorldResult(
         world,
         default,
         forest,
         trace_oracle(prepared, scenario),
         knowable_oracle(prepared, scenario, world),
-        *parts,
+        auc_parts(y[test], scores[0], traced),
+        auc_parts(y[test], scores[1], traced),
+        ap_parts(y[test], scores[0], groups),
+        ap_parts(y[test], knowable, groups),
     )
 
 
@@ -185,6 +196,18 @@ def markdown_table(results: Sequence[WorldResult]) -> str:
             f"| {f['traced']:.4f} / {f['rest']:.4f} "
             f"| {int(d['rest_n'])} ({d['rest_chance_se']:.3f}) |"
         )
+    with_ap = [r for r in results if r.default_ap]
+    if with_ap:
+        lines += [
+            "",
+            "| world | AP by fraud group, default / knowable oracle: "
+            + " | ".join(FRAUD_GROUPS)
+            + " |",
+            "|---|" + "---|" * len(FRAUD_GROUPS),
+        ]
+        for r in with_ap:
+            cells = (f"{r.default_ap[g]:.4f} / {r.knowable_ap[g]:.4f}" for g in FRAUD_GROUPS)
+            lines.append(f"| {_name(r.world)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -272,6 +295,9 @@ CANDIDATES = (
     ),
     Candidate("without amount_whole", {}, drop=("amount_whole",)),
     Candidate("without terminal_last_fraud_ratio", {}, drop=("terminal_last_fraud_ratio",)),
+    Candidate("fraud weight 10", {"class_weight": {0: 1.0, 1: 10.0}}),
+    Candidate("min leaf 20", {"min_samples_leaf": 20}),
+    Candidate("L2 3", {"l2_regularization": 3.0}),
 )
 
 

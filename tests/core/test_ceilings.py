@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from payscore.bench import ceilings
 from payscore.core import simulator, training
@@ -82,3 +83,28 @@ def test_auc_parts_split_at_the_traced_frauds():
     parts = ceilings.auc_parts(y, scores, traced)
     assert parts["traced"] == 1.0 and parts["rest"] == 0.0
     assert parts["rest_n"] == 1 and parts["rest_chance_se"] == pytest.approx((1 / 12) ** 0.5)
+
+
+def test_ap_parts_add_up_to_the_average_precision_ties_included():
+    rng = np.random.default_rng(3)
+    y = (rng.random(400) < 0.1).astype(int)
+    # Coarse scores: many ties, between frauds and genuine payments alike.
+    scores = np.round(rng.random(400) * 0.6 + 0.4 * y, 1)
+    scenario = np.where(y == 1, rng.integers(1, 4, 400), 0)
+    traced = rng.random(400) < 0.5
+    groups = ceilings.fraud_groups(y, scenario, traced)
+    assert list(groups) == list(ceilings.FRAUD_GROUPS)
+    # Each fraud in exactly one group, no genuine payment in any.
+    assert (sum(g.astype(int) for g in groups.values()) == y).all()
+    parts = ceilings.ap_parts(y, scores, groups)
+    assert sum(parts.values()) == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+    assert all(v > 0 for v in parts.values())
+
+
+def test_ap_parts_give_each_fraud_the_precision_at_its_score():
+    y = np.array([1, 0, 1, 0, 1])
+    scores = np.array([0.9, 0.8, 0.7, 0.7, 0.1])
+    first, tied, last = (np.arange(5) == i for i in (0, 2, 4))
+    parts = ceilings.ap_parts(y, scores, {"first": first, "tied": tied, "last": last})
+    # 1/1 at the top; 2 frauds of the 4 scored 0.7 or more (the tie counted); 3 of 5.
+    assert parts == pytest.approx({"first": 1 / 3, "tied": 2 / 4 / 3, "last": 3 / 5 / 3})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from payscore.bench import worlds
+from payscore.bench import ceilings, worlds
 
 
 def _metrics(auc: float, ap: float, cp: float) -> dict[str, float]:
@@ -61,6 +63,18 @@ def test_table_names_the_handbook_world_the_floors_and_the_ceilings():
     assert lines[3].startswith("| 7 |")
     assert lines[3].endswith("| no (ceiling) / no (ceiling) / no (ceiling) |")
     assert lines[8] == "| 7 | 0.9990 / 0.5500 | 0.9950 / 0.6000 | 100 (0.029) |"
+    assert len(lines) == 9  # no AP split computed: no third table
+
+    # Where each one's AP comes from, by fraud group, for the results that have it.
+    split = dict(zip(ceilings.FRAUD_GROUPS, (0.05, 0.5, 0.01, 0.17, 0.03), strict=True))
+    known = {**split, "card x5, in habit": 0.04}
+    with_split = dataclasses.replace(good, default_ap=split, knowable_ap=known)
+    lines = worlds.markdown_table([with_split, reachable_not]).splitlines()
+    assert lines[10].startswith("| world | AP by fraud group, default / knowable oracle: amount |")
+    assert lines[12:] == [
+        "| 0 (handbook) | 0.0500 / 0.0500 | 0.5000 / 0.5000 | 0.0100 / 0.0100 "
+        "| 0.1700 / 0.1700 | 0.0300 / 0.0400 |"
+    ]
 
 
 @pytest.mark.parametrize("text", ["", "1,x", "-1", "4001"])
@@ -107,6 +121,12 @@ def test_default_model_on_other_worlds(world):
     assert result.knowable["average_precision"] == pytest.approx(knowable[0], abs=0.002)
     assert result.knowable["card_precision_at_100"] == pytest.approx(knowable[1], abs=0.002)
     assert result.verdicts() == verdicts
+    # The AP split by fraud group adds up to each one's AP (computed apart, by evaluate).
+    for split, whole in (
+        (result.default_ap, result.default),
+        (result.knowable_ap, result.knowable),
+    ):
+        assert sum(split.values()) == pytest.approx(whole["average_precision"], abs=1e-4)
 
 
 def test_a_candidate_drops_columns():
