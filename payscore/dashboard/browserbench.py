@@ -11,7 +11,8 @@ look up customers: the session's first lookup apart, then one at each range. Eac
 timed in the page, from the input event to the frame at which its content is drawn (see
 ``browserpage``); the report gives median and max. The floor, timed in the same browser and
 run, is the first load of a one-line Streamlit page (``floorpage``) served like the dashboard:
-what Streamlit alone takes on the machine.
+what Streamlit alone takes on the machine; then the same page with one kind of the overview's
+elements added (a Vega-Lite chart, ten metrics, the same as plain HTML), what each kind adds.
 """
 
 from __future__ import annotations
@@ -57,8 +58,19 @@ GOALS = {"first load": 1.5, "range change": 0.5, "customer lookup": 0.3}  # seco
 PROFILE_TAB = Drawn(("Customer risk profile", "Updated "))
 FLOOR_PAGE = Path(floorpage.__file__)  # served by Streamlit; imported, it draws nothing
 FLOOR = Drawn((floorpage.TITLE,))
+# The floor with one kind of the overview's elements (``floorpage.EXTRAS``): what each adds.
+FLOOR_WITH = {
+    "chart": Drawn((floorpage.TITLE,), charts=1),
+    "metrics": Drawn((floorpage.TITLE, floorpage.LAST_FIGURE)),
+    "html": Drawn((floorpage.TITLE, floorpage.LAST_FIGURE)),
+}
 FIRST_LOOKUP = "customer lookup, the session's first (Last day)"
 FLOOR_LOAD = "floor: a one-line Streamlit page's first load"
+
+
+def floor_extra(extra: str) -> str:
+    """The action name of the floor's first load with ``extra`` (``floorpage.EXTRAS``)."""
+    return f"floor + {floorpage.EXTRAS[extra][0]}"
 
 
 def goal_of(action: str) -> float | None:
@@ -171,6 +183,9 @@ def drive(
             for run in range(runs):
                 context = BenchPage.new_context(browser)
                 first_loads(context, floor_url, FLOOR, FLOOR_LOAD).close()
+                for extra, drawn in FLOOR_WITH.items():
+                    at, name = f"{floor_url}/?with={extra}", floor_extra(extra)
+                    first_loads(context, at, drawn, name).close()
                 page = first_loads(context, url, OVERVIEW, "first load", " (Last hour)")
                 shown["Last hour"] = page.headline()
                 for choice in RANGES:

@@ -123,6 +123,11 @@ def test_browser_bench_drives_every_action(
     actions = [
         f"{browserbench.FLOOR_LOAD}, new browser profile",
         f"{browserbench.FLOOR_LOAD}, assets cached",
+        *(
+            f"{browserbench.floor_extra(extra)}, {visit}"
+            for extra in ("chart", "metrics", "html")
+            for visit in ("new browser profile", "assets cached")
+        ),
         "first load, new browser profile (Last hour)",
         "first load, assets cached (Last hour)",
         *(f"range change to {r}" for r in browserbench.RANGES),
@@ -142,6 +147,7 @@ def test_browser_bench_drives_every_action(
         assert met in ({"-"} if limit is None else {"yes", "no", "median only"})
     # The floor is a reference, not held to a goal; the session's first lookup is a lookup.
     assert table[f"{browserbench.FLOOR_LOAD}, assets cached"][3] == "-"
+    assert table["floor + one Vega-Lite chart, assets cached"][3] == "-"
     assert table[browserbench.FIRST_LOOKUP][3] == f"< {browserbench.GOALS['customer lookup']:g} s"
     # The headline the page showed per range is the database's count (nothing written since;
     # the seeded span is half a day, so Last day, Last 7 days and All time hold everything).
