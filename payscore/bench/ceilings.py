@@ -9,6 +9,10 @@ Two oracles bound the default model's figures in docs/model.md ("Other worlds"):
   label (``attack_traced_frauds``), and every payment the exact probability that it is a card's
   x5 given the card's true habit and whether its compromise has shown yet (``x5_posterior``).
 
+Read strictly, a card's true habit is not knowable either: a scorer estimates it from the card's
+past payments. ``habit="history"`` makes the knowable oracle read it from the card's 30 days
+before each payment, as the engine does; the worlds report gives both.
+
 The knowable oracle is the sharper ceiling for average precision: it does not count as traced
 an x5 that looks like the card's habit, or a terminal fraud whose only "trace" is another
 attack's or another card's fraud. It is not a strict upper bound: a model can rank a little of
@@ -25,7 +29,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from payscore.core import simulator, training
-from payscore.core.features import DAY
+from payscore.core.features import DAY, RATIO_FEATURE
 from payscore.core.metrics import evaluate
 from payscore.core.protocol import LABEL_DELAY_DAYS, TRAIN_START_DAY, handbook_test_mask
 
@@ -54,9 +58,27 @@ def _card_means(prepared: training.PreparedWorld, world: int) -> np.ndarray:
     return profiles[np.asarray(prepared.history.customer_ids, dtype=np.int64), 2]
 
 
-def out_of_habit(prepared: training.PreparedWorld, world: int) -> np.ndarray:
+# Where the knowable oracle reads a card's habit (its mean amount) from: "true", the
+# simulator's profile, which no scorer has; "history", the median of the card's payments of
+# the 30 days before, as the engine holds it (the amount over ``features.RATIO_FEATURE``).
+HABITS = ("true", "history")
+
+
+def card_habits(prepared: training.PreparedWorld, world: int, habit: str = "true") -> np.ndarray:
+    """Each payment's card's mean amount, read as ``habit`` says (``HABITS``); a card without
+    earlier payments has the payment's own amount as its habit (the engine's ratio is 1)."""
+    if habit == "true":
+        return _card_means(prepared, world)
+    if habit != "history":
+        raise ValueError(f"habit must be one of {HABITS}, not {habit!r}")
+    ratio = prepared.X[:, list(prepared.engine.feature_names).index(RATIO_FEATURE)]
+    amounts = prepared.history.amounts
+    return np.where(ratio > 0, amounts / np.where(ratio > 0, ratio, 1.0), amounts)
+
+
+def out_of_habit(prepared: training.PreparedWorld, world: int, habit: str = "true") -> np.ndarray:
     """Payments above their card's mean + OUT_OF_HABIT_SD standard deviations."""
-    mean = _card_means(prepared, world)
+    mean = card_habits(prepared, world, habit)
     return prepared.history.amounts > mean * (1 + OUT_OF_HABIT_SD * simulator.AMOUNT_STD_RATIO)
 
 
@@ -92,17 +114,20 @@ def attack_traced_frauds(
     )
 
 
-def x5_posterior(prepared: training.PreparedWorld, scenario: np.ndarray, world: int) -> np.ndarray:
+def x5_posterior(
+    prepared: training.PreparedWorld, scenario: np.ndarray, world: int, habit: str = "true"
+) -> np.ndarray:
     """Each payment's probability of being a card's x5, from what can be known at its time and
-    the simulator's true parameters: the card's habit (amounts normal, mean m, sd m/2), whether
-    the card is compromised *and has shown it* by an earlier out-of-habit x5 in the same
-    compromise (then a third of its payments are x5), else the base rate; and the likelihood
-    of the amount as 5 x a habitual draw against as a habitual draw."""
+    the simulator's true parameters: the card's habit (amounts normal, mean m, sd m/2; m read
+    as ``habit`` says), whether the card is compromised *and has shown it* by an earlier
+    out-of-habit x5 in the same compromise (then a third of its payments are x5), else the
+    base rate; and the likelihood of the amount as 5 x a habitual draw against as a habitual
+    draw."""
     h = prepared.history
     n = len(h.labels)
     scen = scenario[:n]
     days, times, amounts = prepared.days, h.times, h.amounts
-    m = _card_means(prepared, world)
+    m = card_habits(prepared, world, habit)
     sd = m * simulator.AMOUNT_STD_RATIO
 
     def density(x: np.ndarray) -> np.ndarray:
@@ -112,7 +137,7 @@ def x5_posterior(prepared: training.PreparedWorld, scenario: np.ndarray, world: 
     share = 1 / 3  # of a compromised card's payments
     compromised_at_once = simulator.COMPROMISED_CARDS_A_DAY * simulator.COMPROMISED_CARD_DAYS
     prior = np.full(n, compromised_at_once / simulator.N_CUSTOMERS * share)
-    shown = out_of_habit(prepared, world) & (scen == 3)
+    shown = out_of_habit(prepared, world, habit) & (scen == 3)
     cards = np.asarray(h.customer_ids, dtype=np.int64)
     order = np.argsort(cards, kind="stable")
     bounds = np.searchsorted(cards[order], np.arange(simulator.N_CUSTOMERS + 1))
@@ -132,19 +157,21 @@ def knowable_oracle(
     scenario: np.ndarray,
     world: int,
     train_start_day: int = TRAIN_START_DAY,
+    habit: str = "true",
 ) -> dict[str, float]:
     """AUC ROC, AP and CP@100 on the week tested after ``train_start_day`` of the knowable
-    oracle (module docstring)."""
-    return _on_test_week(prepared, knowable_scores(prepared, scenario, world), train_start_day)
+    oracle (module docstring), the cards' habits read as ``habit`` says (``HABITS``)."""
+    scores = knowable_scores(prepared, scenario, world, habit)
+    return _on_test_week(prepared, scores, train_start_day)
 
 
 def knowable_scores(
-    prepared: training.PreparedWorld, scenario: np.ndarray, world: int
+    prepared: training.PreparedWorld, scenario: np.ndarray, world: int, habit: str = "true"
 ) -> np.ndarray:
     """The knowable oracle's score of every payment (module docstring)."""
     n = len(prepared.history.labels)
     certain = attack_traced_frauds(prepared, scenario, world) & (scenario[:n] != 3)
-    return np.maximum(certain.astype(float), x5_posterior(prepared, scenario, world))
+    return np.maximum(certain.astype(float), x5_posterior(prepared, scenario, world, habit))
 
 
 def trace_oracle(

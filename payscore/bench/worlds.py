@@ -101,6 +101,9 @@ class WorldResult:
     # AP each one has comes from); empty: not computed
     default_ap: dict[str, float] = field(default_factory=dict)
     knowable_ap: dict[str, float] = field(default_factory=dict)
+    # the knowable oracle with each card's habit read from its 30 days before, as a scorer
+    # must (``ceilings.knowable_oracle(habit="history")``); empty: not computed
+    knowable_history: dict[str, float] = field(default_factory=dict)
 
     @property
     def ceiling(self) -> float:
@@ -118,7 +121,8 @@ class WorldResult:
     def out_of_reach(self) -> dict[str, bool]:
         """Which floors the knowable ceiling puts out of honest reach on this world:
 
-        - AP: the knowable oracle's own AP is below 0.77;
+        - AP: the knowable oracle's own AP is below 0.77, the cards' habits read from their
+          history as a scorer must (``knowable_history``; the true habits when not computed);
         - CP@100: the default is within 0.01 of the knowable oracle's CP@100 (the trace
           oracle's counts frauds no model can see);
         - AUC: the default ranks the attack-traced frauds at least as well as the forest, and
@@ -130,7 +134,7 @@ class WorldResult:
         return {
             "auc": self.default_auc["traced"] >= self.forest_auc["traced"]
             and rest_gap < 2 * self.default_auc["rest_chance_se"],
-            "ap": self.knowable["average_precision"] < 0.77,
+            "ap": (self.knowable_history or self.knowable)["average_precision"] < 0.77,
             "cp": d["card_precision_at_100"] >= self.knowable["card_precision_at_100"] - 0.01 - eps,
         }
 
@@ -166,6 +170,7 @@ def evaluate_world(world: int, cache: Path | None) -> WorldResult:
         auc_parts(y[test], scores[1], traced),
         ap_parts(y[test], scores[0], groups),
         ap_parts(y[test], knowable, groups),
+        knowable_oracle(prepared, scenario, world, habit="history"),
     )
 
 
@@ -175,13 +180,16 @@ def markdown_table(results: Sequence[WorldResult]) -> str:
     lines = [
         "| world | payscore default AUC / AP / CP@100 | handbook forest AUC / AP / CP@100 "
         "| trace oracle AUC / AP / CP@100 | knowable oracle AUC / AP / CP@100 "
+        "| knowable oracle, habits from history, AUC / AP / CP@100 "
         "| floors held: AUC / AP / CP |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        history = _triple(r.knowable_history) if r.knowable_history else "-"
         lines.append(
             f"| {_name(r.world)} | {_triple(r.default)} | {_triple(r.forest)} "
-            f"| {_triple(r.oracle)} | {_triple(r.knowable)} | {' / '.join(r.verdicts())} |"
+            f"| {_triple(r.oracle)} | {_triple(r.knowable)} | {history} "
+            f"| {' / '.join(r.verdicts())} |"
         )
     lines += [
         "",

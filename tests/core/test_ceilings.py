@@ -108,3 +108,28 @@ def test_ap_parts_give_each_fraud_the_precision_at_its_score():
     parts = ceilings.ap_parts(y, scores, {"first": first, "tied": tied, "last": last})
     # 1/1 at the top; 2 frauds of the 4 scored 0.7 or more (the tie counted); 3 of 5.
     assert parts == pytest.approx({"first": 1 / 3, "tied": 2 / 4 / 3, "last": 3 / 5 / 3})
+
+
+def test_habits_from_history_are_what_the_engine_saw_before_each_payment():
+    day = 40
+    card = int(simulator.compromised_cards(day)[0])
+    rows = [(day + 0.1 * k, card, k, amount, 0) for k, amount in enumerate((20.0, 40.0, 30.0))]
+    prepared = _prepared(rows)
+    names = list(prepared.engine.feature_names)
+    prepared.X = np.zeros((3, len(names)))
+    # The engine's ratio to the card's median of its 30 days before (1.0: no history yet).
+    prepared.X[:, names.index("customer_amount_ratio_median_30day")] = [1.0, 2.0, 1.0]
+    habits = ceilings.card_habits(prepared, world=0, habit="history")
+    assert habits.tolist() == [20.0, 20.0, 30.0]
+    true_mean = simulator.customer_profiles()[card, 2]
+    assert ceilings.card_habits(prepared, world=0).tolist() == [true_mean] * 3
+    # The posterior reads the habit it is given: 40 is 2x the history's 20.
+    by_history = ceilings.x5_posterior(prepared, np.zeros(3), world=0, habit="history")
+    m, a = 20.0, 40.0
+    density = lambda x: np.exp(-0.5 * ((x - m) / (m / 2)) ** 2) / (m / 2)  # noqa: E731
+    base = simulator.COMPROMISED_CARDS_A_DAY * simulator.COMPROMISED_CARD_DAYS
+    prior = base / simulator.N_CUSTOMERS / 3
+    odds = prior * density(a / 5) / 5 / density(a)
+    assert by_history[1] == pytest.approx(odds / (odds + 1 - prior))
+    with pytest.raises(ValueError, match="habit must be one of"):
+        ceilings.card_habits(prepared, world=0, habit="guess")

@@ -49,6 +49,14 @@ def test_table_names_the_handbook_world_the_floors_and_the_ceilings():
         _parts(0.995, 0.55, 100),
     )
     assert short.verdicts() == ["no", "no", "no"]
+    # AP missed where the true habits would allow it, but not once each card's habit is read
+    # from its history as a scorer must: out of reach, and that oracle is in the table.
+    from_history = dataclasses.replace(short, knowable_history=_metrics(0.86, 0.7690, 0.3057))
+    assert from_history.verdicts() == ["no", "no (ceiling)", "no"]
+    row = worlds.markdown_table([from_history]).splitlines()[2]
+    assert "| 0.8700 / 0.7800 / 0.3057 | 0.8600 / 0.7690 / 0.3057 | no / no (ceiling) / no |" in row
+    reachable = dataclasses.replace(short, knowable_history=_metrics(0.86, 0.7710, 0.3057))
+    assert reachable.verdicts() == ["no", "no", "no"]
     # The untraced frauds' gap beyond two standard errors is not chance.
     apart = _result(
         9, good.default, good.knowable, _parts(0.999, 0.50, 100), _parts(0.99, 0.62, 100)
@@ -58,7 +66,7 @@ def test_table_names_the_handbook_world_the_floors_and_the_ceilings():
     lines = worlds.markdown_table([good, reachable_not]).splitlines()
     assert lines[2] == (
         "| 0 (handbook) | 0.8905 / 0.7705 / 0.2955 | 0.8800 / 0.6600 / 0.2800 "
-        "| 0.9000 / 0.8000 / 0.3050 | 0.8800 / 0.7800 / 0.3000 | yes / yes / yes |"
+        "| 0.9000 / 0.8000 / 0.3050 | 0.8800 / 0.7800 / 0.3000 | - | yes / yes / yes |"
     )
     assert lines[3].startswith("| 7 |")
     assert lines[3].endswith("| no (ceiling) / no (ceiling) / no (ceiling) |")
@@ -90,19 +98,19 @@ def test_bad_world_lists_are_refused(text, capsys):
 # world on an idle 2-core machine.
 PINNED = {
     # world: (default AUC, AP, CP@100), (forest AUC, AP, CP@100), trace ceiling CP@100,
-    # the knowable oracle's (AP, CP@100), the floors' verdicts
+    # the knowable oracle's (AP, CP@100, AP with habits from history), the floors' verdicts
     1: (
         (0.8841, 0.7582, 0.3143),
         (0.8852, 0.6693, 0.3071),
         0.3200,
-        (0.7651, 0.3129),
+        (0.7651, 0.3129, 0.7586),
         ["no (ceiling)", "no (ceiling)", "yes"],
     ),
     2: (
         (0.8761, 0.7206, 0.3171),
         (0.8575, 0.6632, 0.3129),
         0.3286,
-        (0.7407, 0.3200),
+        (0.7407, 0.3200, 0.7337),
         ["yes", "no (ceiling)", "no (ceiling)"],
     ),
 }
@@ -120,6 +128,8 @@ def test_default_model_on_other_worlds(world):
     assert result.ceiling == pytest.approx(ceiling, abs=0.002)
     assert result.knowable["average_precision"] == pytest.approx(knowable[0], abs=0.002)
     assert result.knowable["card_precision_at_100"] == pytest.approx(knowable[1], abs=0.002)
+    history = result.knowable_history["average_precision"]
+    assert history == pytest.approx(knowable[2], abs=0.002)
     assert result.verdicts() == verdicts
     # The AP split by fraud group adds up to each one's AP (computed apart, by evaluate).
     for split, whole in (
