@@ -1,6 +1,7 @@
 """What a simulated world's test week allows any model: oracles that know the fraud scenarios.
 
-Two oracles bound the default model's figures in docs/model.md ("Other worlds"):
+Two oracles bound the default model's figures in docs/model.md ("Other worlds"), the second
+read two ways (``HABITS``):
 
 - the **trace oracle** scores 1 every fraud with a visible trace by a generous reading
   (``traced_frauds``) and 0 everything else;

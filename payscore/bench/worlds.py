@@ -175,7 +175,7 @@ def evaluate_world(world: int, cache: Path | None) -> WorldResult:
 
 
 def markdown_table(results: Sequence[WorldResult]) -> str:
-    """One row per world: default and forest metrics, both ceilings, the floors held; then
+    """One row per world: default and forest metrics, the ceilings, the floors held; then
     each one's AUC on the attack-traced frauds and on the rest."""
     lines = [
         "| world | payscore default AUC / AP / CP@100 | handbook forest AUC / AP / CP@100 "
