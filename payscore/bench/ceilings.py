@@ -159,10 +159,14 @@ def knowable_oracle(
     world: int,
     train_start_day: int = TRAIN_START_DAY,
     habit: str = "true",
+    scores: np.ndarray | None = None,
 ) -> dict[str, float]:
     """AUC ROC, AP and CP@100 on the week tested after ``train_start_day`` of the knowable
-    oracle (module docstring), the cards' habits read as ``habit`` says (``HABITS``)."""
-    scores = knowable_scores(prepared, scenario, world, habit)
+    oracle (module docstring), the cards' habits read as ``habit`` says (``HABITS``).
+    ``scores``: the oracle's scores of every payment, when the caller already has them
+    (``knowable_scores`` with the same ``habit``)."""
+    if scores is None:
+        scores = knowable_scores(prepared, scenario, world, habit)
     return _on_test_week(prepared, scores, train_start_day)
 
 

@@ -159,17 +159,17 @@ def evaluate_world(world: int, cache: Path | None) -> WorldResult:
     names, X = prepared.engine.feature_names, prepared.X[test]
     scores = [model.predict_scores(names, X) for model in (default_model, forest_model)]
     groups = fraud_groups(y[test], scenario[: len(y)][test], traced)
-    knowable = knowable_scores(prepared, scenario, world)[test]
+    knowable = knowable_scores(prepared, scenario, world)  # every payment's: computed once
     return WorldResult(
         world,
         default,
         forest,
         trace_oracle(prepared, scenario),
-        knowable_oracle(prepared, scenario, world),
+        knowable_oracle(prepared, scenario, world, scores=knowable),
         auc_parts(y[test], scores[0], traced),
         auc_parts(y[test], scores[1], traced),
         ap_parts(y[test], scores[0], groups),
-        ap_parts(y[test], knowable, groups),
+        ap_parts(y[test], knowable[test], groups),
         knowable_oracle(prepared, scenario, world, habit="history"),
     )
 

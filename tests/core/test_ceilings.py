@@ -26,6 +26,11 @@ def _prepared(rows: list[tuple[float, int, int, float, int]]) -> training.Prepar
     return training.PreparedWorld(history, FeatureEngine(), X, np.floor(days).astype(np.int64))
 
 
+def _density(x, m):
+    """The simulator's amount density of a card with mean ``m`` (normal, std m/2), at ``x``."""
+    return np.exp(-0.5 * ((x - m) / (m / 2)) ** 2) / (m / 2)
+
+
 def test_a_terminal_fraud_is_traced_only_by_a_known_fraud_of_its_own_attack():
     # (day, card, terminal, amount, label), scenario alongside.
     rows = [
@@ -64,11 +69,7 @@ def test_a_cards_x5_is_likely_only_once_the_card_has_shown_its_compromise():
     prepared = _prepared(rows)
     posterior = ceilings.x5_posterior(prepared, scenario, world=0)
     m, a = simulator.customer_profiles()[[card, card, card, other], 2], prepared.history.amounts
-
-    def density(x, m):
-        return np.exp(-0.5 * ((x - m) / (m / 2)) ** 2) / (m / 2)
-
-    ratio = density(a / 5, m) / 5 / density(a, m)
+    ratio = _density(a / 5, m) / 5 / _density(a, m)
     assert posterior[2] == pytest.approx(ratio[2] / 3 / (ratio[2] / 3 + 2 / 3))
     # The same amount: the base rate before, a third once the compromise has shown.
     assert posterior[0] < 0.001 and posterior[3] < 0.001 and posterior[2] > 100 * posterior[0]
@@ -126,10 +127,9 @@ def test_habits_from_history_are_what_the_engine_saw_before_each_payment():
     # The posterior reads the habit it is given: 40 is 2x the history's 20.
     by_history = ceilings.x5_posterior(prepared, np.zeros(3), world=0, habit="history")
     m, a = 20.0, 40.0
-    density = lambda x: np.exp(-0.5 * ((x - m) / (m / 2)) ** 2) / (m / 2)  # noqa: E731
     base = simulator.COMPROMISED_CARDS_A_DAY * simulator.COMPROMISED_CARD_DAYS
     prior = base / simulator.N_CUSTOMERS / 3
-    odds = prior * density(a / 5) / 5 / density(a)
+    odds = prior * _density(a / 5, m) / 5 / _density(a, m)
     assert by_history[1] == pytest.approx(odds / (odds + 1 - prior))
     with pytest.raises(ValueError, match="habit must be one of"):
         ceilings.card_habits(prepared, world=0, habit="guess")
