@@ -62,7 +62,7 @@ FLOOR = Drawn((floorpage.TITLE,))
 FLOOR_WITH = {
     "chart": Drawn((floorpage.TITLE,), charts=1),
     "metrics": Drawn((floorpage.TITLE, floorpage.LAST_FIGURE)),
-    "html": Drawn((floorpage.TITLE, floorpage.LAST_FIGURE)),
+    "html": Drawn((floorpage.TITLE, floorpage.LAST_FIGURE), charts=2),
 }
 FIRST_LOOKUP = "customer lookup, the session's first (Last day)"
 FLOOR_LOAD = "floor: a one-line Streamlit page's first load"

@@ -76,7 +76,8 @@ DRAWN = """
     const shown = el => el.offsetParent !== null;
     const body = main.innerText;
     if (!texts.every(t => body.includes(t))) return false;
-    const drawn = Array.from(main.querySelectorAll("[data-testid='stVegaLiteChart']"))
+    // Vega-Lite charts, and the overview's own SVG charts (``inline``).
+    const drawn = Array.from(main.querySelectorAll("[data-testid='stVegaLiteChart'], .ps-chart"))
         .filter(shown);
     if (drawn.length < charts || !drawn.every(c => c.querySelector("svg path, svg line")))
         return false;
@@ -226,7 +227,8 @@ class BenchPage:
 
     def headline(self) -> str:
         """The "Payments decided" figure as shown."""
-        return str(self.page.locator("[data-testid='stMetricValue']").first.inner_text()).strip()
+        figure = self.page.locator(".ps-value, [data-testid='stMetricValue']").first
+        return str(figure.inner_text()).strip()
 
     def screenshot(self, path: str) -> None:
         self.page.wait_for_timeout(1000)  # chart transitions

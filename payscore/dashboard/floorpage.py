@@ -8,8 +8,11 @@ first load is timed too. Streamlit runs this file as ``__main__``; imported, it 
 (the benchmark reads ``TITLE`` and ``EXTRAS``)."""
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import streamlit as st
+
+from payscore.dashboard import inline
 
 TITLE = "payscore - browser floor"
 LINE = "One title and one line: what Streamlit alone takes to draw."
@@ -46,26 +49,33 @@ def _metrics() -> None:
 
 
 def _html() -> None:
-    """The same ten figures and a line of the chart's values as one HTML block (inline SVG):
-    the cost of drawing without Streamlit's metric and Vega elements."""
-    cells = "".join(
-        f"<div style='flex:1 0 18%'><div>Figure {k}</div>"
-        f"<div style='font-size:2.2rem'>{k * 12_345:,}</div></div>"
+    """The same ten figures and two charts as HTML and inline SVG, drawn as the overview draws
+    them (``inline``, through Markdown)."""
+    figures = [
+        inline.Figure(f"Figure {k}", f"{k * 12_345:,}", f"{k / 10:.2f}%")
         for k in range(1, FIGURES + 1)
-    )
-    points = " ".join(f"{5 * k},{300 - v / 2:.0f}" for k, v in enumerate(_values()))
-    svg = (
-        f"<svg width='{5 * POINTS}' height='300'>"
-        f"<polyline points='{points}' fill='none' stroke='#555'/></svg>"
-    )
-    st.html(f"<div style='display:flex;flex-wrap:wrap'>{cells}</div>{svg}")
+    ]
+    start = datetime(2026, 12, 1, 22, 0)
+    times = [start + timedelta(seconds=30 * k) for k in range(POINTS)]
+    values = _values()
+    series = {
+        "payments": values,
+        "review": [v // 20 for v in values],
+        "declined": [v // 50 for v in values],
+    }
+    bins = 20
+    starts = [k / bins for k in range(bins)]
+    chart = inline.activity_svg(times, series, "%H:%M")
+    hist = inline.histogram_svg(starts, [values[k] * (bins - k) for k in range(bins)])
+    for markup in (inline.headline_html(figures), chart, hist):
+        st.markdown(markup, unsafe_allow_html=True)
 
 
 # name in ?with= -> (what it adds, how it draws it)
 EXTRAS: dict[str, tuple[str, Callable[[], None]]] = {
     "chart": ("one Vega-Lite chart", _chart),
     "metrics": ("ten metrics", _metrics),
-    "html": ("ten figures and a line as HTML", _html),
+    "html": ("ten figures and two charts as HTML and SVG", _html),
 }
 
 

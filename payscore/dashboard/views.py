@@ -22,11 +22,15 @@ from payscore.dashboard.figures import (
     STATUS_MARKS,
     Headline,
     TimeRange,
-    activity_spec,
     bin_name,
-    customer_scatter_spec,
-    score_histogram_spec,
     time_axis_format,
+)
+from payscore.dashboard.inline import (
+    Figure,
+    activity_svg,
+    headline_html,
+    histogram_svg,
+    scatter_svg,
 )
 
 ALERTS = 100  # velocity alerts shown
@@ -116,18 +120,27 @@ def fmt_backlog(n: int) -> str:
 
 
 def overview(conn: Connection, tr: TimeRange) -> None:
-    """The overview tab: the headline figures, then the activity chart and score histogram.
+    """The overview tab: the headline figures, then the activity chart and score histogram,
+    drawn as HTML and inline SVG (``inline``: a first load does not wait for a chart library).
 
     The fraud count is the one slow figure of a long range (an index probe per fraud label,
     about a second at 10 million decisions on a loaded machine): it runs on a second
     connection while the rest is fetched and drawn, and fills its place last."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         fraud = pool.submit(_fraud_labelled, conn.engine, tr)
-        figures, fraud_place = headline(conn, tr)
-        charts(conn, tr, figures.decided)
+        h = q.headline(conn, tr, fraud=False)
+        backlog = lookups.review_backlog(conn)
+        place = st.empty()
+        _markup(headline_html(headline_figures(h, backlog, None)), place)
+        charts(conn, tr, h.decided)
         n = fraud.result()
-    rate = n / figures.decided if figures.decided else None
-    fraud_place.metric("Fraud rate", fmt_rate(rate), help="Labelled fraud among decided")
+    _markup(headline_html(headline_figures(h, backlog, n)), place)
+
+
+def _markup(html: str, where: Any = st) -> None:
+    """Show ``inline``'s markup. Through Markdown, which keeps inline SVG: ``st.html``
+    sanitizes it with an HTML-only profile and drops every SVG element."""
+    where.markdown(html, unsafe_allow_html=True)
 
 
 def _fraud_labelled(engine: Engine, tr: TimeRange) -> int:
@@ -135,37 +148,30 @@ def _fraud_labelled(engine: Engine, tr: TimeRange) -> int:
         return q.fraud_labelled(conn, tr)
 
 
-def headline(conn: Connection, tr: TimeRange) -> tuple[Headline, Any]:
-    """The figures at the top, and the empty place of the fraud rate (the caller fills it)."""
-    h = q.headline(conn, tr, fraud=False)
-    backlog = lookups.review_backlog(conn)
-    row1 = st.columns(5)
-    row1[0].metric("Payments decided", fmt_count(h.decided))
-    for col, status in zip(row1[1:4], q.STATUSES, strict=True):
-        # The rate under the count, not beside it: "19,620 (98.10%)" did not fit a column.
-        col.metric(status.title(), fmt_count(h.counts[status]), **_note(fmt_rate(h.rate(status))))
-    fraud_place = row1[4].empty()
-    row2 = st.columns(5)
+def headline_figures(h: Headline, backlog: int, fraud: int | None) -> list[Figure]:
+    """The ten figures at the top, in two rows of five; ``fraud``: the labelled frauds, None
+    while they are being counted."""
     per_second = h.throughput_per_second
     active = fmt_duration(h.active_seconds) if per_second is not None else None
-    row2[0].metric(
-        "Throughput",
-        fmt_throughput(per_second),
-        help="Decisions over the active period: from the first to the last decision in the "
-        "range, not the whole range",
-        **_note(f"over {active} active" if active else None),
-    )
     sample = f"Over the latest {h.latency_sample:,} decisions (received -> scored)"
-    row2[1].metric("Latency median", fmt_ms(h.latency_median_ms), help=sample)
-    row2[2].metric("Latency p99", fmt_ms(h.latency_p99_ms), help=sample)
-    row2[3].metric("Dead letters", fmt_count(h.dead_letters))
-    row2[4].metric("Review backlog", fmt_backlog(backlog), help="REVIEW decisions with no label")
-    return h, fraud_place
-
-
-def _note(text: str | None) -> dict[str, Any]:
-    """A grey line under a metric's value (Streamlit's delta, without arrow or colour)."""
-    return {"delta": text, "delta_color": "off", "delta_arrow": "off"} if text else {}
+    fraud_rate = "..." if fraud is None else fmt_rate(fraud / h.decided if h.decided else None)
+    return [
+        Figure("Payments decided", fmt_count(h.decided)),
+        # The rate under the count, not beside it: "19,620 (98.10%)" did not fit a column.
+        *(Figure(s.title(), fmt_count(h.counts[s]), fmt_rate(h.rate(s))) for s in q.STATUSES),
+        Figure("Fraud rate", fraud_rate, help="Labelled fraud among decided"),
+        Figure(
+            "Throughput",
+            fmt_throughput(per_second),
+            f"over {active} active" if active else None,
+            "Decisions over the active period: from the first to the last decision in the "
+            "range, not the whole range",
+        ),
+        Figure("Latency median", fmt_ms(h.latency_median_ms), help=sample),
+        Figure("Latency p99", fmt_ms(h.latency_p99_ms), help=sample),
+        Figure("Dead letters", fmt_count(h.dead_letters)),
+        Figure("Review backlog", fmt_backlog(backlog), help="REVIEW decisions with no label"),
+    ]
 
 
 def time_chart(frame: pd.DataFrame, x: str, fmt: str, **encodings: Any) -> alt.Chart:
@@ -188,7 +194,7 @@ def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
         if activity.empty:
             st.caption("No decisions in this range.")
         else:
-            st.vega_lite_chart(None, activity_figure(activity, seconds), width="stretch")
+            _markup(activity_figure(activity, seconds))
             partial = (
                 " The first and last bins hold part of a period only (from the first decision, "
                 "to the latest): their points are hollow and the line to them dashed."
@@ -197,34 +203,21 @@ def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
             )
             st.caption(
                 f"Times in UTC; the bin ({bin_name(seconds)}) is chosen from the span of the "
-                f"decisions in the range.{partial}"
+                f"decisions in the range.{partial} Point at a mark for its figures."
             )
     with right:
         st.subheader("Score distribution")
         hist = q.score_histogram(conn, tr)
-        hist = hist.assign(score_to=hist["score_from"] + 1 / len(hist))
-        spec = {**score_histogram_spec(len(hist)), **_named("scores", hist)}
-        st.vega_lite_chart(None, spec, width="stretch")
+        _markup(histogram_svg(hist["score_from"].tolist(), hist["payments"].tolist()))
 
 
-def _named(name: str, frame: pd.DataFrame) -> dict[str, Any]:
-    """A spec's data as a named dataset, as Altair sends it: unnamed data let Vega draw a
-    chart once without its data first ("Infinite extent" warnings in the browser)."""
-    return {"data": {"name": name}, "datasets": {name: frame}}
-
-
-def activity_figure(activity: pd.DataFrame, seconds: int) -> dict[str, Any]:
-    """The activity chart's Vega-Lite spec with its data (``figures.activity_spec``): one row
-    per bin and series, the first and last bins marked partial."""
-    span = (activity["bucket"].iloc[-1] - activity["bucket"].iloc[0]).total_seconds()
-    long = activity.melt(id_vars="bucket", value_vars=list(SERIES_COLOURS), var_name="series")
-    ends = {activity["bucket"].iloc[0], activity["bucket"].iloc[-1]}
-    long["partial"] = long["bucket"].isin(ends) if len(activity) > 1 else False
-    long["from"] = long["bucket"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
-    # Marked UTC: a naive time reaches the browser as its local time, and would shift.
-    long["bucket"] = long["bucket"].dt.tz_localize("UTC")
-    spec = activity_spec(time_axis_format(seconds, span))
-    return {**spec, **_named("activity", long)}
+def activity_figure(activity: pd.DataFrame, seconds: int) -> str:
+    """The activity chart (``inline.activity_svg``) of one row per bin: its series counted,
+    the time axis labelled for the bin and the span."""
+    buckets = list(activity["bucket"].dt.to_pydatetime())
+    span = (buckets[-1] - buckets[0]).total_seconds()
+    series = {name: activity[name].astype(int).tolist() for name in SERIES_COLOURS}
+    return activity_svg(buckets, series, time_axis_format(seconds, span))
 
 
 def decisions(conn: Connection, tr: TimeRange) -> None:
@@ -287,13 +280,13 @@ def customer(conn: Connection) -> None:
     )
     history = lookups.customer_history(conn, wanted, HISTORY + 1)
     plotted = history.head(HISTORY)
-    plotted = plotted[["event_time", "amount", "status"]].assign(
-        when=plotted["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        # Marked UTC: a naive time reaches the browser as its local time, and would shift.
-        event_time=plotted["event_time"].dt.tz_localize("UTC"),
+    _markup(
+        scatter_svg(
+            list(plotted["event_time"].dt.to_pydatetime()),
+            plotted["amount"].astype(float).tolist(),
+            plotted["status"].tolist(),
+        )
     )
-    spec = {**customer_scatter_spec(), **_named("history", plotted)}
-    st.vega_lite_chart(None, spec, width="stretch")
     table(history, "customer history", cap=HISTORY)
 
 

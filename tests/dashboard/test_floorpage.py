@@ -37,7 +37,7 @@ def test_each_extra_adds_its_own_kind_of_element_only() -> None:
     assert metrics.metric[-1].label == floorpage.LAST_FIGURE
     html = _page("html")
     assert not html.metric and "vega_lite_chart" not in _kinds(html)
-    (block,) = html.get("html")
-    body = block.proto.body
-    assert floorpage.LAST_FIGURE in body and "<polyline" in body
+    headline, *charts = (m.value for m in html.markdown[1:])
+    assert floorpage.LAST_FIGURE in headline and 'class="ps-headline"' in headline
+    assert len(charts) == 2 and all('class="ps-chart"' in c and "<svg" in c for c in charts)
     assert sorted(floorpage.EXTRAS) == ["chart", "html", "metrics"]

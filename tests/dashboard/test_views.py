@@ -1,22 +1,26 @@
-"""The charts' specs: one status palette, shapes beside colours, partial end bins marked."""
+"""The overview's charts and headline: one status palette, shapes beside colours, partial end
+bins marked, every figure whole."""
 
 from __future__ import annotations
 
-import json
 import unicodedata
+import xml.etree.ElementTree as ET
 
-import altair as alt
 import pandas as pd
-import pytest
 
 from payscore.dashboard.figures import (
     SERIES_COLOURS,
-    SERIES_SHAPES,
     STATUS_COLOURS,
     STATUS_MARKS,
     STATUS_SHAPES,
-    score_histogram_spec,
     tint,
+)
+from payscore.dashboard.inline import (
+    Figure,
+    headline_html,
+    histogram_svg,
+    nice_ticks,
+    scatter_svg,
 )
 from payscore.dashboard.views import activity_figure
 
@@ -46,39 +50,101 @@ def test_one_palette_for_tables_and_charts() -> None:
     assert tint("#D55E00", 0.3) == "rgba(213, 94, 0, 0.3)"
 
 
+def _parsed(markup: str) -> ET.Element:
+    """The markup as XML: it must be well formed to be drawn as written."""
+    return ET.fromstring(markup)
+
+
+def _tag(el: ET.Element) -> str:
+    return el.tag.rsplit("}", 1)[-1]
+
+
 def test_activity_marks_the_partial_end_bins() -> None:
-    spec = activity_figure(_activity(5), 1)
-    text = json.dumps({k: v for k, v in spec.items() if k != "datasets"})
-    assert json.dumps(list(SERIES_COLOURS.values())) in text
-    layers = spec["layer"]
-    marks = [(layer["mark"]["type"], layer.get("transform")) for layer in layers]
-    assert marks[0] == ("line", None)  # the dashed line through every bin
-    assert layers[0]["mark"]["strokeDash"]
-    assert marks[1][1] == [{"filter": "!datum.partial"}]  # solid between whole bins
-    assert layers[3]["mark"]["filled"] is False
-    assert layers[3]["transform"] == [{"filter": "datum.partial"}]
-    assert [layer["encoding"]["shape"]["scale"]["range"] for layer in layers[2:]] == [
-        list(SERIES_SHAPES.values())
-    ] * 2
-    data = spec["datasets"][spec["data"]["name"]]
-    assert str(data["bucket"].dt.tz) == "UTC"  # naive times would shift to the browser's zone
-    partial = sorted(set(zip(data["bucket"], data["partial"], strict=True)))
-    assert [p for _, p in partial] == [True, False, False, False, True]
-
-
-def test_the_specs_are_valid_vega_lite() -> None:
-    """Checked against the Vega-Lite schema Altair ships (the page no longer validates them)."""
-    activity = activity_figure(_activity(5), 60)
-    scores = {**score_histogram_spec(20), "data": {"values": []}}
-    for spec in (activity, scores):
-        plain = {k: v for k, v in spec.items() if k != "datasets"}
-        if "datasets" in spec:
-            plain["data"] = {"values": []}
-        alt.Chart.from_dict(plain)  # raises on a spec the schema refuses
-    with pytest.raises(Exception):  # noqa: B017 - the schema's own error type varies
-        alt.Chart.from_dict({"mark": {"type": "no-such-mark"}, "data": {"values": []}})
+    markup = activity_figure(_activity(5), 1)
+    assert "\n" not in markup  # one line: Markdown would end the HTML block at a blank one
+    svg = _parsed(markup).find("svg")
+    assert svg is not None
+    lines = [p for p in svg.iter() if _tag(p) == "path" and p.find("title") is None]
+    dashed = [p for p in lines if p.get("stroke-dasharray")]
+    solid = [p for p in lines if not p.get("stroke-dasharray")]
+    # A dashed line under every bin and a solid one between whole bins, per series.
+    assert sorted(p.get("stroke") for p in dashed) == sorted(SERIES_COLOURS.values())
+    assert sorted(p.get("stroke") for p in solid) == sorted(SERIES_COLOURS.values())
+    assert all(p.get("d").count("L") == 4 for p in dashed)  # 5 points
+    assert all(p.get("d").count("L") == 2 for p in solid)  # the 3 whole bins
+    # One point per bin and series with its figures as a tooltip; the end bins hollow.
+    points = [el for el in svg.iter() if el.find("title") is not None]
+    tips = {el.find("title").text: el for el in points}
+    first = tips["2026-12-01 22:16:00 UTC · review: 1 · partial bin"]
+    assert first.get("fill") == "none" and first.get("stroke") == SERIES_COLOURS["review"]
+    middle = tips["2026-12-01 22:16:02 UTC · declined: 1"]
+    assert middle.get("fill") == SERIES_COLOURS["declined"] and _tag(middle) == "path"
+    assert _tag(tips["2026-12-01 22:16:02 UTC · review: 1"]) == "rect"  # square
+    assert _tag(tips["2026-12-01 22:16:02 UTC · payments: 3"]) == "circle"
+    # The time axis in 24-hour UTC, as the bin asks.
+    texts = [t.text for t in svg.iter() if _tag(t) == "text"]
+    assert {"22:16:00", "22:16:04", "payments", "review", "declined"} <= set(texts), texts
 
 
 def test_a_single_bin_is_not_partial() -> None:
-    spec = activity_figure(_activity(1), 1)
-    assert set(spec["datasets"]["activity"]["partial"]) == {False}
+    svg = _parsed(activity_figure(_activity(1), 1)).find("svg")
+    assert not [p for p in svg.iter() if p.get("stroke-dasharray")]
+    tips = [el.find("title").text for el in svg.iter() if el.find("title") is not None]
+    assert tips and not any("partial" in t for t in tips)
+
+
+def test_time_labels_are_spread_and_counts_scale() -> None:
+    frame = _activity(120).assign(payments=range(120))
+    svg = _parsed(activity_figure(frame, 60)).find("svg")
+    labels = [t.text for t in svg.iter() if _tag(t) == "text" and ":" in (t.text or "")]
+    assert 3 <= len(labels) <= 6 and labels[0] == "22:16", labels
+    ticks = [t.text for t in svg.iter() if _tag(t) == "text" and t.get("text-anchor") == "end"]
+    assert ticks == ["0", "50", "100", "150"]  # 119 at most: 3 steps of 50
+    assert nice_ticks(938_219) == [k * 200_000 for k in range(6)]
+    assert nice_ticks(0) == [0.0, 1.0]
+
+
+def test_histogram_bars_span_the_scores() -> None:
+    counts = [5, 0, 1_234, 7]
+    svg = _parsed(histogram_svg([0.0, 0.25, 0.5, 0.75], counts)).find("svg")
+    bars = [r for r in svg.iter() if _tag(r) == "rect"]
+    assert [b.find("title").text for b in bars][2] == "scores 0.50-0.75: 1,234 payments"
+    assert {b.get("fill") for b in bars} == {SERIES_COLOURS["payments"]}
+    heights = [float(b.get("height")) for b in bars]
+    assert heights[1] == 0 and heights[2] == max(heights) and heights[0] < heights[3]
+    xs = [float(b.get("x")) for b in bars]
+    assert xs == sorted(xs)
+
+
+def test_headline_escapes_and_keeps_each_figure_whole() -> None:
+    markup = headline_html(
+        [Figure("Payments decided", "10,049,060"), Figure("<b>", "1", "98.10%", 'say "hi"')]
+    )
+    root = _parsed(markup)
+    figures = root.findall("div")
+    assert [f.get("class") for f in figures] == ["ps-figure"] * 2
+    label, value = figures[1].findall("div")[:2]
+    assert (label.text, value.text) == ("<b>", "1")  # shown as text, never as markup
+    assert figures[1].get("title") == 'say "hi"'
+    assert figures[1].find("div[@class='ps-note']").text == "98.10%"
+    assert "white-space:nowrap" in figures[0].find("div[@class='ps-value']").get("style")
+    assert "repeat(5," in root.get("style")
+
+
+def test_a_customers_payments_in_the_status_palette_and_shapes() -> None:
+    times = list(pd.date_range("2026-12-01 10:00", periods=3, freq="1h").to_pydatetime())
+    svg = _parsed(scatter_svg(times, [12.5, 300.0, 40.0], ["APPROVED", "DECLINED", "APPROVED"]))
+    points = {el.find("title").text: el for el in svg.iter() if el.find("title") is not None}
+    declined = points["2026-12-01 11:00:00 UTC · 300.00 · DECLINED"]
+    assert _tag(declined) == "path" and declined.get("fill") == STATUS_COLOURS["DECLINED"]
+    approved = points["2026-12-01 10:00:00 UTC · 12.50 · APPROVED"]
+    assert _tag(approved) == "circle" and approved.get("fill") == STATUS_COLOURS["APPROVED"]
+    # In time order from left to right, the larger amount higher (smaller y).
+    later = points["2026-12-01 12:00:00 UTC · 40.00 · APPROVED"]
+    assert float(approved.get("cx")) < float(later.get("cx"))
+    assert float(later.get("cy")) < float(approved.get("cy"))
+    # The legend names the statuses shown only, with the time axis in UTC.
+    texts = [t.text for t in svg.iter() if _tag(t) == "text"]
+    assert "APPROVED" in texts and "DECLINED" in texts and "REVIEW" not in texts
+    assert "12-01 10:00" in texts and "12-01 12:00" in texts
+    assert _parsed(scatter_svg([], [], [])).find(".//circle") is None
