@@ -80,6 +80,10 @@ def streamlit_command(host: str, port: int, script: Path | None = None) -> list[
         "none",
         "--client.toolbarMode",
         "minimal",
+        # No forced full collection after every run (payscore/dashboard/gcfreeze.py): it held
+        # the GIL while the browser waited for the run's end, and grew with the server's age.
+        "--runner.postScriptGC",
+        "false",
     ]
 
 

@@ -362,6 +362,9 @@ def test_cli_passes_settings_by_environment_not_argv(monkeypatch: pytest.MonkeyP
     env = child_env(settings, refresh=15)
     assert app_path().is_file() and str(app_path()) in command
     assert ["--server.port", "8765"] == command[command.index("--server.port") :][:2]
+    # Streamlit's forced collection after every run is off (gcfreeze.py says why).
+    gc_option = command.index("--runner.postScriptGC")
+    assert command[gc_option : gc_option + 2] == ["--runner.postScriptGC", "false"]
     assert not any("s3cret" in part for part in command)
     assert env["PAYSCORE_DATABASE_PASSWORD"] == "s3cret-pw"
     assert env["PAYSCORE_DATABASE_URL"] == "mysql://reader@db.example/payscore"
