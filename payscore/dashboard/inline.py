@@ -134,29 +134,44 @@ def _svg(frame: _Frame, label: str, body: str) -> str:
     )
 
 
+def _paint(colour: str, filled: bool) -> str:
+    """A point's fill and stroke: filled in ``colour``, or hollow with a ``colour`` outline."""
+    if filled:
+        return f'fill="{colour}" stroke="{colour}"'
+    return f'fill="none" stroke="{colour}" stroke-width="1.5"'
+
+
 def marker(shape: str, x: float, y: float, colour: str, filled: bool, tip: str) -> str:
-    """A point of ``shape`` (circle, square, triangle-up), hollow when not ``filled``."""
-    paint = (
-        f'fill="{colour}" stroke="{colour}"'
-        if filled
-        else f'fill="none" stroke="{colour}" stroke-width="1.5"'
-    )
-    r = MARK
-    if shape == "square":
-        tag, where = "rect", f'x="{x - r:.1f}" y="{y - r:.1f}" width="{2 * r}" height="{2 * r}"'
-    elif shape == "triangle-up":
-        tag = "path"
-        where = (
-            f'd="M{x:.1f} {y - r - 0.8:.1f}L{x + r + 0.6:.1f} {y + r:.1f}'
-            f'L{x - r - 0.6:.1f} {y + r:.1f}Z"'
-        )
-    else:
-        tag, where = "circle", f'cx="{x:.1f}" cy="{y:.1f}" r="{r}"'
-    return f"<{tag} {where} {paint}><title>{escape(tip)}</title></{tag}>"
+    """A point of ``shape`` (circle, square, triangle-up) with its own tooltip, hollow when not
+    ``filled``."""
+    paint = _paint(colour, filled)
+    return f'<path d="{outline(shape, x, y)}" {paint}><title>{escape(tip)}</title></path>'
 
 
 def _path(points: Sequence[tuple[float, float]]) -> str:
     return "M" + "L".join(f"{x:.1f} {y:.1f}" for x, y in points)
+
+
+def outline(shape: str, x: float, y: float) -> str:
+    """Path commands drawing one point of ``shape`` (circle, square, triangle-up) at x, y."""
+    r = MARK
+    if shape == "square":
+        return f"M{x - r:.1f} {y - r:.1f}h{2 * r}v{2 * r}h{-2 * r}Z"
+    if shape == "triangle-up":
+        top, side = y - r - 0.8, r + 0.6
+        return f"M{x:.1f} {top:.1f}L{x + side:.1f} {y + r:.1f}L{x - side:.1f} {y + r:.1f}Z"
+    return f"M{x - r:.1f} {y:.1f}a{r} {r} 0 1 0 {2 * r} 0a{r} {r} 0 1 0 {-2 * r} 0Z"
+
+
+def points_path(
+    shape: str, points: Sequence[tuple[float, float]], colour: str, filled: bool, kind: str
+) -> str:
+    """Every point of one series as one path (one element, not one per point: the page
+    draws a few elements far faster than hundreds); ``kind`` is its class."""
+    if not points:
+        return ""
+    d = "".join(outline(shape, x, y) for x, y in points)
+    return f'<path class="{kind}" d="{d}" {_paint(colour, filled)}/>'
 
 
 def activity_svg(
@@ -173,7 +188,8 @@ def activity_svg(
     The first and last bins hold part of a period only and would read as a ramp: their points
     are hollow and the line to them is dashed (a dashed line runs under every bin, a solid one
     between whole bins). Shapes tell the series apart without colour; a legend sits under the
-    axis; each point's tooltip gives the bin, the series and the count."""
+    axis. Pointing anywhere over a bin shows its time and every series' count (an invisible
+    band per bin carries the tooltip)."""
     n = len(buckets)
     top = max((v for values in series.values() for v in values), default=0)
     frame = _Frame(width, height, nice_ticks(top))
@@ -185,23 +201,47 @@ def activity_svg(
     for name, values in series.items():
         colour, shape = SERIES_COLOURS[name], SERIES_SHAPES[name]
         points = [(x, frame.y(v)) for x, v in zip(xs, values, strict=True)]
+        whole = [p for p, part in zip(points, partial, strict=True) if not part]
+        ends = [p for p, part in zip(points, partial, strict=True) if part]
         if n > 1:
             body.append(
-                f'<path d="{_path(points)}" fill="none" stroke="{colour}" stroke-width="1.5" '
-                'stroke-dasharray="4 3" opacity="0.6"/>'
+                f'<path class="ps-line-dashed" d="{_path(points)}" fill="none" '
+                f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="4 3" opacity="0.6"/>'
             )
-        whole = [p for p, part in zip(points, partial, strict=True) if not part]
         if len(whole) > 1:
             body.append(
-                f'<path d="{_path(whole)}" fill="none" stroke="{colour}" stroke-width="2"/>'
+                f'<path class="ps-line" d="{_path(whole)}" fill="none" stroke="{colour}" '
+                'stroke-width="2"/>'
             )
-        for (x, y), when, v, part in zip(points, buckets, values, partial, strict=True):
-            tip = f"{when:%Y-%m-%d %H:%M:%S} UTC · {name}: {v:,}" + (
-                " · partial bin" if part else ""
-            )
-            body.append(marker(shape, x, y, colour, not part, tip))
+        body.append(points_path(shape, whole, colour, True, "ps-points"))
+        body.append(points_path(shape, ends, colour, False, "ps-points-partial"))
     body.append(_legend(frame, list(series)))
+    body.extend(_bands(frame, xs, buckets, series, partial))
     return _svg(frame, "Payments and decisions per bin", "".join(body))
+
+
+def _bands(
+    frame: _Frame,
+    xs: Sequence[float],
+    buckets: Sequence[datetime],
+    series: Mapping[str, Sequence[int]],
+    partial: Sequence[bool],
+) -> list[str]:
+    """A transparent band over each bin, from halfway to the bin before to halfway to the one
+    after, whose tooltip gives the bin's start and every series' count."""
+    left, right = frame.x(0), frame.x(1)
+    edges = [left, *((a + b) / 2 for a, b in zip(xs[:-1], xs[1:], strict=True)), right]
+    top, bottom = frame.y(frame.ticks[-1]), frame.y(0)
+    out = []
+    for i, when in enumerate(buckets):
+        counts = " · ".join(f"{name} {values[i]:,}" for name, values in series.items())
+        tip = f"{when:%Y-%m-%d %H:%M:%S} UTC · {counts}" + (" · partial bin" if partial[i] else "")
+        out.append(
+            f'<rect class="ps-bin" x="{edges[i]:.1f}" y="{top:.1f}" '
+            f'width="{edges[i + 1] - edges[i]:.1f}" height="{bottom - top:.1f}" '
+            f'fill="transparent"><title>{escape(tip)}</title></rect>'
+        )
+    return out
 
 
 def _label_positions(n: int, most: int = 6) -> list[int]:
@@ -221,7 +261,7 @@ def _legend(
     y = frame.height - 10
     out, x = [], frame.left
     for name in names:
-        out.append(marker(shapes[name], x, y - 4, colours[name], True, name))
+        out.append(points_path(shapes[name], [(x, y - 4)], colours[name], True, "ps-legend"))
         out.append(
             f'<text x="{x + 8}" y="{y}" fill="currentColor" style="{FONT}">{escape(name)}</text>'
         )

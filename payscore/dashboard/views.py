@@ -189,7 +189,7 @@ def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
             )
             st.caption(
                 f"Times in UTC; the bin ({bin_name(seconds)}) is chosen from the span of the "
-                f"decisions in the range.{partial} Point at a mark for its figures."
+                f"decisions in the range.{partial} Point at a bin for its figures."
             )
     with right:
         st.subheader("Score distribution")

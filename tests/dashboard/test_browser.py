@@ -64,6 +64,14 @@ el => Array.from(el.querySelectorAll("svg path, svg line, svg circle, svg rect")
     .filter(c => c && c.startsWith("#"))
     .map(c => c.toUpperCase())
 """
+# The tooltip (an SVG <title>) of what the pointer would hit at x, y in the page.
+POINTED_TITLE = """
+([x, y]) => {
+    const hit = document.elementFromPoint(x, y);
+    const title = hit && hit.querySelector(":scope > title");
+    return title ? title.textContent : String(hit && hit.outerHTML).slice(0, 200);
+}
+"""
 # Of the elements under `root` that show `text` (as text or an input's value): how many, and
 # how many of them are narrower than their content, that is cut off.
 TEXT_CLIPPED = """
@@ -493,6 +501,14 @@ def test_demo_run_in_chromium(
             assert {"#F29900", "#D63031", "#4E79A7"}.isdisjoint(colours)
             dashes = chart.locator("svg path[stroke-dasharray]")
             assert dashes.count() >= 1
+            # Pointing at a bin reaches its band, whose tooltip gives every series' count.
+            band = chart.locator(".ps-bin").nth(2).bounding_box()
+            assert band is not None
+            hovered = page.evaluate(POINTED_TITLE, [band["x"] + band["width"] / 2, band["y"] + 5])
+            assert re.fullmatch(
+                r"\d{4}-\d\d-\d\d 22:16:02 UTC · payments [\d,]+ · review [\d,]+ · declined [\d,]+",
+                hovered,
+            ), hovered
             expect(page.get_by_text(re.compile("first and last bins hold part"))).to_be_visible()
             page.wait_for_timeout(1500)  # let the charts finish drawing
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)

@@ -59,28 +59,37 @@ def _tag(el: ET.Element) -> str:
     return el.tag.rsplit("}", 1)[-1]
 
 
+def _of(svg: ET.Element, kind: str) -> list[ET.Element]:
+    return [el for el in svg.iter() if el.get("class") == kind]
+
+
 def test_activity_marks_the_partial_end_bins() -> None:
     markup = activity_figure(_activity(5), 1)
     assert "\n" not in markup  # one line: Markdown would end the HTML block at a blank one
     svg = _parsed(markup).find("svg")
     assert svg is not None
-    lines = [p for p in svg.iter() if _tag(p) == "path" and p.find("title") is None]
-    dashed = [p for p in lines if p.get("stroke-dasharray")]
-    solid = [p for p in lines if not p.get("stroke-dasharray")]
     # A dashed line under every bin and a solid one between whole bins, per series.
-    assert sorted(p.get("stroke") for p in dashed) == sorted(SERIES_COLOURS.values())
-    assert sorted(p.get("stroke") for p in solid) == sorted(SERIES_COLOURS.values())
+    dashed, solid = _of(svg, "ps-line-dashed"), _of(svg, "ps-line")
+    assert [p.get("stroke") for p in dashed] == list(SERIES_COLOURS.values())
+    assert [p.get("stroke") for p in solid] == list(SERIES_COLOURS.values())
+    assert all(p.get("stroke-dasharray") for p in dashed)
+    assert not any(p.get("stroke-dasharray") for p in solid)
     assert all(p.get("d").count("L") == 4 for p in dashed)  # 5 points
     assert all(p.get("d").count("L") == 2 for p in solid)  # the 3 whole bins
-    # One point per bin and series with its figures as a tooltip; the end bins hollow.
-    points = [el for el in svg.iter() if el.find("title") is not None]
-    tips = {el.find("title").text: el for el in points}
-    first = tips["2026-12-01 22:16:00 UTC · review: 1 · partial bin"]
-    assert first.get("fill") == "none" and first.get("stroke") == SERIES_COLOURS["review"]
-    middle = tips["2026-12-01 22:16:02 UTC · declined: 1"]
-    assert middle.get("fill") == SERIES_COLOURS["declined"] and _tag(middle) == "path"
-    assert _tag(tips["2026-12-01 22:16:02 UTC · review: 1"]) == "rect"  # square
-    assert _tag(tips["2026-12-01 22:16:02 UTC · payments: 3"]) == "circle"
+    # The points of a series in one path each: the whole bins filled, the two ends hollow.
+    whole, ends = _of(svg, "ps-points"), _of(svg, "ps-points-partial")
+    assert [p.get("fill") for p in whole] == list(SERIES_COLOURS.values())
+    assert {p.get("fill") for p in ends} == {"none"}
+    assert [p.get("stroke") for p in ends] == list(SERIES_COLOURS.values())
+    assert [p.get("d").count("M") for p in whole] == [3, 3, 3]  # circles are one move each
+    assert [p.get("d").count("M") for p in ends] == [2, 2, 2]
+    assert whole[1].get("d").count("v") == 3  # a square (one side down) per review point
+    # A band per bin carries its figures as a tooltip, the ends said to be partial.
+    tips = [b.find("title").text for b in _of(svg, "ps-bin")]
+    assert tips[0] == "2026-12-01 22:16:00 UTC · payments 3 · review 1 · declined 1 · partial bin"
+    assert tips[2] == "2026-12-01 22:16:02 UTC · payments 3 · review 1 · declined 1"
+    bands = [(float(b.get("x")), float(b.get("width"))) for b in _of(svg, "ps-bin")]
+    assert all(abs(x + w - nx) < 0.11 for (x, w), (nx, _) in zip(bands, bands[1:], strict=False))
     # The time axis in 24-hour UTC, as the bin asks.
     texts = [t.text for t in svg.iter() if _tag(t) == "text"]
     assert {"22:16:00", "22:16:04", "payments", "review", "declined"} <= set(texts), texts
@@ -89,8 +98,9 @@ def test_activity_marks_the_partial_end_bins() -> None:
 def test_a_single_bin_is_not_partial() -> None:
     svg = _parsed(activity_figure(_activity(1), 1)).find("svg")
     assert not [p for p in svg.iter() if p.get("stroke-dasharray")]
-    tips = [el.find("title").text for el in svg.iter() if el.find("title") is not None]
-    assert tips and not any("partial" in t for t in tips)
+    assert not _of(svg, "ps-points-partial") and len(_of(svg, "ps-points")) == 3
+    (band,) = _of(svg, "ps-bin")
+    assert "partial" not in band.find("title").text
 
 
 def test_time_labels_are_spread_and_counts_scale() -> None:
@@ -136,15 +146,21 @@ def test_a_customers_payments_in_the_status_palette_and_shapes() -> None:
     svg = _parsed(scatter_svg(times, [12.5, 300.0, 40.0], ["APPROVED", "DECLINED", "APPROVED"]))
     points = {el.find("title").text: el for el in svg.iter() if el.find("title") is not None}
     declined = points["2026-12-01 11:00:00 UTC · 300.00 · DECLINED"]
-    assert _tag(declined) == "path" and declined.get("fill") == STATUS_COLOURS["DECLINED"]
+    assert declined.get("fill") == STATUS_COLOURS["DECLINED"] and "L" in declined.get("d")
     approved = points["2026-12-01 10:00:00 UTC · 12.50 · APPROVED"]
-    assert _tag(approved) == "circle" and approved.get("fill") == STATUS_COLOURS["APPROVED"]
+    assert approved.get("fill") == STATUS_COLOURS["APPROVED"] and "a" in approved.get("d")
     # In time order from left to right, the larger amount higher (smaller y).
     later = points["2026-12-01 12:00:00 UTC · 40.00 · APPROVED"]
-    assert float(approved.get("cx")) < float(later.get("cx"))
-    assert float(later.get("cy")) < float(approved.get("cy"))
+    (x0, y0), (x1, y1) = (_start(p) for p in (approved, later))
+    assert x0 < x1 and y1 < y0
     # The legend names the statuses shown only, with the time axis in UTC.
     texts = [t.text for t in svg.iter() if _tag(t) == "text"]
     assert "APPROVED" in texts and "DECLINED" in texts and "REVIEW" not in texts
     assert "12-01 10:00" in texts and "12-01 12:00" in texts
-    assert _parsed(scatter_svg([], [], [])).find(".//circle") is None
+    assert _parsed(scatter_svg([], [], [])).find(".//title") is None
+
+
+def _start(path: ET.Element) -> tuple[float, float]:
+    """Where a point's outline starts (its left edge, at its centre's height)."""
+    x, y = path.get("d")[1:].split("a")[0].split()
+    return float(x), float(y)
