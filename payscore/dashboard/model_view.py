@@ -23,9 +23,20 @@ from payscore.core.protocol import LABEL_DELAY_DAYS
 from payscore.dashboard import drift_view, lookups
 from payscore.dashboard import model_queries as mq
 from payscore.dashboard.figures import TimeRange
-from payscore.dashboard.views import fmt_rate, table, time_chart
+from payscore.dashboard.views import fmt_rate, table
 
 ROLES = {"champion": "#0072B2", "challenger": "#E69F00"}  # the page's colour-blind-safe pair
+
+
+def time_chart(frame: pd.DataFrame, x: str, fmt: str, **encodings: Any) -> alt.Chart:
+    """An Altair chart over a naive-UTC time column, labelled in 24-hour UTC whatever the
+    browser's time zone (Streamlit's own charts label 22:16 as "10:16")."""
+    # Marked UTC: a naive time reaches the browser as its local time, and would shift.
+    frame = frame.assign(**{x: frame[x].dt.tz_localize("UTC")})
+    axis = alt.Axis(format=fmt, labelOverlap=True, title=None)
+    return alt.Chart(frame).encode(
+        x=alt.X(f"{x}:T", scale=alt.Scale(type="utc"), axis=axis), **encodings
+    )
 
 
 def render(conn: Connection, tr: TimeRange) -> None:

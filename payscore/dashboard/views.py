@@ -7,9 +7,7 @@ live in the core); this module only formats what the queries return.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Connection
@@ -158,17 +156,6 @@ def headline_figures(h: Headline, backlog: int) -> list[Figure]:
         Figure("Dead letters", fmt_count(h.dead_letters)),
         Figure("Review backlog", fmt_backlog(backlog), help="REVIEW decisions with no label"),
     ]
-
-
-def time_chart(frame: pd.DataFrame, x: str, fmt: str, **encodings: Any) -> alt.Chart:
-    """An Altair chart over a naive-UTC time column, labelled in 24-hour UTC whatever the
-    browser's time zone (Streamlit's own charts label 22:16 as "10:16")."""
-    # Marked UTC: a naive time reaches the browser as its local time, and would shift.
-    frame = frame.assign(**{x: frame[x].dt.tz_localize("UTC")})
-    axis = alt.Axis(format=fmt, labelOverlap=True, title=None)
-    return alt.Chart(frame).encode(
-        x=alt.X(f"{x}:T", scale=alt.Scale(type="utc"), axis=axis), **encodings
-    )
 
 
 def charts(conn: Connection, tr: TimeRange, decided: int) -> None:
