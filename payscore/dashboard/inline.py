@@ -4,7 +4,8 @@ Why not Streamlit's metrics and Vega-Lite charts: a first load waits for the bro
 and run each kind of element the page shows. On a 2-core machine one Vega-Lite chart added
 0.46-0.64 s and ten metrics 0.2-0.4 s to a 1 s page (docs/benchmarks.md), so the overview could
 not be drawn in 1.5 s. Here the same figures are a few kilobytes of markup the page inserts
-as it is; each chart point carries its values as a tooltip (an SVG ``<title>``).
+as it is; a chart's bin, bar or payment shows its figures as a tooltip (an SVG ``<title>``),
+and a figure with help says so by its dotted label.
 
 Every text is escaped; the markup is one line (the page passes it through Markdown, where a
 blank line or an indented one would end the HTML block).
@@ -56,9 +57,10 @@ def _figure(f: Figure) -> str:
         if f.note
         else ""
     )
+    hint = ";text-decoration:underline dotted;cursor:help" if f.help else ""
     return (
         f'<div class="ps-figure"{tip} style="min-width:0">'
-        f'<div class="ps-label" style="font-size:0.875rem">{escape(f.label)}</div>'
+        f'<div class="ps-label" style="font-size:0.875rem{hint}">{escape(f.label)}</div>'
         '<div class="ps-value" style="font-size:clamp(1.25rem,2.1vw,2.1rem);line-height:1.3;'
         f'white-space:nowrap">{escape(f.value)}</div>{note}</div>'
     )

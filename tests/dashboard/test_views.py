@@ -136,6 +136,8 @@ def test_headline_escapes_and_keeps_each_figure_whole() -> None:
     label, value = figures[1].findall("div")[:2]
     assert (label.text, value.text) == ("<b>", "1")  # shown as text, never as markup
     assert figures[1].get("title") == 'say "hi"'
+    assert "dotted" in label.get("style")  # a label with help says so
+    assert "dotted" not in figures[0].find("div[@class='ps-label']").get("style")
     assert figures[1].find("div[@class='ps-note']").text == "98.10%"
     assert "white-space:nowrap" in figures[0].find("div[@class='ps-value']").get("style")
     assert "repeat(5," in root.get("style")
